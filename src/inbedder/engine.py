@@ -1,0 +1,137 @@
+"""The engine: the one place that batches.
+
+It validates input, computes identical inputs once, sorts by length, runs the family one batch at a
+time under ``torch.inference_mode``, shows progress, restores input order and converts the output.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from .encoders.base import BatchResult, Encoder, Output, Pair
+from .errors import InputError, NonFiniteError
+from .inputs import to_pairs
+
+log = logging.getLogger("inbedder")
+
+PROGRESS_MIN_BATCHES = 8  # show a progress bar by default from this many batches on
+
+
+class Embedder(nn.Module):
+    """A loaded model. Use :func:`inbedder.load` to make one, then :meth:`encode`.
+
+    >>> model = load("minilm")                                        # doctest: +SKIP
+    >>> model.encode("A cat sat.", instruction="Represent the sentence:").shape   # doctest: +SKIP
+    (384,)
+    """
+
+    def __init__(self, encoder: Encoder, name: str = "", source: str = ""):
+        super().__init__()
+        self.encoder = encoder
+        self.name = name
+        self.source = source
+
+    @property
+    def family(self) -> str:
+        return self.encoder.family
+
+    @property
+    def dim(self) -> int:
+        """Length of the sentence vectors."""
+        return self.encoder.dim
+
+    @property
+    def device(self) -> torch.device:
+        return self.encoder.device
+
+    def extra_repr(self) -> str:
+        return f"name={self.name!r}, family={self.family!r}, dim={self.dim}"
+
+    def encode(self, texts: Any, instruction: str | list[str | None] | None = None, *, batch_size: int = 32,
+               normalize: bool = False, output: str = "sentence", convert_to_tensor: bool = False,
+               device: str | torch.device | None = None, show_progress_bar: bool | None = None,
+               return_generations: bool = False, **options: Any) -> Any:
+        """Embed texts under an instruction.
+
+        ``texts`` is a str (→ a 1-D vector), a list of str (→ an ``(n, d)`` float32 array) with one
+        ``instruction`` or one per row, or INSTRUCTOR pairs ``[[instruction, text], ...]``.
+        ``output="token"`` gives per-token text vectors (a list of ``(t_i, h)`` arrays);
+        ``output="all"`` gives ``(sentence vectors, text token vectors, instruction token vectors)``.
+        ``return_generations=True`` (answer families) gives ``(vectors, answers)``.
+        """
+        if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+            raise InputError(f"batch_size must be a positive int; got {batch_size!r}")
+        out = Output.parse(output)
+        pairs, single = to_pairs(texts, instruction)
+        self.encoder.check_options(options)
+        if device is not None:
+            self.to(device)
+        results = self._run(pairs, out, batch_size, show_progress_bar, options)
+        return self._assemble(results, len(pairs), out, single, normalize, convert_to_tensor, return_generations)
+
+    # -- internals ----------------------------------------------------------------------------------------
+    def _run(self, pairs: list[Pair], out: Output, batch_size: int, show: bool | None,
+             options: dict[str, Any]) -> tuple[list[Pair], list[int], list[BatchResult], list[tuple[int, int]]]:
+        unique: dict[Pair, int] = {}
+        index = [unique.setdefault(p, len(unique)) for p in pairs]
+        keys = list(unique)
+        order = sorted(range(len(keys)), key=lambda i: -(len(keys[i][1]) + len(keys[i][0] or "")))
+        n_batches = -(-len(keys) // batch_size)
+        show = n_batches >= PROGRESS_MIN_BATCHES if show is None else show
+        batches: list[BatchResult] = []
+        where: list[tuple[int, int]] = [(0, 0)] * len(keys)  # unique row -> (batch, row in batch)
+        truncated = 0
+        self.encoder.eval()
+        with torch.inference_mode(), tqdm(total=len(keys), disable=not show, desc="Embedding", unit="text") as bar:
+            for b, start in enumerate(range(0, len(keys), batch_size)):
+                rows = order[start:start + batch_size]
+                result = self.encoder.embed_batch([keys[i] for i in rows], out, **options)
+                for j, i in enumerate(rows):
+                    where[i] = (b, j)
+                batches.append(result)
+                truncated += result.truncated
+                bar.update(len(rows))
+        if truncated:
+            warnings.warn(f"{truncated} of {len(keys)} texts were longer than the model's maximum length and "
+                          "were truncated", stacklevel=4)
+        return keys, index, batches, where
+
+    def _assemble(self, results: Any, n: int, out: Output, single: bool, normalize: bool, as_tensor: bool,
+                  return_generations: bool) -> Any:
+        keys, index, batches, where = results
+        if return_generations and not any(b.answers is not None for b in batches) and batches:
+            raise InputError(f"return_generations=True needs an answer family; this model is {self.family!r}")
+        pick = [where[i] for i in index]
+        if batches:
+            vectors = torch.stack([batches[b].vectors[j] for b, j in pick]).float()
+        else:
+            vectors = torch.zeros((0, self.dim))
+        if normalize:
+            vectors = torch.nn.functional.normalize(vectors, p=2, dim=1)
+        bad = (~torch.isfinite(vectors)).any(dim=1).nonzero().flatten().tolist()
+        if bad:
+            raise NonFiniteError(f"non-finite values in the vectors of rows {bad[:10]}; "
+                                 "this happens with float16 overflow: try dtype='float32' or 'bfloat16'")
+        convert = (lambda t: t.detach().cpu()) if as_tensor else (lambda t: t.detach().cpu().numpy())
+        sentence = convert(vectors)
+        value: Any = sentence
+        if out is not Output.SENTENCE:
+            tokens = [convert(batches[b].tokens[j].float()) for b, j in pick]  # type: ignore[index]
+            if out is Output.TOKEN:
+                value = tokens
+            else:
+                instr = [convert(batches[b].instruction_tokens[j].float()) for b, j in pick]  # type: ignore[index]
+                value = (sentence, tokens, instr)
+        if single:
+            value = tuple(v[0] for v in value) if isinstance(value, tuple) else value[0]
+        if return_generations:
+            answers = [batches[b].answers[j] for b, j in pick]  # type: ignore[index]
+            return value, (answers[0] if single else answers)
+        return value

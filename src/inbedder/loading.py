@@ -1,0 +1,112 @@
+"""Look at a model's files, pick its family, build the engine.
+
+>>> model = load("minilm")            # doctest: +SKIP
+>>> model.family                      # doctest: +SKIP
+'instructor'
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .engine import Embedder
+from .errors import InputError, ModelLoadError, did_you_mean
+from .registry import Location, resolve
+
+
+class Family(str, Enum):
+    INSTRUCTOR = "instructor"
+    CAUSAL = "causal"
+    MASKED = "masked"
+    SEQ2SEQ = "seq2seq"
+
+
+class DType(str, Enum):
+    FLOAT32 = "float32"
+    BFLOAT16 = "bfloat16"
+    FLOAT16 = "float16"
+
+    @property
+    def torch(self) -> torch.dtype:
+        return getattr(torch, self.value)
+
+
+def _choice(enum: type[Enum], value: Any, what: str) -> Any:
+    if isinstance(value, torch.dtype):
+        value = str(value).removeprefix("torch.")
+    try:
+        return enum(value)
+    except ValueError:
+        valid = [m.value for m in enum]  # type: ignore[attr-defined]
+        raise InputError(f"{what}={value!r} is not valid; choose one of {valid}.{did_you_mean(str(value), valid)}") \
+            from None
+
+
+def detect_family(location: Location) -> Family:
+    """The family a model's files call for. Lists the layouts tried when none fits."""
+    path = location.path
+    if path.is_file() and path.suffix == ".gguf":
+        return Family.CAUSAL
+    if (path / "modules.json").exists():
+        return Family.INSTRUCTOR
+    if (path / "config.json").exists():
+        try:
+            config = json.loads((path / "config.json").read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as exc:
+            raise ModelLoadError(f"cannot read {path / 'config.json'}: {exc}") from exc
+        archs = [str(a) for a in config.get("architectures") or []]
+        if any(a.endswith("ForMaskedLM") for a in archs):
+            return Family.MASKED
+        if any(a.endswith(("ForCausalLM", "LMHeadModel")) for a in archs):
+            return Family.CAUSAL
+        if config.get("is_encoder_decoder") and any(a.endswith("ForConditionalGeneration") for a in archs):
+            return Family.SEQ2SEQ
+        return Family.INSTRUCTOR
+    raise ModelLoadError(
+        f"no model layout recognised in {path}. Tried: sentence-transformers (modules.json), "
+        "transformers (config.json), GGUF (*.gguf file)"
+    )
+
+
+def load(name_or_path: str | os.PathLike[str], *, family: str | None = None, device: str | torch.device | None = None,
+         dtype: str | torch.dtype = "float32", trust_remote_code: bool = False, **options: Any) -> Embedder:
+    """Load a model by alias, local directory, ``.gguf`` file or hub id.
+
+    The family is detected from the files; ``family=`` overrides. ``device=None`` picks CUDA when present.
+    """
+    dt = _choice(DType, dtype, "dtype")
+    location = resolve(name_or_path)
+    fam = _choice(Family, family, "family") if family is not None else detect_family(location)
+    encoder = _build(fam, location.path, dt.torch, trust_remote_code, options)
+    model = Embedder(encoder, name=str(name_or_path), source=str(location.path))
+    model.to(torch.device(device) if device is not None else _default_device())
+    return model
+
+
+def _default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def _build(family: Family, path: Path, dtype: torch.dtype, trust_remote_code: bool, options: dict[str, Any]) -> Any:
+    if family is Family.INSTRUCTOR:
+        from .encoders.instructor import InstructorEncoder
+
+        allowed = {"max_length"}
+        unknown = set(options) - allowed
+        if unknown:
+            name = sorted(unknown)[0]
+            raise InputError(f"option {name!r} is not used by the instructor family (options: {sorted(allowed)})."
+                             f"{did_you_mean(name, allowed)}")
+        if path.is_file():
+            raise ModelLoadError(f"{path} is a single file; the instructor family needs a model directory")
+        return InstructorEncoder.from_pretrained(path, dtype=dtype, trust_remote_code=trust_remote_code, **options)
+    raise ModelLoadError(
+        f"the {family.value} family is not available in this version of inbedder (model at {path}); "
+        "available: instructor"
+    )

