@@ -1,0 +1,41 @@
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from tiny_models import build_plain_bert, build_tiny_bert, build_tiny_t5  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def tiny_t5_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_tiny_t5(tmp_path_factory.mktemp("tiny_t5"))
+
+
+@pytest.fixture(scope="session")
+def tiny_bert_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_tiny_bert(tmp_path_factory.mktemp("tiny_bert"))
+
+
+@pytest.fixture(scope="session")
+def plain_bert_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_plain_bert(tmp_path_factory.mktemp("plain_bert"))
+
+
+@pytest.fixture(scope="session")
+def tiny_t5(tiny_t5_dir: Path):
+    from inbedder import load
+
+    return load(tiny_t5_dir, device="cpu")
+
+
+@pytest.fixture(scope="session")
+def tiny_bert(tiny_bert_dir: Path):
+    from inbedder import load
+
+    return load(tiny_bert_dir, device="cpu")
