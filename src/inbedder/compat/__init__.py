@@ -1,0 +1,11 @@
+"""Drop-in classes with the exact signatures of the projects inbedder replaces.
+
+Code written for them runs after changing only its import line, e.g.
+``from inbedder.compat import INSTRUCTOR`` instead of ``from InstructorEmbedding import INSTRUCTOR``.
+"""
+
+from __future__ import annotations
+
+from .instructor import INSTRUCTOR, InstructorModel
+
+__all__ = ["INSTRUCTOR", "InstructorModel"]
