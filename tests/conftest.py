@@ -39,3 +39,14 @@ def tiny_bert(tiny_bert_dir: Path):
     from inbedder import load
 
     return load(tiny_bert_dir, device="cpu")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _one_thread_for_tiny_models():
+    """Tiny models run fastest on one thread (no synchronisation cost), and steadier on a busy machine."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(int(os.environ.get("INBEDDER_TEST_THREADS", "1")))
+    yield
+    torch.set_num_threads(threads)

@@ -55,7 +55,7 @@ def test_instructor_lite_triple(tiny_t5_dir) -> None:
     assert full.shape == (2, 24)
     torch.testing.assert_close(full.norm(dim=1), torch.ones(2))
     tok = model.model.encoder.tokenizer
-    for (i, t), text_tokens, instr_tokens in zip(pairs, tokens, instr):
+    for (i, t), text_tokens, instr_tokens in zip(pairs, tokens, instr, strict=False):
         assert instr_tokens.shape[0] == len(tok(i)["input_ids"]) - 1
         assert text_tokens.shape[0] + instr_tokens.shape[0] == len(tok(i + t)["input_ids"])
         torch.testing.assert_close(text_tokens.norm(dim=1), torch.ones(text_tokens.shape[0]))

@@ -23,9 +23,9 @@ def test_single_string_gives_a_vector_and_a_list_gives_a_matrix(tiny_t5) -> None
 
 def test_pairs_equal_per_row_instructions_and_a_shared_instruction(tiny_bert) -> None:
     instructions = [INSTR, "What is the animal?", INSTR, "a", "", INSTR]
-    by_pairs = tiny_bert.encode([[i, t] for i, t in zip(instructions, TEXTS)])
+    by_pairs = tiny_bert.encode([[i, t] for i, t in zip(instructions, TEXTS, strict=False)])
     by_list = tiny_bert.encode(TEXTS, instruction=instructions)
-    by_dicts = tiny_bert.encode([{"instruction": i, "text": t} for i, t in zip(instructions, TEXTS)])
+    by_dicts = tiny_bert.encode([{"instruction": i, "text": t} for i, t in zip(instructions, TEXTS, strict=False)])
     np.testing.assert_allclose(by_pairs, by_list, atol=1e-6)
     np.testing.assert_allclose(by_pairs, by_dicts, atol=1e-6)
     shared = tiny_bert.encode(TEXTS, instruction=INSTR)
@@ -73,7 +73,7 @@ def test_token_and_all_outputs(tiny_t5) -> None:
     assert sentence.shape == (2, tiny_t5.dim)
     assert all(t.shape[0] == n_instr for t in instr)
     tok = tiny_t5.encoder.tokenizer
-    for text, t in zip(["I love cat!", "x"], tokens):
+    for text, t in zip(["I love cat!", "x"], tokens, strict=False):
         assert t.shape[0] == len(tok(INSTR + text)["input_ids"]) - n_instr
     only_tokens = tiny_t5.encode(["I love cat!", "x"], instruction=INSTR, output="token")
     np.testing.assert_allclose(only_tokens[0], tokens[0], atol=1e-6)

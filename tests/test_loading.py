@@ -143,3 +143,14 @@ def test_minilm_alias_loads_offline_and_matches_sentence_transformers() -> None:
     np.testing.assert_allclose(model.encode(texts), reference, atol=1e-5)
     v = model.encode("3D ActionSLAM: wearable person tracking", instruction="Represent the Science title:")
     assert v.shape == (384,) and abs(np.linalg.norm(v) - 1) < 1e-5
+
+
+@pytest.mark.parametrize(("device", "match"), [("gpu", "not a device torch knows"), ("cuda:0", "CUDA is not available")])
+def test_bad_device_is_an_input_error(tiny_bert_dir: Path, device: str, match: str) -> None:
+    import torch
+
+    if device.startswith("cuda") and torch.cuda.is_available():
+        device = "mps"
+        match = "MPS is not available"
+    with pytest.raises(InputError, match=match):
+        load(tiny_bert_dir, device=device)

@@ -37,11 +37,12 @@ INSTRUCTIONS = [
     "Represent the sentence:",
 ]
 SAME = [["Represent the Science title:", t] for t in TEXTS]
-PER_ROW = [[i, t] for i, t in zip(INSTRUCTIONS, TEXTS)]
+PER_ROW = [[i, t] for i, t in zip(INSTRUCTIONS, TEXTS, strict=False)]
 # More rows than the largest batch size, with repeats, so batches of 32 really hold several lengths.
 MANY = (PER_ROW * 4)[:35]
 JOBS = [{"sentences": s, "batch_size": b} for s in (SAME, PER_ROW, MANY) for b in (1, 7, 32)]
-JOBS += [{"sentences": TEXTS, "batch_size": 4}, {"sentences": PER_ROW, "batch_size": 3, "output_value": "token_embeddings"}]
+JOBS += [{"sentences": TEXTS, "batch_size": 4},
+         {"sentences": PER_ROW, "batch_size": 3, "output_value": "token_embeddings"}]
 
 
 def check_parity(model_dir: Path, tmp_path: Path) -> None:

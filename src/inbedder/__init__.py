@@ -4,14 +4,33 @@
 >>> model = load("minilm")                                                       # doctest: +SKIP
 >>> model.encode("A cat sat on the mat.", instruction="Represent the sentence:").shape   # doctest: +SKIP
 (384,)
+
+``load`` and ``Embedder`` are imported on first use, so ``import inbedder`` (and the CLI's start) stays
+fast: torch is loaded only when a model is.
 """
 
 from __future__ import annotations
 
-from .engine import Embedder
+from typing import TYPE_CHECKING, Any
+
 from .errors import InbedderError
-from .loading import load
 from .prompts import instruction_template
+
+if TYPE_CHECKING:
+    from .engine import Embedder
+    from .loading import load
 
 __version__ = "0.1.0"
 __all__ = ["Embedder", "InbedderError", "__version__", "instruction_template", "load"]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "load":
+        from .loading import load
+
+        return load
+    if name == "Embedder":
+        from .engine import Embedder
+
+        return Embedder
+    raise AttributeError(f"module 'inbedder' has no attribute {name!r}")

@@ -10,7 +10,6 @@ import logging
 import warnings
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 from tqdm.auto import tqdm

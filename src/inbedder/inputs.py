@@ -25,7 +25,9 @@ def to_pairs(texts: Any, instruction: Any) -> tuple[list[Pair], bool]:
     single = isinstance(texts, str)
     if single:
         if instruction is not None and not isinstance(instruction, str):
-            raise InputTypeError(f"a single text takes one instruction string; got instruction={_describe(instruction)}")
+            raise InputTypeError(
+                f"a single text takes one instruction string; got instruction={_describe(instruction)}"
+            )
         rows: Sequence[Any] = [texts]
     elif texts is None or isinstance(texts, (bytes, dict)) or not hasattr(texts, "__iter__"):
         raise InputTypeError(

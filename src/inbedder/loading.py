@@ -7,48 +7,22 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import inspect
 import json
 import os
-from enum import Enum
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from .choices import DType, Family, parse_choice
 from .encoders import FAMILIES
 from .engine import Embedder
 from .errors import InputError, ModelLoadError, did_you_mean
 from .registry import Location, resolve
-
-
-class Family(str, Enum):
-    INSTRUCTOR = "instructor"
-    CAUSAL = "causal"
-    MASKED = "masked"
-    SEQ2SEQ = "seq2seq"
-
-
-class DType(str, Enum):
-    FLOAT32 = "float32"
-    BFLOAT16 = "bfloat16"
-    FLOAT16 = "float16"
-
-    @property
-    def torch(self) -> torch.dtype:
-        return getattr(torch, self.value)
-
-
-def _choice(enum: type[Enum], value: Any, what: str) -> Any:
-    if isinstance(value, torch.dtype):
-        value = str(value).removeprefix("torch.")
-    try:
-        return enum(value)
-    except ValueError:
-        valid = [m.value for m in enum]  # type: ignore[attr-defined]
-        raise InputError(f"{what}={value!r} is not valid; choose one of {valid}.{did_you_mean(str(value), valid)}") \
-            from None
 
 
 def detect_family(location: Location) -> Family:
@@ -83,13 +57,46 @@ def load(name_or_path: str | os.PathLike[str], *, family: str | None = None, dev
 
     The family is detected from the files; ``family=`` overrides. ``device=None`` picks CUDA when present.
     """
-    dt = _choice(DType, dtype, "dtype")
+    dt = parse_choice(DType, dtype, "dtype")
+    dev = parse_device(device)
     location = resolve(name_or_path)
-    fam = _choice(Family, family, "family") if family is not None else detect_family(location)
-    encoder = _build(fam, location.path, dt.torch, trust_remote_code, options)
+    fam = parse_choice(Family, family, "family") if family is not None else detect_family(location)
+    with quiet_transformers():
+        encoder = _build(fam, location.path, dt.torch, trust_remote_code, options)
     model = Embedder(encoder, name=str(name_or_path), source=str(location.path))
-    model.to(torch.device(device) if device is not None else _default_device())
+    model.to(dev)
     return model
+
+
+@contextlib.contextmanager
+def quiet_transformers() -> Iterator[None]:
+    """Silence transformers' logging and its "Loading weights" bars for the duration; restore them after."""
+    from transformers.utils import logging as hf_logging
+
+    verbosity, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        if bars:
+            hf_logging.enable_progress_bar()
+
+
+def parse_device(device: str | torch.device | None) -> torch.device:
+    """``None`` → CUDA when present, else CPU; otherwise a device that exists here, or an :class:`InputError`."""
+    if device is None:
+        return _default_device()
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise InputError(f"device={device!r} is not a device torch knows (e.g. cpu, cuda, cuda:1, mps)") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise InputError(f"device={device!r}: CUDA is not available on this machine; use 'cpu'")
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise InputError(f"device={device!r}: MPS is not available on this machine; use 'cpu'")
+    return dev
 
 
 def _default_device() -> torch.device:

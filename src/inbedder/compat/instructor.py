@@ -17,26 +17,22 @@ from typing import Any
 
 import torch
 
-from ..encoders.instructor import InstructorEncoder
 from ..engine import Embedder
 from ..errors import InputError
-from ..loading import Family, _default_device, detect_family
-from ..registry import resolve
+from ..loading import load
 
 # InstructorEmbedding 1.0.1 truncates at 512 tokens whatever the checkpoint says.
 REFERENCE_MAX_LENGTH = 512
 
 
 def _instructor_embedder(name: str | os.PathLike[str], device: Any) -> Embedder:
-    location = resolve(name)
-    family = detect_family(location)
-    if family is not Family.INSTRUCTOR:
-        raise InputError(f"{name!r} is a {family.value} model; INSTRUCTOR needs an encoder checkpoint")
-    encoder = InstructorEncoder.from_pretrained(location.path)
+    model = load(name, device=device)
+    if model.family != "instructor":
+        raise InputError(f"{name!r} is a {model.family} model; INSTRUCTOR needs an encoder checkpoint")
+    encoder = model.encoder
     position_limit = getattr(encoder.transformer.config, "max_position_embeddings", None)
     encoder.max_length = min(REFERENCE_MAX_LENGTH, position_limit or REFERENCE_MAX_LENGTH)
-    model = Embedder(encoder, name=str(name), source=str(location.path))
-    return model.to(torch.device(device) if device is not None else _default_device())
+    return model
 
 
 class INSTRUCTOR(Embedder):
@@ -66,10 +62,10 @@ class INSTRUCTOR(Embedder):
             single = isinstance(sentences, str)
             if single:
                 vectors, text_tokens, instr_tokens = [vectors], [text_tokens], [instr_tokens]
-            tokens = [torch.cat([a, b]) for a, b in zip(instr_tokens, text_tokens)]
+            tokens = [torch.cat([a, b]) for a, b in zip(instr_tokens, text_tokens, strict=False)]
             if output_value == "token_embeddings":
                 return tokens[0] if single else tokens
-            rows = [{"sentence_embedding": v, "token_embeddings": t} for v, t in zip(vectors, tokens)]
+            rows = [{"sentence_embedding": v, "token_embeddings": t} for v, t in zip(vectors, tokens, strict=False)]
             return rows[0] if single else rows
         raise InputError(f"output_value={output_value!r} is not valid; use 'sentence_embedding', "
                          "'token_embeddings' or None")

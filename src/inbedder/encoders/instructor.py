@@ -106,7 +106,7 @@ class InstructorEncoder(Encoder):
         long = [i for i, row in enumerate(ids) if len(row) > self.max_length]
         if long:
             cut = self.tokenizer([texts[i] for i in long], truncation=True, max_length=self.max_length)["input_ids"]
-            for i, row in zip(long, cut):
+            for i, row in zip(long, cut, strict=False):
                 ids[i] = row
         batch = self.tokenizer.pad({"input_ids": ids}, padding=True, return_tensors="pt")
         ctx = torch.tensor([0 if p[0] is None else self.instruction_length(p[0]) for p in pairs], dtype=torch.long)
@@ -229,7 +229,8 @@ def _load_dense(where: Path) -> Dense:
     activation = str(config.get("activation_function", "torch.nn.modules.linear.Identity"))
     if not activation.startswith("torch.nn."):
         raise ModelLoadError(f"{where}/config.json: activation {activation!r} is not a torch.nn module")
-    layer = Dense(config["in_features"], config["out_features"], config.get("bias", True), activation.rsplit(".", 1)[-1])
+    name = activation.rsplit(".", 1)[-1]
+    layer = Dense(config["in_features"], config["out_features"], config.get("bias", True), name)
     layer.load_state_dict(load_weights(where))
     return layer
 

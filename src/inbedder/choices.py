@@ -1,0 +1,39 @@
+"""Choices as ``str`` Enums, so plain strings work: model families and dtypes. Imports nothing heavy."""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import Any
+
+from .errors import InputError, did_you_mean
+
+
+class Family(str, Enum):
+    INSTRUCTOR = "instructor"
+    CAUSAL = "causal"
+    MASKED = "masked"
+    SEQ2SEQ = "seq2seq"
+
+
+class DType(str, Enum):
+    FLOAT32 = "float32"
+    BFLOAT16 = "bfloat16"
+    FLOAT16 = "float16"
+
+    @property
+    def torch(self) -> Any:
+        """The ``torch.dtype`` (torch is imported here, not when this module is)."""
+        import torch
+
+        return getattr(torch, self.value)
+
+
+def parse_choice(enum: type[Enum], value: Any, what: str) -> Any:
+    if type(value).__name__ == "dtype":  # a torch.dtype
+        value = str(value).removeprefix("torch.")
+    try:
+        return enum(value)
+    except ValueError:
+        valid = [m.value for m in enum]  # type: ignore[attr-defined]
+        raise InputError(f"{what}={value!r} is not valid; choose one of {valid}.{did_you_mean(str(value), valid)}") \
+            from None

@@ -1,0 +1,149 @@
+"""The ``inbedder`` command line: a thin shell over :func:`inbedder.load`, ``encode`` and :mod:`inbedder.io`.
+
+Examples::
+
+    inbedder embed -m minilm --instruction "Represent the sentence:" "A cat sat." "A dog ran."
+    inbedder embed -m minilm -i docs.jsonl -o vectors.parquet
+    cat lines.txt | inbedder embed -m minilm > vectors.jsonl
+    inbedder models
+
+User errors exit with status 1 and one line on stderr.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+
+import click
+
+from . import __version__
+from .choices import DType
+from .errors import InbedderError
+from .io import OUTPUT_FORMATS, Record, output_format, read_records, read_stream, write_embeddings
+from .registry import ALIASES
+
+
+@contextlib.contextmanager
+def user_errors() -> Iterator[None]:
+    """Turn library and file errors into :class:`click.ClickException`: one line on stderr, exit status 1."""
+    try:
+        yield
+    except BrokenPipeError:
+        raise  # click handles a closed pipe (``| head``) quietly
+    except InbedderError as exc:
+        raise click.ClickException(_one_line(str(exc))) from None
+    except OSError as exc:
+        message = f"{exc.filename}: {exc.strerror}" if exc.filename and exc.strerror else str(exc)
+        raise click.ClickException(_one_line(message)) from None
+
+
+def _one_line(message: str) -> str:
+    return " ".join(message.split()) or "unknown error"
+
+
+@contextlib.contextmanager
+def warnings_as_lines() -> Iterator[None]:
+    """Show user warnings (such as truncated texts) as one ``Warning: ...`` line each on stderr."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("default")
+        yield
+    for warning in caught:
+        if issubclass(warning.category, UserWarning):
+            click.echo(f"Warning: {_one_line(str(warning.message))}", err=True)
+
+
+def gather_input(texts: tuple[str, ...], input_path: str | None, text_column: str,
+                 instruction_column: str | None) -> list[Record]:
+    """Texts from the arguments, from ``-i FILE`` (``-`` for stdin) or, when neither is given, from stdin."""
+    if texts and input_path is not None:
+        raise click.ClickException("give texts as arguments or with -i/--input, not both")
+    if texts:
+        return [Record(text) for text in texts]
+    if input_path is not None and input_path != "-":
+        return read_records(input_path, text_column=text_column, instruction_column=instruction_column)
+    if sys.stdin.isatty():
+        click.echo("Reading texts from stdin, one per line (end with Ctrl-D)...", err=True)
+    return read_stream(sys.stdin.buffer, source="stdin")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="inbedder")
+def main() -> None:
+    """Instruction-following text embeddings."""
+
+
+@main.command()
+@click.argument("texts", nargs=-1)
+@click.option("-m", "--model", envvar="INBEDDER_MODEL", show_envvar=True,
+              help="Model alias (see `inbedder models`), local directory, .gguf file or hub id.")
+@click.option("--instruction", help="Instruction for every text; rows of a .jsonl/.csv file may carry their own.")
+@click.option("-i", "--input", "input_path", metavar="FILE",
+              help="Read texts from FILE: .txt (one per line), .jsonl (a 'text' field, optional 'instruction' "
+                   "and 'id') or .csv (with a header); '-' for stdin. Default: the arguments, else stdin.")
+@click.option("--text-column", default="text", show_default=True, help="Text field of .jsonl/.csv input.")
+@click.option("--instruction-column", help="Instruction field of .jsonl/.csv input [default: instruction, if any].")
+@click.option("-o", "--output", metavar="FILE",
+              help="Write to FILE; the format comes from its extension (.npy, .jsonl, .json, .parquet). "
+                   "Default: jsonl on stdout.")
+@click.option("--format", "fmt", metavar="|".join(OUTPUT_FORMATS),
+              help="Output format, whatever the extension of -o.")
+@click.option("--batch-size", type=int, default=32, show_default=True, envvar="INBEDDER_BATCH_SIZE",
+              show_envvar=True, help="Texts per forward pass.")
+@click.option("--normalize/--no-normalize", default=False, show_default=True, envvar="INBEDDER_NORMALIZE",
+              show_envvar=True, help="Scale each vector to unit length.")
+@click.option("--device", envvar="INBEDDER_DEVICE", show_envvar=True,
+              help="cpu, cuda, cuda:1, mps, ... [default: cuda when available, else cpu]")
+@click.option("--dtype", default="float32", show_default=True, envvar="INBEDDER_DTYPE", show_envvar=True,
+              metavar="|".join(d.value for d in DType), help="Weight precision.")
+@click.option("--progress/--no-progress", default=None,
+              help="Progress bar on stderr [default: shown from 8 batches on].")
+def embed(texts: tuple[str, ...], model: str | None, instruction: str | None, input_path: str | None,
+          text_column: str, instruction_column: str | None, output: str | None, fmt: str | None, batch_size: int,
+          normalize: bool, device: str | None, dtype: str, progress: bool | None) -> None:
+    """Embed texts and write one vector per text.
+
+    Texts come from the TEXTS arguments, else from -i FILE, else from stdin (one per line).
+
+    \b
+    inbedder embed -m minilm --instruction "Represent the title:" "Deep learning" "Cats"
+    inbedder embed -m minilm -i docs.csv --text-column body -o vectors.npy
+    """
+    from .loading import load, parse_device, quiet_transformers
+
+    with user_errors():
+        if not model:
+            raise click.ClickException("no model given: pass -m/--model NAME or set INBEDDER_MODEL "
+                                       f"(aliases: {', '.join(sorted(ALIASES))})")
+        fmt = output_format(output, fmt)
+        if output not in (None, "-") and not Path(output).parent.is_dir():
+            raise click.ClickException(f"cannot write {output!r}: the folder {str(Path(output).parent)!r} "
+                                       "does not exist")
+        parse_device(device)
+        records = gather_input(texts, input_path, text_column, instruction_column)
+        instructions = [instruction if r.instruction is None else r.instruction for r in records]
+        per_row = any(r.instruction is not None for r in records)
+        with warnings_as_lines(), quiet_transformers():
+            embedder = load(model, device=device, dtype=dtype)
+            vectors = embedder.encode([r.text for r in records], instruction=instructions if per_row else instruction,
+                                      batch_size=batch_size, normalize=normalize, show_progress_bar=progress)
+        target = sys.stdout.buffer if output in (None, "-") else output
+        write_embeddings(records, vectors, instructions, fmt, target)
+
+
+@main.command("models")
+def models() -> None:
+    """List the model aliases. A local model directory, a .gguf file or a hub id works as well."""
+    width = max(map(len, ALIASES))
+    first: dict[int, str] = {}
+    for name, alias in ALIASES.items():
+        original = first.setdefault(id(alias), name)
+        description = alias.description if original == name else f"same as {original}"
+        click.echo(f"{name:<{width}}  {description}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
