@@ -145,7 +145,9 @@ def test_minilm_alias_loads_offline_and_matches_sentence_transformers() -> None:
     assert v.shape == (384,) and abs(np.linalg.norm(v) - 1) < 1e-5
 
 
-@pytest.mark.parametrize(("device", "match"), [("gpu", "not a device torch knows"), ("cuda:0", "CUDA is not available")])
+@pytest.mark.parametrize(
+    ("device", "match"), [("gpu", "not a device torch knows"), ("cuda:0", "CUDA is not available")]
+)
 def test_bad_device_is_an_input_error(tiny_bert_dir: Path, device: str, match: str) -> None:
     import torch
 
