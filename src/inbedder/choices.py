@@ -37,3 +37,20 @@ def parse_choice(enum: type[Enum], value: Any, what: str) -> Any:
         valid = [m.value for m in enum]  # type: ignore[attr-defined]
         raise InputError(f"{what}={value!r} is not valid; choose one of {valid}.{did_you_mean(str(value), valid)}") \
             from None
+
+
+def parse_device(device: Any) -> Any:
+    """``None`` → CUDA when present, else CPU; otherwise a device that exists here, or an :class:`InputError`."""
+    import torch
+
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise InputError(f"device={device!r} is not a device torch knows (e.g. cpu, cuda, cuda:1, mps)") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise InputError(f"device={device!r}: CUDA is not available on this machine; use 'cpu'")
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise InputError(f"device={device!r}: MPS is not available on this machine; use 'cpu'")
+    return dev

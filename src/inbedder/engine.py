@@ -7,15 +7,20 @@ time under ``torch.inference_mode``, shows progress, restores input order and co
 from __future__ import annotations
 
 import logging
+import os
 import warnings
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from .cache_dir import DirCache
+from .choices import parse_device
 from .encoders.base import BatchResult, Encoder, Output, Pair
 from .errors import InputError, NonFiniteError
+from .fingerprint import settings_digest, weights_fingerprint
 from .inputs import to_pairs
 
 log = logging.getLogger("inbedder")
@@ -56,7 +61,8 @@ class Embedder(nn.Module):
     def encode(self, texts: Any, instruction: str | list[str | None] | None = None, *, batch_size: int = 32,
                normalize: bool = False, output: str = "sentence", convert_to_tensor: bool = False,
                device: str | torch.device | None = None, show_progress_bar: bool | None = None,
-               return_generations: bool = False, **options: Any) -> Any:
+               return_generations: bool = False, cache_dir: str | os.PathLike[str] | None = None,
+               **options: Any) -> Any:
         """Embed texts under an instruction.
 
         ``texts`` is a str (→ a 1-D vector), a list of str (→ an ``(n, d)`` float32 array) with one
@@ -64,20 +70,40 @@ class Embedder(nn.Module):
         ``output="token"`` gives per-token text vectors (a list of ``(t_i, h)`` arrays);
         ``output="all"`` gives ``(sentence vectors, text token vectors, instruction token vectors)``.
         ``return_generations=True`` (answer families) gives ``(vectors, answers)``.
+        ``cache_dir`` keeps this call's vectors (and answers) in a directory and reuses them when the same
+        call is made again; a directory made by a different call is refused.
         """
         if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
             raise InputError(f"batch_size must be a positive int; got {batch_size!r}")
         out = Output.parse(output)
         pairs, single = to_pairs(texts, instruction)
         self.encoder.check_options(options)
+        if return_generations and not self.encoder.answers:
+            raise InputError(f"return_generations=True needs an answer family; this model is {self.family!r}")
         if device is not None:
-            self.to(device)
-        results = self._run(pairs, out, batch_size, show_progress_bar, options)
-        return self._assemble(results, len(pairs), out, single, normalize, convert_to_tensor, return_generations)
+            self.to(parse_device(device))
+        cache = None
+        if cache_dir is not None:
+            if out is not Output.SENTENCE:
+                raise InputError(f"cache_dir keeps sentence vectors only; got output={out.value!r}")
+            cache = self._dir_cache(cache_dir, pairs, options)
+            hit = cache.load()
+            if hit is not None:
+                return self._finish(Rows(*hit), out, single, normalize, convert_to_tensor, return_generations)
+        rows = self._run(pairs, out, batch_size, show_progress_bar, options)
+        if cache is not None:
+            cache.save(rows.vectors, rows.answers)
+        return self._finish(rows, out, single, normalize, convert_to_tensor, return_generations)
 
     # -- internals ----------------------------------------------------------------------------------------
+    def _dir_cache(self, cache_dir: str | os.PathLike[str], pairs: list[Pair], options: dict[str, Any]) -> DirCache:
+        about = {"model": self.name, "weights": weights_fingerprint(self.encoder),
+                 "settings": settings_digest(self.encoder.settings(), options), "inputs": settings_digest(pairs)}
+        return DirCache(cache_dir, settings_digest(about), about)
+
     def _run(self, pairs: list[Pair], out: Output, batch_size: int, show: bool | None,
-             options: dict[str, Any]) -> tuple[list[Pair], list[int], list[BatchResult], list[tuple[int, int]]]:
+             options: dict[str, Any]) -> Rows:
+        """Run the family over the unique pairs, longest first, and return rows in input order."""
         unique: dict[Pair, int] = {}
         index = [unique.setdefault(p, len(unique)) for p in pairs]
         keys = list(unique)
@@ -100,18 +126,22 @@ class Embedder(nn.Module):
         if truncated:
             warnings.warn(f"{truncated} of {len(keys)} texts were longer than the model's maximum length and "
                           "were truncated", stacklevel=4)
-        return keys, index, batches, where
-
-    def _assemble(self, results: Any, n: int, out: Output, single: bool, normalize: bool, as_tensor: bool,
-                  return_generations: bool) -> Any:
-        keys, index, batches, where = results
-        if return_generations and not any(b.answers is not None for b in batches) and batches:
-            raise InputError(f"return_generations=True needs an answer family; this model is {self.family!r}")
         pick = [where[i] for i in index]
-        if batches:
-            vectors = torch.stack([batches[b].vectors[j] for b, j in pick]).float()
-        else:
-            vectors = torch.zeros((0, self.dim))
+        if not batches:
+            return Rows(torch.zeros((0, self.dim)), [] if self.encoder.answers else None, [], [])
+        vectors = torch.stack([batches[b].vectors[j] for b, j in pick]).float()
+
+        def column(name: str) -> list[Any] | None:
+            if getattr(batches[0], name) is None:
+                return None
+            return [getattr(batches[b], name)[j] for b, j in pick]
+
+        return Rows(vectors, column("answers"), column("tokens"), column("instruction_tokens"))
+
+    def _finish(self, rows: Rows, out: Output, single: bool, normalize: bool, as_tensor: bool,
+                return_generations: bool) -> Any:
+        """Normalize, check, convert and shape the output."""
+        vectors = rows.vectors.float()
         if normalize:
             vectors = torch.nn.functional.normalize(vectors, p=2, dim=1)
         bad = (~torch.isfinite(vectors)).any(dim=1).nonzero().flatten().tolist()
@@ -119,18 +149,24 @@ class Embedder(nn.Module):
             raise NonFiniteError(f"non-finite values in the vectors of rows {bad[:10]}; "
                                  "this happens with float16 overflow: try dtype='float32' or 'bfloat16'")
         convert = (lambda t: t.detach().cpu()) if as_tensor else (lambda t: t.detach().cpu().numpy())
-        sentence = convert(vectors)
-        value: Any = sentence
+        value: Any = convert(vectors)
         if out is not Output.SENTENCE:
-            tokens = [convert(batches[b].tokens[j].float()) for b, j in pick]  # type: ignore[index]
-            if out is Output.TOKEN:
-                value = tokens
-            else:
-                instr = [convert(batches[b].instruction_tokens[j].float()) for b, j in pick]  # type: ignore[index]
-                value = (sentence, tokens, instr)
+            tokens = [convert(t.float()) for t in rows.tokens or []]
+            instr = [convert(t.float()) for t in rows.instruction_tokens or []]
+            value = tokens if out is Output.TOKEN else (value, tokens, instr)
         if single:
             value = tuple(v[0] for v in value) if isinstance(value, tuple) else value[0]
         if return_generations:
-            answers = [batches[b].answers[j] for b, j in pick]  # type: ignore[index]
+            answers = rows.answers or []
             return value, (answers[0] if single else answers)
         return value
+
+
+@dataclass
+class Rows:
+    """Per-row results in input order."""
+
+    vectors: torch.Tensor
+    answers: list[str] | None = None
+    tokens: list[torch.Tensor] | None = None
+    instruction_tokens: list[torch.Tensor] | None = None

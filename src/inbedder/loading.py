@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from .choices import DType, Family, parse_choice
+from .choices import DType, Family, parse_choice, parse_device
 from .encoders import FAMILIES
 from .engine import Embedder
 from .errors import InputError, ModelLoadError, did_you_mean
@@ -82,25 +82,6 @@ def quiet_transformers() -> Iterator[None]:
         hf_logging.set_verbosity(verbosity)
         if bars:
             hf_logging.enable_progress_bar()
-
-
-def parse_device(device: str | torch.device | None) -> torch.device:
-    """``None`` → CUDA when present, else CPU; otherwise a device that exists here, or an :class:`InputError`."""
-    if device is None:
-        return _default_device()
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError, ValueError):
-        raise InputError(f"device={device!r} is not a device torch knows (e.g. cpu, cuda, cuda:1, mps)") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise InputError(f"device={device!r}: CUDA is not available on this machine; use 'cpu'")
-    if dev.type == "mps" and not torch.backends.mps.is_available():
-        raise InputError(f"device={device!r}: MPS is not available on this machine; use 'cpu'")
-    return dev
-
-
-def _default_device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 def _build(family: Family, path: Path, dtype: torch.dtype, trust_remote_code: bool, options: dict[str, Any]) -> Any:

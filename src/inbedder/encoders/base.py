@@ -53,6 +53,7 @@ class Encoder(nn.Module):
     """Base class of the families. Subclasses set ``family`` and implement ``embed_batch``."""
 
     family: str = ""
+    answers: bool = False  # True for families that generate answers (``BatchResult.answers``)
     options: tuple[str, ...] = ()  # keyword options that ``embed_batch`` accepts
 
     @property
