@@ -29,7 +29,7 @@ def _instructor_embedder(name: str | os.PathLike[str], device: Any) -> Embedder:
     model = load(name, device=device)
     if model.family != "instructor":
         raise InputError(f"{name!r} is a {model.family} model; INSTRUCTOR needs an encoder checkpoint")
-    encoder = model.encoder
+    encoder: Any = model.encoder
     position_limit = getattr(encoder.transformer.config, "max_position_embeddings", None)
     encoder.max_length = min(REFERENCE_MAX_LENGTH, position_limit or REFERENCE_MAX_LENGTH)
     return model

@@ -51,6 +51,8 @@ class InstructorEncoder(Encoder):
     """Encoder + instruction-excluding pooling (+ Dense, + Normalize). Does the math of one batch."""
 
     family = "instructor"
+    transformer: Any
+    dense: nn.ModuleList
 
     def __init__(self, transformer: nn.Module, tokenizer: Any, *, max_length: int, pooling: tuple[str, ...] = ("mean",),
                  dense: list[Dense] | None = None, normalize: bool = False, do_lower_case: bool = False):
@@ -71,7 +73,8 @@ class InstructorEncoder(Encoder):
     @property
     def dim(self) -> int:
         if len(self.dense):
-            return int(self.dense[-1].linear.out_features)
+            last: Any = self.dense[-1]
+            return int(last.linear.out_features)
         return int(self.transformer.config.hidden_size if hasattr(self.transformer.config, "hidden_size")
                    else self.transformer.config.d_model) * len(self.pooling)
 
@@ -143,7 +146,7 @@ class InstructorEncoder(Encoder):
         pool_mask = attention_mask * (positions >= context.to(input_ids.device)[:, None])
         vectors = self.pool(states, pool_mask)
         for layer in self.dense:
-            weight = layer.linear.weight  # a method, not a tensor, once dynamically quantized
+            weight = getattr(layer.linear, "weight", None)  # a method, not a tensor, once dynamically quantized
             vectors = layer(vectors.to(weight.dtype if isinstance(weight, torch.Tensor) else torch.float32)).float()
         if self.normalize:
             vectors = F.normalize(vectors, p=2, dim=1)
@@ -174,7 +177,9 @@ class InstructorEncoder(Encoder):
             raise ModelLoadError(f"{path} is a single file; the instructor family needs a model directory")
 
         modules = _read_json(path / "modules.json") if (path / "modules.json").exists() else None
-        transformer_dir, pooling, dense, normalize = path, ("mean",), [], False
+        transformer_dir, normalize = path, False
+        pooling: tuple[str, ...] = ("mean",)
+        dense: list[Dense] = []
         if modules:
             for module in sorted(modules, key=lambda m: m.get("idx", 0)):
                 kind = str(module.get("type", "")).rsplit(".", 1)[-1]
@@ -192,7 +197,7 @@ class InstructorEncoder(Encoder):
                         f"{path / 'modules.json'}: module type {module.get('type')!r} is not supported "
                         "(supported: Transformer, INSTRUCTOR_Transformer, Pooling, Dense, Normalize)"
                     )
-        sbert = next((_read_json(transformer_dir / n) for n in _SBERT_CONFIGS if (transformer_dir / n).exists()), {})
+        sbert: dict[str, Any] = next((_read_json(transformer_dir / n) for n in _SBERT_CONFIGS if (transformer_dir / n).exists()), {})
         config = AutoConfig.from_pretrained(transformer_dir, trust_remote_code=trust_remote_code)
         model_cls = T5EncoderModel if config.model_type in _T5_TYPES else AutoModel
         try:
@@ -247,6 +252,6 @@ def load_weights(where: Path) -> dict[str, torch.Tensor]:
 
 
 def _model_max_length(config: Any, tokenizer: Any) -> int:
-    limits = [getattr(config, "max_position_embeddings", None), getattr(tokenizer, "model_max_length", None)]
-    limits = [int(x) for x in limits if isinstance(x, int) and 0 < x < 1_000_000]
+    found = [getattr(config, "max_position_embeddings", None), getattr(tokenizer, "model_max_length", None)]
+    limits = [int(x) for x in found if isinstance(x, int) and 0 < x < 1_000_000]
     return min(limits) if limits else 512
