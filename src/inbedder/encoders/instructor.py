@@ -197,7 +197,8 @@ class InstructorEncoder(Encoder):
                         f"{path / 'modules.json'}: module type {module.get('type')!r} is not supported "
                         "(supported: Transformer, INSTRUCTOR_Transformer, Pooling, Dense, Normalize)"
                     )
-        sbert: dict[str, Any] = next((_read_json(transformer_dir / n) for n in _SBERT_CONFIGS if (transformer_dir / n).exists()), {})
+        found = [transformer_dir / n for n in _SBERT_CONFIGS if (transformer_dir / n).exists()]
+        sbert: dict[str, Any] = _read_json(found[0]) if found else {}
         config = AutoConfig.from_pretrained(transformer_dir, trust_remote_code=trust_remote_code)
         model_cls = T5EncoderModel if config.model_type in _T5_TYPES else AutoModel
         try:
