@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,6 +17,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from .cache import EmbeddingCache, open_cache
 from .cache_dir import DirCache
 from .choices import parse_device
 from .encoders.base import BatchResult, Encoder, Output, Pair
@@ -61,8 +63,8 @@ class Embedder(nn.Module):
     def encode(self, texts: Any, instruction: str | list[str | None] | None = None, *, batch_size: int = 32,
                normalize: bool = False, output: str = "sentence", convert_to_tensor: bool = False,
                device: str | torch.device | None = None, show_progress_bar: bool | None = None,
-               return_generations: bool = False, cache_dir: str | os.PathLike[str] | None = None,
-               **options: Any) -> Any:
+               return_generations: bool = False, cache: Any = None,
+               cache_dir: str | os.PathLike[str] | None = None, **options: Any) -> Any:
         """Embed texts under an instruction.
 
         ``texts`` is a str (→ a 1-D vector), a list of str (→ an ``(n, d)`` float32 array) with one
@@ -70,6 +72,8 @@ class Embedder(nn.Module):
         ``output="token"`` gives per-token text vectors (a list of ``(t_i, h)`` arrays);
         ``output="all"`` gives ``(sentence vectors, text token vectors, instruction token vectors)``.
         ``return_generations=True`` (answer families) gives ``(vectors, answers)``.
+        ``cache=True`` (the default file), a path or an :class:`~inbedder.cache.EmbeddingCache` looks every
+        row up in the persistent cache and computes only the missing ones.
         ``cache_dir`` keeps this call's vectors (and answers) in a directory and reuses them when the same
         call is made again; a directory made by a different call is refused.
         """
@@ -82,27 +86,62 @@ class Embedder(nn.Module):
             raise InputError(f"return_generations=True needs an answer family; this model is {self.family!r}")
         if device is not None:
             self.to(parse_device(device))
-        cache = None
+        store = open_cache(cache)
+        if (store is not None or cache_dir is not None) and out is not Output.SENTENCE:
+            raise InputError(f"cache and cache_dir keep sentence vectors only; got output={out.value!r}")
+        directory = None
         if cache_dir is not None:
-            if out is not Output.SENTENCE:
-                raise InputError(f"cache_dir keeps sentence vectors only; got output={out.value!r}")
-            cache = self._dir_cache(cache_dir, pairs, options)
-            hit = cache.load()
+            directory = self._dir_cache(cache_dir, pairs, options)
+            hit = directory.load()
             if hit is not None:
                 return self._finish(Rows(*hit), out, single, normalize, convert_to_tensor, return_generations)
-        rows = self._run(pairs, out, batch_size, show_progress_bar, options)
-        if cache is not None:
-            cache.save(rows.vectors, rows.answers)
+        if store is not None:
+            rows = self._cached_run(store, pairs, batch_size, show_progress_bar, options, return_generations)
+        else:
+            rows = self._run(pairs, out, batch_size, show_progress_bar, options)
+        if directory is not None:
+            directory.save(rows.vectors, rows.answers)
         return self._finish(rows, out, single, normalize, convert_to_tensor, return_generations)
 
     # -- internals ----------------------------------------------------------------------------------------
+    def _model_key(self, options: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+        """What identifies this model's vectors: weights fingerprint, family settings, call options."""
+        about = {"weights": weights_fingerprint(self.encoder), "settings": self.encoder.settings(), "options": options}
+        return settings_digest(about), about
+
+    def _cached_run(self, store: EmbeddingCache, pairs: list[Pair], batch_size: int, show: bool | None,
+                    options: dict[str, Any], need_answers: bool) -> Rows:
+        """Look rows up in the persistent cache; compute and store the missing ones batch by batch."""
+        model_key, about = self._model_key(options)
+        store.register_model(model_key, self.name, about)
+        unique = list(dict.fromkeys(pairs))
+        found = store.get_many(model_key, unique)
+        if need_answers:
+            found = {p: hit for p, hit in found.items() if hit[1] is not None}
+        missing = [p for p in unique if p not in found]
+
+        def save(batch: list[Pair], result: BatchResult) -> None:
+            store.put_many(model_key, batch, result.vectors.float().cpu().numpy(), result.answers)
+
+        vectors = {p: torch.from_numpy(v) for p, (v, _) in found.items()}
+        answers = {p: a for p, (_, a) in found.items()}
+        if missing:
+            computed = self._run(missing, Output.SENTENCE, batch_size, show, options, on_batch=save)
+            for i, p in enumerate(missing):
+                vectors[p] = computed.vectors[i]
+                answers[p] = computed.answers[i] if computed.answers is not None else None
+        store.record_run(model_key, len(unique) - len(missing), len(missing))
+        stacked = torch.stack([vectors[p] for p in pairs]) if pairs else torch.zeros((0, self.dim))
+        column = [answers[p] for p in pairs] if self.encoder.answers else None
+        return Rows(stacked, column)  # type: ignore[arg-type]
+
     def _dir_cache(self, cache_dir: str | os.PathLike[str], pairs: list[Pair], options: dict[str, Any]) -> DirCache:
         about = {"model": self.name, "weights": weights_fingerprint(self.encoder),
                  "settings": settings_digest(self.encoder.settings(), options), "inputs": settings_digest(pairs)}
         return DirCache(cache_dir, settings_digest(about), about)
 
-    def _run(self, pairs: list[Pair], out: Output, batch_size: int, show: bool | None,
-             options: dict[str, Any]) -> Rows:
+    def _run(self, pairs: list[Pair], out: Output, batch_size: int, show: bool | None, options: dict[str, Any],
+             on_batch: Callable[[list[Pair], BatchResult], None] | None = None) -> Rows:
         """Run the family over the unique pairs, longest first, and return rows in input order."""
         unique: dict[Pair, int] = {}
         index = [unique.setdefault(p, len(unique)) for p in pairs]
@@ -117,7 +156,10 @@ class Embedder(nn.Module):
         with torch.inference_mode(), tqdm(total=len(keys), disable=not show, desc="Embedding", unit="text") as bar:
             for b, start in enumerate(range(0, len(keys), batch_size)):
                 rows = order[start:start + batch_size]
-                result = self.encoder.embed_batch([keys[i] for i in rows], out, **options)
+                batch = [keys[i] for i in rows]
+                result = self.encoder.embed_batch(batch, out, **options)
+                if on_batch is not None:
+                    on_batch(batch, result)
                 for j, i in enumerate(rows):
                     where[i] = (b, j)
                 batches.append(result)
