@@ -280,3 +280,16 @@ def test_console_error_has_no_traceback() -> None:
     assert proc.stdout == ""
     assert proc.stderr.strip().splitlines() == [proc.stderr.strip()]
     assert proc.stderr.startswith("Error: unknown model 'no-such-model'") and "Traceback" not in proc.stderr
+
+
+def test_cache_option_reuses_rows(tiny_bert: Any, tiny_bert_dir: Path, tmp_path: Path) -> None:
+    from inbedder.cache import EmbeddingCache
+
+    cache = tmp_path / "cli.sqlite"
+    first = ok(run("embed", "-m", tiny_bert_dir, "--cache", cache, "a cat", "a dog"))
+    second = ok(run("embed", "-m", tiny_bert_dir, "--cache", cache, "a cat", "a dog", "a bird"))
+    stats = EmbeddingCache(cache).stats()
+    assert stats["rows"] == 3 and stats["last_run"]["hits"] == 2 and stats["last_run"]["misses"] == 1
+    first_vectors, second_vectors = vectors_of(jsonl_rows(first.stdout)), vectors_of(jsonl_rows(second.stdout))
+    np.testing.assert_array_equal(second_vectors[:2], first_vectors)
+    assert_close(second_vectors, tiny_bert.encode(["a cat", "a dog", "a bird"]))

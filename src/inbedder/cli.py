@@ -101,9 +101,11 @@ def main() -> None:
               metavar="|".join(d.value for d in DType), help="Weight precision.")
 @click.option("--progress/--no-progress", default=None,
               help="Progress bar on stderr [default: shown from 8 batches on].")
+@click.option("--cache", "cache_path", metavar="PATH", envvar="INBEDDER_CACHE", show_envvar=True,
+              help="Look vectors up in (and add them to) this SQLite cache; only missing rows are computed.")
 def embed(texts: tuple[str, ...], model: str | None, instruction: str | None, input_path: str | None,
           text_column: str, instruction_column: str | None, output: str | None, fmt: str | None, batch_size: int,
-          normalize: bool, device: str | None, dtype: str, progress: bool | None) -> None:
+          normalize: bool, device: str | None, dtype: str, progress: bool | None, cache_path: str | None) -> None:
     """Embed texts and write one vector per text.
 
     Texts come from the TEXTS arguments, else from -i FILE, else from stdin (one per line).
@@ -129,7 +131,8 @@ def embed(texts: tuple[str, ...], model: str | None, instruction: str | None, in
         with warnings_as_lines(), quiet_transformers():
             embedder = load(model, device=device, dtype=dtype)
             vectors = embedder.encode([r.text for r in records], instruction=instructions if per_row else instruction,
-                                      batch_size=batch_size, normalize=normalize, show_progress_bar=progress)
+                                      batch_size=batch_size, normalize=normalize, show_progress_bar=progress,
+                                      cache=cache_path)
         target = sys.stdout.buffer if output in (None, "-") else output
         write_embeddings(records, vectors, instructions, fmt, target)
 
