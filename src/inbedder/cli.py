@@ -146,7 +146,3 @@ def models() -> None:
         original = first.setdefault(id(alias), name)
         description = alias.description if original == name else f"same as {original}"
         click.echo(f"{name:<{width}}  {description}")
-
-
-if __name__ == "__main__":
-    sys.exit(main())
