@@ -156,3 +156,13 @@ def test_bad_device_is_an_input_error(tiny_bert_dir: Path, device: str, match: s
         match = "MPS is not available"
     with pytest.raises(InputError, match=match):
         load(tiny_bert_dir, device=device)
+
+
+def test_alias_options_are_defaults_the_caller_overrides(monkeypatch, tiny_bert_dir: Path) -> None:
+    from inbedder import registry
+
+    alias = registry.Alias("package:x/y", "a test alias", options={"max_length": 8})
+    monkeypatch.setitem(registry.ALIASES, "tiny-test", alias)
+    monkeypatch.setattr(registry, "_package_path", lambda target: tiny_bert_dir)
+    assert load("tiny-test", device="cpu").encoder.max_length == 8
+    assert load("tiny-test", device="cpu", max_length=16).encoder.max_length == 16

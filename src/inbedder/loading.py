@@ -62,7 +62,7 @@ def load(name_or_path: str | os.PathLike[str], *, family: str | None = None, dev
     location = resolve(name_or_path)
     fam = parse_choice(Family, family, "family") if family is not None else detect_family(location)
     with quiet_transformers():
-        encoder = _build(fam, location.path, dt.torch, trust_remote_code, options)
+        encoder = _build(fam, location.path, dt.torch, trust_remote_code, {**location.options, **options})
     model = Embedder(encoder, name=str(name_or_path), source=str(location.path))
     model.to(dev)
     return model

