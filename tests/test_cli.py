@@ -274,7 +274,7 @@ def test_empty_or_undecodable_stdin_is_an_error(tiny_bert_dir: Path) -> None:
 def test_console_error_has_no_traceback() -> None:
     """A real process: the unknown-model error is one line on stderr, exit status 1."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("INBEDDER_")}
-    proc = subprocess.run([sys.executable, "-m", "inbedder.cli", "embed", "-m", "no-such-model", "hello"],
+    proc = subprocess.run([sys.executable, "-m", "inbedder", "embed", "-m", "no-such-model", "hello"],
                           capture_output=True, text=True, env=env, timeout=120)
     assert proc.returncode == 1
     assert proc.stdout == ""

@@ -146,3 +146,12 @@ def models() -> None:
         original = first.setdefault(id(alias), name)
         description = alias.description if original == name else f"same as {original}"
         click.echo(f"{name:<{width}}  {description}")
+
+
+
+
+from .cli_usecases import cache_group, cluster, search  # noqa: E402
+
+main.add_command(cluster)
+main.add_command(search)
+main.add_command(cache_group)

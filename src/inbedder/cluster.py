@@ -1,0 +1,367 @@
+"""Personalized clustering: embed a corpus under an instruction, cluster it, and explain each cluster.
+
+Each cluster gets its size, the texts nearest its centre and a short name: for answer families (models that
+generate an answer per text) the most frequent answers, otherwise the most distinctive words by c-TF-IDF.
+Needs scikit-learn (``pip install "inbedder[cluster]"``).
+
+>>> result = cluster(texts, model, instruction="What is the topic?", k=3)     # doctest: +SKIP
+>>> result.labels[:5]                                                          # doctest: +SKIP
+array([2, 0, 0, 1, 2])
+>>> print(result.table())                                                      # doctest: +SKIP
+>>> cluster(texts, model, instruction="...", labels=gold).metrics["v_measure"]  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import sys
+import types
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+import numpy as np
+
+from .errors import InputError, InputTypeError, did_you_mean, require
+
+DEFAULT_AUTO_K = range(2, 21)
+SILHOUETTE_SAMPLE = 3000  # silhouette on at most this many points (it is quadratic in the number of points)
+PRIMARY_METRIC = "v_measure"
+
+
+class Method(str, Enum):
+    KMEANS = "kmeans"
+    AGGLOMERATIVE = "agglomerative"
+
+
+@dataclass(frozen=True)
+class ClusterSettings:
+    """How to cluster: a fixed ``k``, or the k in ``auto_k`` with the best silhouette."""
+
+    method: Method = Method.KMEANS
+    k: int | None = None
+    auto_k: tuple[int, ...] = tuple(DEFAULT_AUTO_K)
+    seed: int = 0
+    n_examples: int = 5
+    n_words: int = 5
+
+    def __post_init__(self) -> None:
+        try:
+            object.__setattr__(self, "method", Method(self.method))
+        except ValueError:
+            valid = [m.value for m in Method]
+            raise InputError(f"method={self.method!r} is not valid; choose one of {valid}."
+                             f"{did_you_mean(str(self.method), valid)}") from None
+        if self.k is not None and (not isinstance(self.k, int) or isinstance(self.k, bool) or self.k < 1):
+            raise InputError(f"k must be a positive int; got {self.k!r}")
+        ks = tuple(self.auto_k)
+        if not ks or any(not isinstance(k, int) or isinstance(k, bool) or k < 2 for k in ks):
+            raise InputError(f"auto_k must be a non-empty range of ints >= 2 (e.g. range(2, 21)); got {self.auto_k!r}")
+        object.__setattr__(self, "auto_k", ks)
+        for name in ("n_examples", "n_words"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise InputError(f"{name} must be an int >= 0; got {value!r}")
+
+
+@dataclass(frozen=True)
+class Cluster:
+    """One cluster: its id, size, a short name, why (keywords or answers) and the texts nearest its centre."""
+
+    id: int
+    size: int
+    name: str
+    explanation: str
+    keywords: tuple[str, ...] = ()
+    answers: tuple[tuple[str, int], ...] = ()  # (answer, count), most frequent first (answer families)
+    examples: tuple[str, ...] = ()
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "size": self.size, "name": self.name, "explanation": self.explanation,
+                "keywords": list(self.keywords), "answers": [list(a) for a in self.answers],
+                "examples": list(self.examples)}
+
+
+@dataclass
+class ClusterResult:
+    """Cluster ids per row (``labels``), one :class:`Cluster` per id (largest first), scores and metrics."""
+
+    labels: np.ndarray
+    clusters: list[Cluster]
+    texts: list[str]
+    vectors: np.ndarray  # unit-length vectors that were clustered
+    method: str
+    k: int
+    silhouette: float
+    k_scores: dict[int, float] = field(default_factory=dict)  # silhouette per k tried (auto-k)
+    instruction: Any = None
+    model: str = ""
+    answers: list[str] | None = None
+    metrics: dict[str, float] | None = None  # against given labels; primary: v_measure
+
+    def rows(self, ids: Sequence[Any] | None = None) -> Iterator[dict[str, Any]]:
+        """One dict per text: index, (id,) text, cluster id and cluster name."""
+        for i, (text, label) in enumerate(zip(self.texts, self.labels.tolist(), strict=True)):
+            row: dict[str, Any] = {"index": i}
+            if ids is not None and ids[i] is not None:
+                row["id"] = ids[i]
+            row.update(text=text, cluster=label, cluster_name=self.clusters[label].name)
+            if self.answers is not None:
+                row["answer"] = self.answers[i]
+            yield row
+
+    def summary(self) -> dict[str, Any]:
+        """Everything but the per-row data, JSON-ready."""
+        return {"model": self.model, "instruction": self.instruction, "method": self.method, "k": self.k,
+                "n_texts": len(self.texts), "silhouette": self.silhouette,
+                "k_scores": {str(k): v for k, v in self.k_scores.items()}, "metrics": self.metrics,
+                "clusters": [c.as_dict() for c in self.clusters]}
+
+    def table(self, width: int = 100) -> str:
+        """A plain-text table: id, size, name and the nearest text."""
+        lines = [f"{'id':>3}  {'size':>5}  {'name':<32}  nearest text"]
+        for c in self.clusters:
+            nearest = c.examples[0] if c.examples else ""
+            line = f"{c.id:>3}  {c.size:>5}  {_clip(c.name, 32):<32}  "
+            lines.append(line + _clip(nearest, max(10, width - len(line))))
+        scores = [f"k={self.k}", f"silhouette={self.silhouette:.3f}"]
+        scores += [f"{name}={value:.3f}" for name, value in (self.metrics or {}).items()]
+        lines.append(" ".join(scores))
+        return "\n".join(lines)
+
+
+def cluster(texts: Sequence[str], model: Any, instruction: Any = None, *, k: int | None = None,
+            auto_k: Sequence[int] | None = None, method: str | Method = "kmeans", seed: int = 0,
+            labels: Sequence[Any] | None = None, n_examples: int = 5, n_words: int = 5, batch_size: int = 32,
+            cache: Any = None, show_progress_bar: bool | None = None) -> ClusterResult:
+    """Embed ``texts`` with ``model`` under ``instruction`` and cluster them.
+
+    ``k`` fixes the number of clusters; without it, the k in ``auto_k`` (default 2..20) with the best
+    silhouette is used. ``labels`` (one per text) adds V-measure, ARI and NMI to ``result.metrics``.
+    ``cache`` is passed to ``model.encode`` (True, a path or an ``EmbeddingCache``).
+    """
+    settings = ClusterSettings(method=method, k=k,  # type: ignore[arg-type]
+                               auto_k=tuple(DEFAULT_AUTO_K if auto_k is None else auto_k), seed=seed,
+                               n_examples=n_examples, n_words=n_words)
+    if k is not None and auto_k is not None:
+        raise InputError("give k or auto_k, not both")
+    texts = _check_texts(texts)
+    if labels is not None and len(labels) != len(texts):
+        raise InputError(f"got {len(labels)} labels for {len(texts)} texts; give one label per text")
+    answer_family = bool(getattr(getattr(model, "encoder", None), "answers", False))
+    kwargs: dict[str, Any] = {"batch_size": batch_size, "show_progress_bar": show_progress_bar}
+    if cache is not None:
+        kwargs["cache"] = cache
+    answers: list[str] | None = None
+    if answer_family:
+        vectors, answers = model.encode(texts, instruction=instruction, return_generations=True, **kwargs)
+    else:
+        vectors = model.encode(texts, instruction=instruction, **kwargs)
+    result = cluster_vectors(vectors, texts, settings, answers=answers, labels=labels)
+    result.instruction = instruction
+    result.model = str(getattr(model, "name", "") or "")
+    return result
+
+
+def cluster_vectors(vectors: Any, texts: Sequence[str], settings: ClusterSettings | None = None, *,
+                    answers: Sequence[str] | None = None, labels: Sequence[Any] | None = None) -> ClusterResult:
+    """Cluster precomputed vectors (one per text) and explain the clusters; see :func:`cluster`."""
+    settings = settings or ClusterSettings()
+    texts = _check_texts(texts)
+    x = unit_rows(vectors, len(texts))
+    n = len(texts)
+    if settings.k is not None:
+        if settings.k > n:
+            raise InputError(f"k={settings.k} is more than the number of texts ({n})")
+        label_ids = _fit(x, settings.k, settings.method, settings.seed)
+        score = silhouette(x, label_ids, settings.seed)
+        k_scores: dict[int, float] = {}
+    else:
+        ks = [k for k in settings.auto_k if k < n]
+        if not ks:
+            raise InputError(f"auto_k needs at least one k below the number of texts ({n}); "
+                             f"got {list(settings.auto_k)}")
+        fits = {k: _fit(x, k, settings.method, settings.seed) for k in ks}
+        k_scores = {k: silhouette(x, fit, settings.seed) for k, fit in fits.items()}
+        best = max(ks, key=lambda k: (k_scores[k], -k))
+        label_ids, score = fits[best], k_scores[best]
+    label_ids = _by_size(label_ids)
+    k = int(label_ids.max()) + 1
+    keywords = ctfidf_keywords(texts, label_ids, settings.n_words)
+    top_answers = frequent_answers(answers, label_ids) if answers is not None else None
+    clusters = []
+    for c in range(k):
+        members = np.flatnonzero(label_ids == c)
+        words = tuple(w for w, _ in keywords.get(c, []))
+        examples = _nearest(x, members, texts, settings.n_examples)
+        found = tuple(top_answers[c][:5]) if top_answers is not None else ()
+        if found:
+            name = found[0][0] or "(empty answer)"
+            explanation = "answers: " + ", ".join(f"{a!r} ({n / len(members):.0%})" for a, n in found)
+        else:
+            name = ", ".join(words[:3]) or f"cluster {c}"
+            explanation = "distinctive words: " + (", ".join(words) or "none")
+        clusters.append(Cluster(c, len(members), name, explanation, words, found, examples))
+    return ClusterResult(label_ids, clusters, texts, x, settings.method.value, k, score, k_scores,
+                         answers=None if answers is None else list(answers),
+                         metrics=None if labels is None else label_metrics(labels, label_ids))
+
+
+def parse_k_range(text: str) -> range:
+    """``"2-20"``, ``"2:20"`` or ``"2..20"`` → ``range(2, 21)`` (both ends included)."""
+    for sep in ("..", "-", ":"):
+        low, found, high = text.partition(sep)
+        if found and low.strip().isdigit() and high.strip().isdigit():
+            a, b = int(low), int(high)
+            if 2 <= a <= b:
+                return range(a, b + 1)
+    raise InputError(f"--auto-k {text!r} is not a range like 2-20 (both ends included, from 2 on)")
+
+
+# -- pieces ---------------------------------------------------------------------------------------------------
+def unit_rows(vectors: Any, n: int) -> np.ndarray:
+    """Vectors as a float32 ``(n, d)`` array of unit rows (zero rows stay zero)."""
+    x = np.asarray(vectors.detach().cpu().numpy() if hasattr(vectors, "detach") else vectors, dtype=np.float32)
+    if x.ndim != 2 or x.shape[0] != n:
+        raise InputError(f"expected {n} vectors as an (n, d) array; got shape {x.shape}")
+    if not np.isfinite(x).all():
+        raise InputError(f"non-finite values in the vectors of rows {np.flatnonzero(~np.isfinite(x).all(1))[:10]}")
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    return x / np.where(norms == 0, 1, norms)
+
+
+def silhouette(x: np.ndarray, labels: np.ndarray, seed: int = 0) -> float:
+    """Cosine silhouette (on a sample of at most 3,000 rows); -1 when there is only one cluster."""
+    require("sklearn", "cluster")
+    from sklearn.metrics import silhouette_score
+
+    if len(set(labels.tolist())) < 2 or len(set(labels.tolist())) >= len(labels):
+        return -1.0
+    sample = SILHOUETTE_SAMPLE if len(labels) > SILHOUETTE_SAMPLE else None
+    return float(silhouette_score(x, labels, metric="cosine", sample_size=sample, random_state=seed))
+
+
+def ctfidf_keywords(texts: Sequence[str], labels: np.ndarray, n_words: int = 5,
+                    stop_words: str | None = "english") -> dict[int, list[tuple[str, float]]]:
+    """Most distinctive words per cluster by class-based TF-IDF (each cluster's texts as one document).
+
+    ``score(t, c) = tf(t, c) / words(c) * log(1 + mean words per cluster / count of t in all clusters)``.
+
+    >>> words = ctfidf_keywords(["red apple", "green apple", "fast car", "red car"], np.array([0, 0, 1, 1]), 2)
+    >>> [w for w, _ in words[0]], [w for w, _ in words[1]]
+    (['apple', 'green'], ['car', 'fast'])
+    """
+    require("sklearn", "cluster")
+    from sklearn.feature_extraction.text import CountVectorizer
+
+    k = int(labels.max()) + 1 if len(labels) else 0
+    docs = [" ".join(texts[i] for i in np.flatnonzero(labels == c).tolist()) for c in range(k)]
+    counts = None
+    for stop in (stop_words, None):  # a corpus of stop words only still gets words
+        try:
+            vectorizer = CountVectorizer(stop_words=stop, token_pattern=r"(?u)\b[^\W\d_][^\W_]+\b")
+            counts = vectorizer.fit_transform(docs).toarray().astype(np.float64)
+            break
+        except ValueError:  # empty vocabulary
+            continue
+    if counts is None or n_words == 0:
+        return {c: [] for c in range(k)}
+    vocab = vectorizer.get_feature_names_out()
+    words_per_class = counts.sum(axis=1, keepdims=True)
+    tf = counts / np.where(words_per_class == 0, 1, words_per_class)
+    idf = np.log1p(counts.sum() / max(k, 1) / np.maximum(counts.sum(axis=0), 1))
+    scores = tf * idf
+    out: dict[int, list[tuple[str, float]]] = {}
+    for c in range(k):
+        order = np.lexsort((vocab, -scores[c]))  # best score first, ties alphabetical
+        out[c] = [(str(vocab[j]), float(scores[c, j])) for j in order[:n_words] if counts[c, j] > 0]
+    return out
+
+
+def frequent_answers(answers: Sequence[str], labels: np.ndarray, n: int = 5) -> dict[int, list[tuple[str, int]]]:
+    """The ``n`` most frequent generated answers per cluster (stripped, lower-cased), with their counts."""
+    if len(answers) != len(labels):
+        raise InputError(f"got {len(answers)} answers for {len(labels)} rows")
+    out: dict[int, list[tuple[str, int]]] = {}
+    for c in range(int(labels.max()) + 1 if len(labels) else 0):
+        counted = Counter(" ".join(str(answers[i]).split()).lower() for i in np.flatnonzero(labels == c).tolist())
+        out[c] = sorted(counted.items(), key=lambda item: (-item[1], item[0]))[:n]
+    return out
+
+
+def label_metrics(labels_true: Sequence[Any], labels_pred: Sequence[int] | np.ndarray) -> dict[str, float]:
+    """V-measure (primary), homogeneity, completeness, adjusted Rand index and NMI against gold labels."""
+    require("sklearn", "cluster")
+    from sklearn import metrics
+
+    gold = [str(label) for label in labels_true]
+    pred = list(np.asarray(labels_pred).tolist())
+    h, c, v = metrics.homogeneity_completeness_v_measure(gold, pred)
+    return {"v_measure": float(v), "homogeneity": float(h), "completeness": float(c),
+            "ari": float(metrics.adjusted_rand_score(gold, pred)),
+            "nmi": float(metrics.normalized_mutual_info_score(gold, pred))}
+
+
+def _fit(x: np.ndarray, k: int, method: Method, seed: int) -> np.ndarray:
+    require("sklearn", "cluster")
+    if k == 1:
+        return np.zeros(len(x), dtype=np.int64)
+    if method is Method.AGGLOMERATIVE:
+        from sklearn.cluster import AgglomerativeClustering
+
+        return AgglomerativeClustering(n_clusters=k, linkage="ward").fit_predict(x).astype(np.int64)
+    from sklearn.cluster import KMeans
+
+    return KMeans(n_clusters=k, n_init="auto", random_state=seed).fit_predict(x).astype(np.int64)
+
+
+def _by_size(labels: np.ndarray) -> np.ndarray:
+    """Renumber clusters 0.. by size, largest first (ties: the one whose first member comes first)."""
+    ids, first, counts = np.unique(labels, return_index=True, return_counts=True)
+    order = sorted(range(len(ids)), key=lambda i: (-counts[i], first[i]))
+    mapping = {int(ids[old]): new for new, old in enumerate(order)}
+    return np.array([mapping[int(label)] for label in labels], dtype=np.int64)
+
+
+def _nearest(x: np.ndarray, members: np.ndarray, texts: Sequence[str], n: int) -> tuple[str, ...]:
+    """Up to ``n`` distinct member texts nearest (by cosine) to the cluster's centre."""
+    centre = x[members].mean(axis=0)
+    centre /= max(float(np.linalg.norm(centre)), 1e-12)
+    picked: list[str] = []
+    for i in members[np.argsort(-(x[members] @ centre), kind="stable")]:
+        if texts[i] not in picked:
+            picked.append(texts[i])
+        if len(picked) >= n:
+            break
+    return tuple(picked)
+
+
+def _check_texts(texts: Any) -> list[str]:
+    if isinstance(texts, str) or not hasattr(texts, "__iter__"):
+        raise InputTypeError(f"texts must be a list of str; got {type(texts).__name__}")
+    texts = list(texts)
+    for i, text in enumerate(texts):
+        if not isinstance(text, str):
+            raise InputTypeError(f"text at row {i} must be a str; got {type(text).__name__} {text!r:.60}")
+    if len(texts) < 2:
+        raise InputError(f"clustering needs at least 2 texts; got {len(texts)}")
+    return texts
+
+
+def _clip(text: str, width: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: max(0, width - 1)] + "…"
+
+
+class _CallableModule(types.ModuleType):
+    """``inbedder.cluster(...)`` calls :func:`cluster` even where ``inbedder.cluster`` is this module."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> ClusterResult:
+        return cluster(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule
+
+__all__ = ["Cluster", "ClusterResult", "ClusterSettings", "Method", "cluster", "cluster_vectors",
+           "ctfidf_keywords", "frequent_answers", "label_metrics"]

@@ -1,0 +1,179 @@
+"""Search index: exact top-k (numpy and FAISS agree), round-trip on disk, and refusing another model."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from inbedder.errors import InputError, ModelLoadError
+from inbedder.search import Backend, Hit, IndexMismatchError, SearchIndex, parse_backend
+
+DOCS = ["The Federal Reserve raised its benchmark interest rate.", "A cat sat on the mat.",
+        "Parton energy loss in QCD matter.", "The funds rose less than 0.5 per cent on Friday.",
+        "Where is the food stored in a yam plant?", "I love cat! I love dog!"]
+DOC_INSTRUCTION = "Represent the Wikipedia document for retrieval: "
+QUERY_INSTRUCTION = "Represent the question for retrieving documents: "
+
+
+def synthetic_index(n: int, dim: int = 32, seed: int = 0, backend: str = "numpy") -> SearchIndex:
+    rng = np.random.default_rng(seed)
+    config = {"model": {"name": "synthetic", "family": "none", "dim": dim, "settings": {}, "weights_fingerprint": ""}}
+    return SearchIndex(rng.normal(size=(n, dim)), [f"d{i}" for i in range(n)], [f"text {i}" for i in range(n)],
+                       config, backend=backend)
+
+
+# -- exact search -----------------------------------------------------------------------------------------------
+def test_numpy_top_k_is_the_exact_cosine_ranking() -> None:
+    index = synthetic_index(300)
+    queries = np.random.default_rng(1).normal(size=(7, 32))
+    scores, rows = index.top_k(queries, k=10)
+    unit_q = queries / np.linalg.norm(queries, axis=1, keepdims=True)
+    sims = unit_q @ index.vectors.T
+    want = np.argsort(-sims, axis=1, kind="stable")[:, :10]
+    assert rows.tolist() == want.tolist()
+    np.testing.assert_allclose(scores, np.take_along_axis(sims, want, axis=1), rtol=1e-6)
+    np.testing.assert_allclose(np.linalg.norm(index.vectors, axis=1), 1.0, rtol=1e-6)
+
+
+def test_ties_are_broken_by_row_and_k_is_clipped_to_the_corpus() -> None:
+    config = {"model": {"name": "x", "dim": 2}}
+    index = SearchIndex(np.array([[0, 1], [1, 0], [2, 0], [0, 3]]), ["a", "b", "c", "d"], list("abcd"), config,
+                        backend="numpy")
+    scores, rows = index.top_k(np.array([[1.0, 0.0]]), k=10)
+    assert rows.tolist() == [[1, 2, 0, 3]] and scores[0, :2].tolist() == [1.0, 1.0]
+    hits = index.search_vectors(np.array([[0.0, 1.0]]), k=1)
+    assert hits == [[Hit(rank=1, score=1.0, id="a", text="a", row=0)]]
+
+
+def test_faiss_and_numpy_give_the_same_top_10_on_5000_vectors() -> None:
+    pytest.importorskip("faiss")
+    exact, fast = synthetic_index(5000, dim=64, backend="numpy"), synthetic_index(5000, dim=64, backend="faiss")
+    assert fast.backend is Backend.FAISS and exact.backend is Backend.NUMPY
+    queries = np.random.default_rng(2).normal(size=(50, 64))
+    s1, r1 = exact.top_k(queries, 10)
+    s2, r2 = fast.top_k(queries, 10)
+    assert r1.tolist() == r2.tolist()
+    np.testing.assert_allclose(s1, s2, atol=1e-5)
+
+
+def test_backend_choices(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    with pytest.raises(InputError, match="Did you mean 'faiss'"):
+        parse_backend("fais")
+    monkeypatch.setitem(sys.modules, "faiss", None)  # makes `import faiss` fail
+    assert parse_backend("auto") is Backend.NUMPY
+    with pytest.raises(ImportError, match=r'pip install "inbedder\[faiss\]"'):
+        parse_backend("faiss")
+
+
+# -- build, save, load, query ---------------------------------------------------------------------------------
+def test_round_trip_keeps_vectors_ids_texts_and_results(tiny_bert: Any, tmp_path: Path) -> None:
+    index = SearchIndex.build(DOCS, tiny_bert, DOC_INSTRUCTION, ids=[f"doc{i}" for i in range(len(DOCS))])
+    want = tiny_bert.encode(DOCS, instruction=DOC_INSTRUCTION, normalize=True)
+    np.testing.assert_allclose(index.vectors, want, atol=1e-6)
+    path = index.save(tmp_path / "idx")
+    assert sorted(p.name for p in path.iterdir()) == ["index.json", "rows.jsonl", "vectors.safetensors"]
+    config = json.loads((path / "index.json").read_text())
+    assert config["format_version"] == 1 and config["document_instruction"] == DOC_INSTRUCTION
+    assert config["model"]["weights_fingerprint"] and config["model"]["settings"]["family"] == "instructor"
+    loaded = SearchIndex.load(path, model=tiny_bert)
+    np.testing.assert_array_equal(loaded.vectors, index.vectors)
+    assert (loaded.ids, loaded.texts) == (index.ids, index.texts)
+    queries = ["cat on a mat", "interest rates"]
+    assert loaded.query(queries, QUERY_INSTRUCTION, k=3) == index.query(queries, QUERY_INSTRUCTION, k=3)
+    single = loaded.query("cat on a mat", QUERY_INSTRUCTION, k=2)
+    assert [h.rank for h in single] == [1, 2] and all(isinstance(h, Hit) for h in single)
+    q = tiny_bert.encode(["cat on a mat"], instruction=QUERY_INSTRUCTION, normalize=True)
+    assert single == loaded.search_vectors(q, k=2)[0]
+
+
+def test_a_document_is_its_own_best_match_under_the_same_instruction(tiny_bert: Any) -> None:
+    index = SearchIndex.build(DOCS, tiny_bert, DOC_INSTRUCTION)
+    for i, doc in enumerate(DOCS):
+        top = index.query(doc, DOC_INSTRUCTION, k=1)[0]
+        assert (top.id, top.text, top.row) == (i, doc, i) and top.score == pytest.approx(1.0, abs=1e-5)
+
+
+def test_per_row_instructions_are_kept(tiny_bert: Any, tmp_path: Path) -> None:
+    instructions = [DOC_INSTRUCTION, None] * 3
+    index = SearchIndex.build(DOCS, tiny_bert, instructions)
+    np.testing.assert_allclose(index.vectors, tiny_bert.encode(DOCS, instruction=instructions, normalize=True),
+                               atol=1e-6)
+    loaded = SearchIndex.load(index.save(tmp_path / "idx"))
+    assert loaded.instructions == instructions and loaded.config["document_instruction"] is None
+
+
+def test_an_index_refuses_another_model(tiny_bert: Any, plain_bert_dir: Path, tmp_path: Path) -> None:
+    from inbedder import load
+
+    path = SearchIndex.build(DOCS, tiny_bert, DOC_INSTRUCTION).save(tmp_path / "idx")
+    other = load(plain_bert_dir, device="cpu")  # same size and family, other weights
+    with pytest.raises(IndexMismatchError) as info:
+        SearchIndex.load(path, model=other)
+    message = str(info.value)
+    assert "weights differ" in message and tiny_bert.name in message and "rebuild the index" in message
+    index = SearchIndex.load(path)
+    with pytest.raises(IndexMismatchError):
+        index.query("cat", QUERY_INSTRUCTION, model=other)
+    with pytest.raises(InputError, match="no model to embed the queries"):
+        index.query("cat")
+
+
+def test_an_index_refuses_other_settings(tiny_bert: Any, tmp_path: Path) -> None:
+    index = SearchIndex.build(DOCS, tiny_bert, DOC_INSTRUCTION)
+    index.config["model"]["settings"]["max_length"] = 12
+    with pytest.raises(IndexMismatchError, match=r"settings differ: max_length=48 \(index: 12\)"):
+        index.check_model(tiny_bert)
+
+
+@pytest.mark.parametrize("break_it, needle", [
+    (lambda p: (p / "index.json").unlink(), "has no index.json"),
+    (lambda p: (p / "vectors.safetensors").unlink(), "vectors.safetensors is missing"),
+    (lambda p: (p / "vectors.safetensors").write_bytes(b"junk"), "cannot read"),
+    (lambda p: (p / "index.json").write_text("{"), "not valid JSON"),
+    (lambda p: (p / "index.json").write_text(json.dumps({**json.loads((p / "index.json").read_text()),
+                                                         "format_version": 99})), "format version 99"),
+    (lambda p: (p / "rows.jsonl").write_text('{"id": 0, "text": "a"}\n'), "inconsistent"),
+    (lambda p: (p / "rows.jsonl").write_text("nope\n"), "line 1"),
+])
+def test_broken_index_directories_are_named(tiny_bert: Any, tmp_path: Path, break_it: Any, needle: str) -> None:
+    path = SearchIndex.build(DOCS[:3], tiny_bert).save(tmp_path / "idx")
+    break_it(path)
+    with pytest.raises(ModelLoadError, match=needle):
+        SearchIndex.load(path)
+
+
+def test_save_refuses_to_clobber(tiny_bert: Any, tmp_path: Path) -> None:
+    index = SearchIndex.build(DOCS[:2], tiny_bert)
+    index.save(tmp_path / "idx")
+    with pytest.raises(InputError, match="already holds an index"):
+        index.save(tmp_path / "idx")
+    index.save(tmp_path / "idx", overwrite=True)
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "notes.txt").write_text("mine")
+    with pytest.raises(InputError, match="not an index directory"):
+        index.save(tmp_path / "other", overwrite=True)
+    assert (tmp_path / "other" / "notes.txt").read_text() == "mine"
+    assert not [p for p in tmp_path.iterdir() if ".tmp-" in p.name]
+    with pytest.raises(ModelLoadError, match="does not exist"):
+        SearchIndex.load(tmp_path / "missing")
+
+
+def test_bad_build_and_query_arguments(tiny_bert: Any) -> None:
+    with pytest.raises(InputError, match="rows 0 and 1 both have id 'x'"):
+        SearchIndex.build(DOCS[:2], tiny_bert, ids=["x", "x"])
+    with pytest.raises(InputError, match="1 ids for 2 texts"):
+        SearchIndex.build(DOCS[:2], tiny_bert, ids=["x"])
+    with pytest.raises(InputError, match="0 texts"):
+        SearchIndex.build([], tiny_bert)
+    index = SearchIndex.build(DOCS[:2], tiny_bert)
+    with pytest.raises(InputError, match="k must be a positive int"):
+        index.query("a", k=0)
+    with pytest.raises(IndexMismatchError, match="3 dimensions"):
+        index.search_vectors(np.ones((1, 3)))
+    assert index.query([], k=3) == []
