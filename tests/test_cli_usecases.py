@@ -19,7 +19,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from inbedder.cli import main
-from inbedder.cluster import cluster as run_cluster
+from inbedder.clustering import cluster as run_cluster
 from inbedder.search import SearchIndex
 
 FRUIT = ["red apple pie with cream", "green apple tart", "banana and apple smoothie", "apple orchard harvest",

@@ -8,8 +8,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-import inbedder.cluster as clustering
-from inbedder.cluster import ClusterSettings, cluster, cluster_vectors, ctfidf_keywords, label_metrics
+from inbedder.clustering import ClusterSettings, cluster, cluster_vectors, ctfidf_keywords, label_metrics
 from inbedder.errors import InputError, InputTypeError
 
 CORPUS = {  # a hand-made corpus with two obvious topics
@@ -149,8 +148,7 @@ def test_cluster_embeds_under_the_instruction_and_is_callable_from_the_package(t
     assert result.labels.tolist() == again.labels.tolist()
     assert result.instruction == "Represent the topic:" and result.model == tiny_bert.name
     np.testing.assert_allclose(result.vectors, vectors / np.linalg.norm(vectors, axis=1, keepdims=True), atol=1e-6)
-    assert callable(clustering) and clustering(texts, tiny_bert, "Represent the topic:", k=2, seed=1).k == 2
-    assert inbedder.cluster(texts, tiny_bert, k=2).k == 2
+    assert inbedder.cluster is cluster and inbedder.cluster(texts, tiny_bert, k=2).k == 2
 
 
 def test_cluster_uses_the_persistent_cache(tiny_bert: Any, tmp_path: Path) -> None:

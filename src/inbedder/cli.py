@@ -148,7 +148,9 @@ def models() -> None:
         click.echo(f"{name:<{width}}  {description}")
 
 
+from .cli_eval import eval_group  # noqa: E402
 
+main.add_command(eval_group, "eval")
 
 from .cli_usecases import cache_group, cluster, search  # noqa: E402
 

@@ -1,6 +1,6 @@
 """``inbedder cluster``, ``inbedder search index|query`` and ``inbedder cache stats|clear``.
 
-Thin shells over :mod:`inbedder.cluster`, :mod:`inbedder.report`, :mod:`inbedder.search` and
+Thin shells over :mod:`inbedder.clustering`, :mod:`inbedder.report`, :mod:`inbedder.search` and
 :mod:`inbedder.cache`. Input works like ``inbedder embed`` (arguments, ``-i FILE`` .txt/.jsonl/.csv, stdin);
 user errors exit 1 with one line.
 
@@ -198,8 +198,8 @@ def cluster(texts: tuple[str, ...], model: str | None, batch_size: int, device: 
     inbedder cluster -m minilm -i docs.csv --auto-k 2-15 --label-column topic --report report.html
     """
     from .cli import user_errors, warnings_as_lines
-    from .cluster import ClusterSettings, parse_k_range
-    from .cluster import cluster as run_cluster
+    from .clustering import ClusterSettings, parse_k_range
+    from .clustering import cluster as run_cluster
     from .errors import require
     from .report import command_line, parse_projection, project_2d, write_png, write_report
 

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from .cluster import ClusterResult
+from .clustering import ClusterResult
 from .errors import InputError, did_you_mean, require
 
 PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",

@@ -13,8 +13,6 @@ array([2, 0, 0, 1, 2])
 
 from __future__ import annotations
 
-import sys
-import types
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -353,15 +351,6 @@ def _clip(text: str, width: int) -> str:
     text = " ".join(text.split())
     return text if len(text) <= width else text[: max(0, width - 1)] + "…"
 
-
-class _CallableModule(types.ModuleType):
-    """``inbedder.cluster(...)`` calls :func:`cluster` even where ``inbedder.cluster`` is this module."""
-
-    def __call__(self, *args: Any, **kwargs: Any) -> ClusterResult:
-        return cluster(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule
 
 __all__ = ["Cluster", "ClusterResult", "ClusterSettings", "Method", "cluster", "cluster_vectors",
            "ctfidf_keywords", "frequent_answers", "label_metrics"]

@@ -1,0 +1,349 @@
+"""``inbedder eval <task>``: evaluate a model on local data and write a result JSON (a thin shell over
+:mod:`inbedder.evaluation`).
+
+Examples::
+
+    inbedder eval sts -m minilm -i sts-test.jsonl --instruction "Represent the sentence:" -o sts.json
+    inbedder eval awareness -m minilm -i data.csv --axis category="What aspect is discussed?" \\
+        --axis polarity="What is the sentiment?" -o awareness.json --png awareness.png
+    inbedder eval triplet -m minilm -i triplets.jsonl --correct "What is the sentiment?" --incorrect "What food?"
+    inbedder eval report results/*.json
+
+User errors exit with status 1 and one line on stderr.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from .choices import DType
+from .errors import InputError
+
+TaskBuilder = Callable[[], Any]
+
+
+def _run_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    """Options every task takes: model, data, output, batching, seed, subsampling."""
+    options = [
+        click.option("-m", "--model", envvar="INBEDDER_MODEL", show_envvar=True,
+                     help="Model alias (see `inbedder models`), local directory, .gguf file or hub id."),
+        click.option("-i", "--input", "input_path", required=True, metavar="PATH", help="The data (see above)."),
+        click.option("-o", "--output", metavar="FILE.json", help="Write the result here [default: stdout]."),
+        click.option("--delimiter", help="Read the file as delimited text with a header, split by this character "
+                                         "(e.g. ';'); .csv and .tsv need none."),
+        click.option("--limit", type=int, help="Evaluate at most this many rows, chosen with --seed."),
+        click.option("--seed", type=int, default=0, show_default=True, help="Seed of sampling, splits and k-means."),
+        click.option("--batch-size", type=int, default=32, show_default=True, envvar="INBEDDER_BATCH_SIZE",
+                     show_envvar=True, help="Texts per forward pass."),
+        click.option("--device", envvar="INBEDDER_DEVICE", show_envvar=True,
+                     help="cpu, cuda, cuda:1, mps, ... [default: cuda when available, else cpu]"),
+        click.option("--dtype", default="float32", show_default=True, envvar="INBEDDER_DTYPE", show_envvar=True,
+                     metavar="|".join(d.value for d in DType), help="Weight precision."),
+        click.option("--progress/--no-progress", default=None, help="Progress bars on stderr."),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+def _robustness_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    """Instruction lists for a robustness test: the task runs once per instruction."""
+    options = [
+        click.option("--correct", multiple=True, metavar="TEXT", help="Robustness: a correct instruction "
+                     "(repeat for paraphrases). With any of these the task runs once per instruction."),
+        click.option("--implicit", multiple=True, metavar="TEXT", help="Robustness: an implicit instruction."),
+        click.option("--incorrect", multiple=True, metavar="TEXT", help="Robustness: an incorrect instruction."),
+        click.option("--instructions-file", metavar="FILE.json",
+                     help='Robustness lists as JSON: {"correct": [...], "implicit": [...], "incorrect": [...]}.'),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+def _with_robustness(f: Callable[..., Any]) -> Callable[..., Any]:
+    return _run_options(_robustness_options(f))
+
+
+def _run(task_name: str, build: TaskBuilder, opts: dict[str, Any], data: list[str],
+         settings: dict[str, Any], *, awareness: dict[str, Any] | None = None) -> None:
+    """Read the data, load the model, evaluate (or run the robustness lists), write the result."""
+    from .cli import user_errors, warnings_as_lines
+    from .evaluation import EvalSettings, make_result, robustness
+    from .evaluation.awareness import heatmap
+    from .evaluation.robustness import parse_instruction_lists, read_instruction_lists
+    from .loading import load, parse_device, quiet_transformers
+
+    with user_errors():
+        _check_output(opts.get("output"))
+        _check_output(awareness.get("png") if awareness else None)
+        lists = _instruction_lists(opts, read_instruction_lists, parse_instruction_lists)
+        run_settings = EvalSettings(batch_size=opts["batch_size"], seed=opts["seed"], progress=opts["progress"])
+        parse_device(opts["device"])
+        started = time.perf_counter()
+        task = build()
+        read_s = time.perf_counter() - started
+        with warnings_as_lines(), quiet_transformers():
+            model = load(_model_name(opts), device=opts["device"], dtype=opts["dtype"])
+            loaded = time.perf_counter()
+            extra: dict[str, Any] = {}
+            aware = None
+            if lists is not None:
+                outcome = robustness(task, model, lists, run_settings)
+                metrics, extra["per_instruction"] = outcome.metrics(), outcome.per_instruction()
+                primary = f"{next(iter(lists))}.mean"
+                settings = {**settings, "robustness": lists, "robustness_metric": task.primary}
+            elif awareness is not None:
+                aware = task.run(model, run_settings, baseline=awareness["baseline"])
+                metrics, primary = aware.metrics(), task.primary
+                extra.update(matrix=aware.matrix, summary=aware.summary, instructions=aware.instructions,
+                             ari_matrix=aware.ari)
+                if aware.baseline is not None:
+                    extra["baseline"] = aware.baseline
+            else:
+                metrics, primary = task.evaluate(model, settings=run_settings), task.primary
+        timings = {"read_s": read_s, "load_s": loaded - started - read_s, "eval_s": time.perf_counter() - loaded}
+        settings = {**settings, "batch_size": opts["batch_size"], "seed": opts["seed"], "limit": opts["limit"],
+                    "dtype": opts["dtype"], "device": str(model.device)}
+        out = make_result(task_name, model, metrics, primary=primary, data=data, settings=settings,
+                          timings=timings, **extra)
+        if aware is not None and awareness and awareness.get("png"):
+            heatmap(aware, awareness["png"], title=f"{model.name}: V-measure, summary {aware.summary:+.3f}")
+        _emit(out, opts.get("output"))
+
+
+def _instruction_lists(opts: dict[str, Any], read: Callable[..., Any], parse: Callable[..., Any]) -> Any:
+    given = {k: list(opts.get(k) or ()) for k in ("correct", "implicit", "incorrect")}
+    path = opts.get("instructions_file")
+    if path is None:
+        return parse(given) if any(given.values()) else None
+    if any(given.values()):
+        raise InputError("give the robustness instructions with --instructions-file or with "
+                         "--correct/--implicit/--incorrect, not both")
+    return read(path)
+
+
+def _model_name(opts: dict[str, Any]) -> str:
+    from .registry import ALIASES
+
+    if not opts.get("model"):
+        raise click.ClickException("no model given: pass -m/--model NAME or set INBEDDER_MODEL "
+                                   f"(aliases: {', '.join(sorted(ALIASES))})")
+    return str(opts["model"])
+
+
+def _check_output(path: str | None) -> None:
+    if path not in (None, "-") and not Path(path).parent.is_dir():
+        raise click.ClickException(f"cannot write {path!r}: the folder {str(Path(path).parent)!r} does not exist")
+
+
+def _emit(result: dict[str, Any], output: str | None) -> None:
+    from .evaluation.results import write_result
+
+    metrics = result["metrics"]
+    primary = result["primary_metric"]
+    value = metrics.get(primary)
+    shown = "-" if value is None else f"{value:.4f}"
+    if output in (None, "-"):
+        click.echo(json.dumps(result, indent=2, ensure_ascii=False))
+        click.echo(f"{result['task']}: {primary} = {shown}", err=True)
+    else:
+        write_result(result, output)
+        click.echo(f"{result['task']}: {primary} = {shown} -> {output}", err=True)
+
+
+def _common(opts: dict[str, Any]) -> dict[str, Any]:
+    return {"delimiter": opts["delimiter"], "limit": opts["limit"], "seed": opts["seed"]}
+
+
+def _one_instruction(opts: dict[str, Any]) -> None:
+    if opts.get("instruction") is not None and opts.get("instruction_column") is not None:
+        raise click.ClickException("give --instruction or --instruction-column, not both")
+
+
+def _command(name: str, help_text: str) -> Callable[[Callable[..., Any]], Any]:
+    return eval_group.command(name, help=help_text, context_settings={"max_content_width": 110})
+
+
+@click.group("eval", context_settings={"help_option_names": ["-h", "--help"]})
+def eval_group() -> None:
+    """Evaluate a model on local data; each command writes a result JSON (see `inbedder eval report`)."""
+
+
+instruction_option = click.option("--instruction", help="Instruction for every text (replaces a per-row one).")
+instruction_column_option = click.option("--instruction-column", help="Column with a per-row instruction.")
+
+
+@_command("triplet", "Triplets: accuracy of cos(anchor, positive) > cos(anchor, negative).\n\n"
+                     "-i FILE: .jsonl/.json/.csv/.tsv with anchor, positive and negative columns.")
+@_with_robustness
+@instruction_option
+@instruction_column_option
+@click.option("--anchor-column", default="anchor", show_default=True)
+@click.option("--positive-column", default="positive", show_default=True)
+@click.option("--negative-column", default="negative", show_default=True)
+def triplet(**opts: Any) -> None:
+    from .evaluation import load_triplets
+
+    _one_instruction(opts)
+    build = functools.partial(load_triplets, opts["input_path"], anchor_column=opts["anchor_column"],
+                              positive_column=opts["positive_column"], negative_column=opts["negative_column"],
+                              instruction_column=opts["instruction_column"], instruction=opts["instruction"],
+                              **_common(opts))
+    _run("triplet", build, opts, [opts["input_path"]], {"instruction": opts["instruction"]})
+
+
+@_command("sts", "Instructed STS: Spearman (and Pearson) of the pairs' cosine against the gold score.\n\n"
+                 "-i FILE: pairs with a score (defaults fit STS-B's sts-test.jsonl).")
+@_with_robustness
+@instruction_option
+@instruction_column_option
+@click.option("--text1-column", default="sentence1", show_default=True)
+@click.option("--text2-column", default="sentence2", show_default=True)
+@click.option("--score-column", default="score", show_default=True)
+def sts(**opts: Any) -> None:
+    from .evaluation import load_sts
+
+    _one_instruction(opts)
+    build = functools.partial(load_sts, opts["input_path"], text1_column=opts["text1_column"],
+                              text2_column=opts["text2_column"], score_column=opts["score_column"],
+                              instruction_column=opts["instruction_column"], instruction=opts["instruction"],
+                              **_common(opts))
+    _run("sts", build, opts, [opts["input_path"]], {"instruction": opts["instruction"]})
+
+
+@_command("clustering", "Instructed clustering: k-means with k = number of labels; V-measure and ARI.\n\n"
+                        "-i FILE: a text and a label column.")
+@_with_robustness
+@instruction_option
+@instruction_column_option
+@click.option("--text-column", default="text", show_default=True)
+@click.option("--label-column", default="label", show_default=True)
+def clustering(**opts: Any) -> None:
+    from .evaluation import load_clustering
+
+    _one_instruction(opts)
+    build = functools.partial(load_clustering, opts["input_path"], text_column=opts["text_column"],
+                              label_column=opts["label_column"], instruction_column=opts["instruction_column"],
+                              instruction=opts["instruction"], **_common(opts))
+    _run("clustering", build, opts, [opts["input_path"]], {"instruction": opts["instruction"]})
+
+
+@_command("classification", "Classification probes: k-NN (cosine) and logistic regression; accuracy, macro-F1."
+                            "\n\n-i FILE: training rows (text, label); --test FILE, or a seeded split of -i.")
+@_with_robustness
+@instruction_option
+@click.option("--test", "test_path", metavar="FILE", help="Test rows [default: split -i with --test-size].")
+@click.option("--test-size", type=float, default=0.2, show_default=True, help="Share of -i held out.")
+@click.option("--text-column", default="text", show_default=True)
+@click.option("--label-column", default="label", show_default=True)
+def classification(**opts: Any) -> None:
+    from .evaluation import load_classification
+
+    build = functools.partial(load_classification, opts["input_path"], test_path=opts["test_path"],
+                              text_column=opts["text_column"], label_column=opts["label_column"],
+                              instruction=opts["instruction"], test_size=opts["test_size"], **_common(opts))
+    data = [opts["input_path"]] + ([opts["test_path"]] if opts["test_path"] else [])
+    _run("classification", build, opts, data, {"instruction": opts["instruction"], "test_size": opts["test_size"]})
+
+
+@_command("retrieval", "Retrieval: nDCG@10, MRR@10, recall@100 by cosine ranking.\n\n"
+                       "-i FOLDER: BEIR layout (corpus.jsonl, queries.jsonl, qrels/<split>.tsv); --limit "
+                       "keeps that many queries.")
+@_with_robustness
+@click.option("--split", default="test", show_default=True, help="The qrels file: qrels/<split>.tsv.")
+@click.option("--query-instruction", help="Instruction for the queries.")
+@click.option("--doc-instruction", help="Instruction for the documents.")
+def retrieval(**opts: Any) -> None:
+    from .evaluation import load_beir
+
+    build = functools.partial(load_beir, opts["input_path"], split=opts["split"],
+                              query_instruction=opts["query_instruction"], doc_instruction=opts["doc_instruction"],
+                              limit=opts["limit"], seed=opts["seed"])
+    _run("retrieval", build, opts, [opts["input_path"]],
+         {"split": opts["split"], "query_instruction": opts["query_instruction"],
+          "doc_instruction": opts["doc_instruction"]})
+
+
+@_command("text", "Text evaluation (Billboard style): Pearson of each candidate's best cosine to its references "
+                  "against human scores.\n\n-i FILE: candidate, references (a text or a JSON list), score.")
+@_with_robustness
+@instruction_option
+@instruction_column_option
+@click.option("--candidate-column", default="candidate", show_default=True)
+@click.option("--reference-column", "reference_columns", multiple=True, default=("references",), show_default=True,
+              help="Column(s) with references; repeat for several.")
+@click.option("--score-column", default="score", show_default=True)
+def text(**opts: Any) -> None:
+    from .evaluation import load_text_evaluation
+
+    _one_instruction(opts)
+    build = functools.partial(load_text_evaluation, opts["input_path"], candidate_column=opts["candidate_column"],
+                              reference_columns=opts["reference_columns"], score_column=opts["score_column"],
+                              instruction_column=opts["instruction_column"], instruction=opts["instruction"],
+                              **_common(opts))
+    _run("text_evaluation", build, opts, [opts["input_path"]], {"instruction": opts["instruction"]})
+
+
+@_command("awareness", "Instruction-awareness matrix: V-measure of every (instruction axis, label axis) pair; "
+                       "summary = mean diagonal - mean off-diagonal.\n\n-i FILE: a text column and two or more "
+                       "label columns, each named with --axis COLUMN=INSTRUCTION.")
+@_run_options
+@click.option("--axis", "axes", multiple=True, metavar="COLUMN=INSTRUCTION", required=True,
+              help='A label column and its instruction, e.g. --axis intent="What does the user want?" (repeat).')
+@click.option("--text-column", default="text", show_default=True)
+@click.option("--png", metavar="FILE.png", help="Also draw the matrix as a heatmap.")
+@click.option("--baseline/--no-baseline", default=False, show_default=True,
+              help="Add a row with no instruction (not part of the summary).")
+def awareness(**opts: Any) -> None:
+    from .evaluation import load_awareness
+    from .evaluation.data import parse_assignments
+
+    try:
+        axes = parse_assignments(opts["axes"], "--axis")
+    except InputError as exc:
+        raise click.ClickException(str(exc)) from None
+    build = functools.partial(load_awareness, opts["input_path"], axes, text_column=opts["text_column"],
+                              **_common(opts))
+    _run("awareness", build, opts, [opts["input_path"]], {"axes": axes, "text_column": opts["text_column"]},
+         awareness={"png": opts["png"], "baseline": opts["baseline"]})
+
+
+@_command("latency", "Latency: texts/s, tokens/s, per-batch p50/p95, peak memory.\n\n"
+                     "-i FILE: .txt (one text a line) or a table with --text-column.")
+@_run_options
+@instruction_option
+@click.option("--text-column", default="text", show_default=True)
+@click.option("--warmup", type=int, default=1, show_default=True, help="Untimed batches first.")
+def latency(**opts: Any) -> None:
+    from .evaluation.latency import load_latency
+
+    build = functools.partial(load_latency, opts["input_path"], text_column=opts["text_column"],
+                              instruction=opts["instruction"], warmup=opts["warmup"], **_common(opts))
+    _run("latency", build, opts, [opts["input_path"]], {"instruction": opts["instruction"],
+                                                        "warmup": opts["warmup"]})
+
+
+@eval_group.command("report")
+@click.argument("files", nargs=-1, required=True, metavar="RESULT.json...")
+@click.option("-o", "--output", metavar="FILE.md", help="Write the table here [default: stdout].")
+def report_command(files: tuple[str, ...], output: str | None) -> None:
+    """A markdown table of result files: task, model, data, primary metric, the other metrics, date."""
+    from .cli import user_errors
+    from .evaluation import read_result, report
+
+    with user_errors():
+        table = report(read_result(f) for f in files)
+        if output in (None, "-"):
+            sys.stdout.write(table)
+        else:
+            _check_output(output)
+            Path(output).write_text(table, encoding="utf-8")
