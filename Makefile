@@ -6,7 +6,7 @@ REF := .venv-ref
 TORCH := torch==2.13.0
 PIP := $(BIN)/pip install --disable-pip-version-check -q
 
-.PHONY: demo test test-all lint bench install install-dev clean
+.PHONY: demo test test-all test-reference lint bench install install-dev clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -40,7 +40,16 @@ test: install-dev
 	HF_HUB_OFFLINE=1 INBEDDER_REFERENCE_PYTHON=$(CURDIR)/$(REF)/bin/python $(BIN)/pytest -q
 
 test-all: install-dev
-	HF_HUB_OFFLINE=1 INBEDDER_REFERENCE_PYTHON=$(CURDIR)/$(REF)/bin/python $(BIN)/pytest -q -m "slow or not slow"
+	HF_HUB_OFFLINE=1 INBEDDER_REFERENCE_PYTHON=$(CURDIR)/$(REF)/bin/python $(BIN)/pytest -q -m "not reference"
+
+# Parity with the InBedder reference repository (not on PyPI): give a checkout of it, e.g.
+#   git clone https://github.com/zhang-yu-wei/InBedder ../InBedder
+#   git -C ../InBedder checkout 3d95d4fa1005b446a3bce40d17d2548eb2a2d977
+#   make test-reference INBEDDER_REFERENCE_REPO=../InBedder
+test-reference: install-dev
+	@test -d "$(INBEDDER_REFERENCE_REPO)/lm_encoders_hf" || { echo "set INBEDDER_REFERENCE_REPO to a checkout of the InBedder repository (see Makefile)"; exit 1; }
+	HF_HUB_OFFLINE=1 INBEDDER_REFERENCE_PYTHON=$(CURDIR)/$(REF)/bin/python \
+	INBEDDER_REFERENCE_REPO=$(abspath $(INBEDDER_REFERENCE_REPO)) $(BIN)/pytest -q -m "reference or slow or not slow"
 
 lint: install-dev
 	$(BIN)/ruff check src tests benchmarks examples

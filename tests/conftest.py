@@ -50,3 +50,10 @@ def _one_thread_for_tiny_models():
     torch.set_num_threads(int(os.environ.get("INBEDDER_TEST_THREADS", "1")))
     yield
     torch.set_num_threads(threads)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests that use the InBedder reference checkout are marked ``reference`` (see `make test-reference`)."""
+    for item in items:
+        if {"reference", "reference_repo"} & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.reference)

@@ -8,4 +8,6 @@ from __future__ import annotations
 
 FAMILIES: dict[str, str] = {
     "instructor": "inbedder.encoders.instructor:InstructorEncoder",
+    "masked": "inbedder.encoders.masked:MaskedEncoder",
+    "seq2seq": "inbedder.encoders.seq2seq:Seq2SeqEncoder",
 }
