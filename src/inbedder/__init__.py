@@ -21,26 +21,20 @@ if TYPE_CHECKING:
     from .engine import Embedder
     from .loading import load
     from .search import SearchIndex
+    from .pairwise import similarity
 
 __version__ = "0.1.0"
-__all__ = ["Embedder", "InbedderError", "SearchIndex", "__version__", "cluster", "instruction_template", "load"]
+__all__ = ["Embedder", "InbedderError", "SearchIndex", "__version__", "cluster", "instruction_template", "load",
+           "similarity"]
+
+
+_LAZY = {"load": "loading", "Embedder": "engine", "cluster": "clustering", "SearchIndex": "search",
+         "similarity": "pairwise"}
 
 
 def __getattr__(name: str) -> Any:
-    if name == "load":
-        from .loading import load
+    if name in _LAZY:
+        import importlib
 
-        return load
-    if name == "Embedder":
-        from .engine import Embedder
-
-        return Embedder
-    if name == "cluster":
-        from .clustering import cluster
-
-        return cluster
-    if name == "SearchIndex":
-        from .search import SearchIndex
-
-        return SearchIndex
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
     raise AttributeError(f"module 'inbedder' has no attribute {name!r}")

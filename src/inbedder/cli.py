@@ -13,6 +13,7 @@ User errors exit with status 1 and one line on stderr.
 from __future__ import annotations
 
 import contextlib
+import json
 import sys
 import warnings
 from collections.abc import Iterator
@@ -135,6 +136,45 @@ def embed(texts: tuple[str, ...], model: str | None, instruction: str | None, in
                                       cache=cache_path)
         target = sys.stdout.buffer if output in (None, "-") else output
         write_embeddings(records, vectors, instructions, fmt, target)
+
+
+@main.command()
+@click.option("-m", "--model", envvar="INBEDDER_MODEL", show_envvar=True, required=True,
+              help="Model alias, local directory, .gguf file or hub id.")
+@click.option("-a", "a_path", metavar="FILE", required=True, help="First list: .txt, .jsonl or .csv ('-' for stdin).")
+@click.option("-b", "b_path", metavar="FILE", required=True, help="Second list: .txt, .jsonl or .csv.")
+@click.option("--instruction", help="Instruction for the first list (and the second, unless --instruction-b).")
+@click.option("--instruction-b", help="Instruction for the second list.")
+@click.option("--text-column", default="text", show_default=True, help="Text field of .jsonl/.csv input.")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@click.option("--device", envvar="INBEDDER_DEVICE", show_envvar=True, help="cpu, cuda, ... [default: auto]")
+@click.option("--cache", "cache_path", metavar="PATH", envvar="INBEDDER_CACHE", show_envvar=True,
+              help="SQLite embedding cache to read and fill.")
+def similarity(model: str, a_path: str, b_path: str, instruction: str | None, instruction_b: str | None,
+               text_column: str, fmt: str, device: str | None, cache_path: str | None) -> None:
+    """Cosine similarity of every text in -a with every text in -b, each list under its own instruction."""
+    from .loading import load, quiet_transformers
+    from .pairwise import similarity as cosine_matrix
+
+    with user_errors():
+        lists = []
+        for path in (a_path, b_path):
+            records = (read_stream(sys.stdin.buffer, source="stdin") if path == "-"
+                       else read_records(path, text_column=text_column, instruction_column=None))
+            lists.append([r.text for r in records])
+        with warnings_as_lines(), quiet_transformers():
+            matrix = cosine_matrix(load(model, device=device), lists[0], lists[1], instruction,
+                                   instruction_b=instruction_b, cache=cache_path)
+    if fmt == "json":
+        click.echo(json.dumps({"a": lists[0], "b": lists[1], "cosine": matrix.round(6).tolist()}, ensure_ascii=False))
+        return
+    width = min(40, max(len(t) for t in lists[0]))
+    click.echo(" " * (width + 2) + "  ".join(f"b{j:<6}" for j in range(len(lists[1]))))
+    for text, row in zip(lists[0], matrix, strict=True):
+        shown = text if len(text) <= width else text[: width - 1] + "…"
+        click.echo(f"{shown:<{width}}  " + "  ".join(f"{v:7.4f}" for v in row))
+    for j, text in enumerate(lists[1]):
+        click.echo(f"b{j}: {text}", err=True)
 
 
 @main.command("models")
