@@ -98,7 +98,7 @@ def test_encoder_only_path_without_answers(t5) -> None:
     encoder = t5.encoder
     with torch.inference_mode():
         full = encoder.embed_batch(pairs, Output.SENTENCE, output_value="avg_ppt")
-        fast = encoder.embed_batch(pairs, Output.SENTENCE, answers=False, output_value="avg_ppt")
+        fast = encoder.embed_batch(pairs, Output.SENTENCE, return_generations=False, output_value="avg_ppt")
     assert fast.answers is None and full.answers is not None
     assert (full.vectors - fast.vectors).abs().max().item() <= 1e-5
 

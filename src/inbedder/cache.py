@@ -135,7 +135,9 @@ class EmbeddingCache:
         rows = [(row_key(model_key, p), model_key, int(vectors[i].shape[0]),
                  np.asarray(vectors[i], dtype=np.float32).tobytes(), None if answers is None else answers[i], now)
                 for i, p in enumerate(pairs)]
-        self._retry(lambda db: db.executemany("INSERT OR IGNORE INTO embeddings VALUES (?, ?, ?, ?, ?, ?)", rows))
+        self._retry(lambda db: db.executemany(  # a row cached without its answer gets the answer later
+            "INSERT INTO embeddings VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (key) DO UPDATE SET answer = excluded.answer "
+            "WHERE embeddings.answer IS NULL", rows))
 
     def record_run(self, model_key: str, hits: int, misses: int) -> None:
         self._retry(lambda db: db.execute("INSERT INTO runs (model_key, hits, misses, at) VALUES (?, ?, ?, ?)",

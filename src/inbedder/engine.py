@@ -98,7 +98,7 @@ class Embedder(nn.Module):
         if store is not None:
             rows = self._cached_run(store, pairs, batch_size, show_progress_bar, options, return_generations)
         else:
-            rows = self._run(pairs, out, batch_size, show_progress_bar, options)
+            rows = self._run(pairs, out, batch_size, show_progress_bar, options, generations=return_generations)
         if directory is not None:
             directory.save(rows.vectors, rows.answers)
         return self._finish(rows, out, single, normalize, convert_to_tensor, return_generations)
@@ -126,7 +126,8 @@ class Embedder(nn.Module):
         vectors = {p: torch.from_numpy(v) for p, (v, _) in found.items()}
         answers = {p: a for p, (_, a) in found.items()}
         if missing:
-            computed = self._run(missing, Output.SENTENCE, batch_size, show, options, on_batch=save)
+            computed = self._run(missing, Output.SENTENCE, batch_size, show, options, on_batch=save,
+                                 generations=need_answers)
             for i, p in enumerate(missing):
                 vectors[p] = computed.vectors[i]
                 answers[p] = computed.answers[i] if computed.answers is not None else None
@@ -141,8 +142,13 @@ class Embedder(nn.Module):
         return DirCache(cache_dir, settings_digest(about), about)
 
     def _run(self, pairs: list[Pair], out: Output, batch_size: int, show: bool | None, options: dict[str, Any],
-             on_batch: Callable[[list[Pair], BatchResult], None] | None = None) -> Rows:
-        """Run the family over the unique pairs, longest first, and return rows in input order."""
+             on_batch: Callable[[list[Pair], BatchResult], None] | None = None, generations: bool = False) -> Rows:
+        """Run the family over the unique pairs, longest first, and return rows in input order.
+
+        Answer families are told whether generations are wanted (``return_generations``), so a one-pass output
+        value can skip ``generate()`` when they are not."""
+        if self.encoder.answers:
+            options = {**options, "return_generations": generations}
         unique: dict[Pair, int] = {}
         index = [unique.setdefault(p, len(unique)) for p in pairs]
         keys = list(unique)

@@ -6,8 +6,9 @@ Code written for them runs after changing only its import line, e.g.
 
 from __future__ import annotations
 
+from .causal import CausalLMEncoder
 from .inbedder_lm import InBedder, MaskededLMEncoder, MaskedLMEncoder, Seq2SeqLMEncoder
 from .instructor import INSTRUCTOR, InstructorModel
 
-__all__ = ["INSTRUCTOR", "InBedder", "InstructorModel", "MaskedLMEncoder", "MaskededLMEncoder",
+__all__ = ["INSTRUCTOR", "CausalLMEncoder", "InBedder", "InstructorModel", "MaskedLMEncoder", "MaskededLMEncoder",
            "Seq2SeqLMEncoder"]

@@ -10,4 +10,5 @@ FAMILIES: dict[str, str] = {
     "instructor": "inbedder.encoders.instructor:InstructorEncoder",
     "masked": "inbedder.encoders.masked:MaskedEncoder",
     "seq2seq": "inbedder.encoders.seq2seq:Seq2SeqEncoder",
+    "causal": "inbedder.encoders.causal:CausalEncoder",
 }

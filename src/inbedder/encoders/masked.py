@@ -221,8 +221,9 @@ class MaskedEncoder(Encoder):
             return head.layer_norm(F.gelu(head.dense(states)))
         return self.model.cls.predictions.transform(states)
 
-    def embed_batch(self, pairs: list[Pair], output: Output, answers: bool = True, **options: Any) -> BatchResult:
-        """Vectors (float32) and, when ``answers``, the decoded predictions for one batch of pairs."""
+    def embed_batch(self, pairs: list[Pair], output: Output, return_generations: bool = True,
+                    **options: Any) -> BatchResult:
+        """Vectors (float32) and, when ``return_generations``, the decoded predictions for one batch."""
         self.check_options(options)
         if output is not Output.SENTENCE:
             raise InputError(f"output={output.value!r} is not available in the masked family; it gives sentence "
@@ -260,7 +261,7 @@ class MaskedEncoder(Encoder):
         else:
             vectors = masked_mean(states, attention)
         result = BatchResult(vectors, truncated=truncated, n_tokens=int(attention.sum()))
-        if answers:
+        if return_generations:
             decoder = self.model.get_output_embeddings()
             if span is AnswerSpan.MASKS:
                 if transformed is None or deep:

@@ -168,8 +168,9 @@ class Seq2SeqEncoder(Encoder):
             raise InputError(f"generate() rejected the seq2seq family's generation settings {kwargs!r}: {exc}") \
                 from exc
 
-    def embed_batch(self, pairs: list[Pair], output: Output, answers: bool = True, **options: Any) -> BatchResult:
-        """Vectors (float32) and the generated answers for one batch of pairs. Without ``answers``,
+    def embed_batch(self, pairs: list[Pair], output: Output, return_generations: bool = True,
+                    **options: Any) -> BatchResult:
+        """Vectors (float32) and the generated answers for one batch of pairs. Without ``return_generations``,
         ``avg_ppt`` runs the encoder only."""
         self.check_options(options)
         if output is not Output.SENTENCE:
@@ -184,7 +185,7 @@ class Seq2SeqEncoder(Encoder):
         features, truncated = self.tokenize(pairs)
         features = {k: v.to(self.device) for k, v in features.items()}
         mask = features["attention_mask"]
-        if value is Seq2SeqValue.AVG_PPT and not answers:
+        if value is Seq2SeqValue.AVG_PPT and not return_generations:
             encoded = self.model.get_encoder()(**features, output_hidden_states=True, return_dict=True)
             vectors = masked_mean(encoded.hidden_states[layer], mask.bool())
             return BatchResult(vectors, truncated=truncated, n_tokens=int(mask.sum()))

@@ -1,0 +1,396 @@
+"""Causal-LM answer family (InBedder): embed a text by the states of a decoder that answers a question about it.
+
+A prompt is built from a pattern with ``{input}`` and ``{instruction}`` (by default InBedder's
+``### Input:\\n{input}\\n\\n### Instruction:\\n{instruction}\\n\\n### Response:``), left-padded, and read at one
+layer (0 = embeddings, -1 = last; the last includes the final norm):
+
+* ``fst_gen``  the state of the last prompt token (the one that predicts the first answer token);
+* ``avg_ppt``  the mean over the prompt tokens but the last;
+* ``avg_gen``  the mean of ``fst_gen`` and the states of the generated tokens;
+* ``last_gen`` the last of those states;
+* ``avg_all``  the mean over the prompt tokens and the generated tokens' states.
+
+A generated token's state is the state computed *over* answer token k, kept when answer token k + 1 (the
+one it predicts) is neither a special token nor one of ``filter_words``; when none is kept, the state over the
+first answer token is used. ``fst_gen`` and ``avg_ppt`` need no answer: unless answers are asked for they come
+from one forward pass that stops at the requested layer (no ``generate()``, no LM head).
+
+A text that does not fit loses the start of its input text, never the instruction or the response cue.
+``instruction=None`` takes the text as a complete prompt, cut from the left like the reference.
+
+>>> model = load("smollm2-135m-instruct")                                          # doctest: +SKIP
+>>> vec, answer = model.encode("I love my cat!", instruction="Which animal is it?",
+...                            output_value="avg_gen", return_generations=True)     # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..errors import InputError, ModelLoadError
+from .base import BatchResult, Encoder, Output, Pair
+from .causal_settings import (
+    CHAT,
+    INBEDDER_PATTERN,
+    LAYER_NAMED,
+    Generation,
+    OutputValue,
+    Spans,
+    build_prompts,
+    check_pattern,
+    check_words,
+    parse_output_value,
+    render_chat,
+)
+
+_HEAD_SUFFIXES = ("ForCausalLM", "LMHeadModel")
+
+
+class _Stop(Exception):
+    """Raised by a tap to end a forward pass once the requested layer is read."""
+
+
+class CausalEncoder(Encoder):
+    """A decoder-only LM read at one layer; the math of one batch (prompts, one pass or generate, pooling)."""
+
+    family = "causal"
+    answers = True
+    options = ("output_value", "layer", "pattern", "filter_words", "max_new_tokens", "do_sample", "temperature",
+               "top_p", "seed")
+
+    def __init__(self, model: nn.Module, tokenizer: Any, *, pattern: str = INBEDDER_PATTERN,
+                 output_value: str = "fst_gen", layer: int | None = None, generation: Generation | None = None,
+                 filter_words: list[str] | None = None, max_length: int | None = None, has_lm_head: bool = True):
+        super().__init__()
+        self.model: Any = model
+        self.tokenizer = tokenizer
+        if tokenizer.pad_token is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        tokenizer.padding_side = "left"
+        tokenizer.truncation_side = "left"
+        self.pattern = check_pattern(pattern)
+        self.output_value, self.layer = parse_output_value(output_value, layer)
+        self.generation = generation or Generation()
+        self.filter_words = check_words(filter_words)
+        self.has_lm_head = has_lm_head
+        self.full_generations = False  # answers as the whole decoded sequence, prompt included (the reference's)
+        config = _text_config(self.model)
+        self.num_layers = int(config.num_hidden_layers)
+        self.position_limit = _positions(config, tokenizer)
+        self.max_length = int(max_length) if max_length is not None else self.position_limit
+        self._layer_index(self.layer)
+        self._layers: Any = next((m for m in self.base.modules() if isinstance(m, nn.ModuleList)
+                             and len(m) == self.num_layers), None)
+        if self._layers is None:
+            raise ModelLoadError(f"cannot find the {self.num_layers} decoder layers of {type(model).__name__}")
+        self._chat: str | None = None
+
+    @property
+    def base(self) -> nn.Module:
+        """The decoder stack without the LM head (what the LM head reads; for OPT, ``model.decoder``)."""
+        try:
+            trunk = self.model.get_decoder()
+        except (AttributeError, NotImplementedError, ValueError):
+            trunk = None
+        return trunk if isinstance(trunk, nn.Module) else self.model.base_model  # type: ignore[no-any-return]
+
+    @property
+    def dim(self) -> int:
+        project_out = getattr(self.base, "project_out", None)  # OPT projects its last layer out to a smaller size
+        if isinstance(project_out, nn.Linear) and self._layer_index(self.layer) == self.num_layers:
+            return int(project_out.out_features)
+        return int(_text_config(self.model).hidden_size)
+
+    def settings(self) -> dict[str, Any]:
+        return {"family": self.family, "pattern": self.pattern, "output_value": self.output_value.value,
+                "layer": self._layer_index(self.layer), "max_length": self.max_length,
+                "generation": {**self.generation.kwargs(), "seed": self.generation.seed},
+                "filter_words": list(self.filter_words or []),
+                "dtype": str(next(self.model.parameters()).dtype).removeprefix("torch.")}
+
+    def _layer_index(self, layer: int) -> int:
+        n = self.num_layers + 1
+        if not -n <= layer < n:
+            raise InputError(f"layer={layer} is out of range: this model has {n} hidden states, layers "
+                             f"0 (embeddings) .. {self.num_layers} (last), or -{n} .. -1")
+        return layer % n
+
+    def _readout(self, output_value: Any, layer: Any) -> tuple[OutputValue, int]:
+        """Per-call value and layer: a layer in the value's name or ``layer`` wins over the encoder's own."""
+        named = isinstance(output_value, str) and LAYER_NAMED.match(output_value) is not None
+        value, parsed = parse_output_value(self.output_value if output_value is None else output_value, layer)
+        return value, self._layer_index(parsed if named or layer is not None else self.layer)
+
+    # -- prompts ------------------------------------------------------------------------------------------
+    def prompts(self, pairs: list[Pair], pattern: str | None = None, limit: int | None = None
+                ) -> tuple[list[str], Spans, int]:
+        """Prompts, (input span, instruction span) per prompt, and how many had their input cut to fit ``limit``."""
+        pattern = check_pattern(pattern or self.pattern)
+        chat = pattern == CHAT
+        if chat:
+            self._chat = self._chat or render_chat(self.tokenizer)
+            pattern = self._chat
+        return build_prompts(self.tokenizer, pairs, pattern, chat, limit or self.max_length)
+
+    def tokenize(self, prompts: list[str], chat: bool, raw: list[bool], offsets: bool
+                 ) -> tuple[torch.Tensor, torch.Tensor, list[list[tuple[int, int]]] | None, int]:
+        """Left-padded ids and mask, per-token character offsets if asked, and rows cut from the left (raw ones)."""
+        kwargs: dict[str, Any] = {"add_special_tokens": not chat}
+        if offsets:
+            if not getattr(self.tokenizer, "is_fast", False):
+                raise InputError("output='token' or 'all' needs a fast tokenizer (character offsets); this one is not")
+            kwargs["return_offsets_mapping"] = True
+        enc = self.tokenizer(prompts, **kwargs)
+        ids, offs, cut = list(enc["input_ids"]), enc.get("offset_mapping"), 0
+        for i, row in enumerate(ids):
+            if raw[i] and len(row) > self.max_length:  # the reference's cut: tokenizer truncation from the left
+                cut += 1
+                redo = self.tokenizer(prompts[i], truncation=True, max_length=self.max_length, **kwargs)
+                ids[i] = redo["input_ids"]
+                if offs is not None:
+                    offs[i] = redo["offset_mapping"]
+        width = max(len(r) for r in ids)
+        pad = self.tokenizer.pad_token_id
+        input_ids = torch.tensor([[pad] * (width - len(r)) + list(r) for r in ids], dtype=torch.long)
+        mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in ids], dtype=torch.long)
+        return input_ids, mask, (None if offs is None else [list(map(tuple, o)) for o in offs]), cut
+
+    # -- forward passes -----------------------------------------------------------------------------------
+    @contextmanager
+    def _tap(self, layer: int, stop: bool) -> Iterator[list[torch.Tensor]]:
+        """Collect the hidden state ``layer`` of every forward pass; with ``stop``, end the pass there."""
+        states: list[torch.Tensor] = []
+        if layer == self.num_layers:
+            def on_output(module: nn.Module, args: Any, output: Any) -> None:
+                states.append(output[0] if isinstance(output, tuple) else output.last_hidden_state)
+            handle = self.base.register_forward_hook(on_output)
+        else:
+            def on_input(module: nn.Module, args: Any, kwargs: Any) -> None:
+                states.append(args[0] if args else kwargs["hidden_states"])
+                if stop:
+                    raise _Stop
+            handle = self._layers[layer].register_forward_pre_hook(on_input, with_kwargs=True)
+        try:
+            yield states
+        finally:
+            handle.remove()
+
+    def one_pass(self, ids: torch.Tensor, mask: torch.Tensor, layer: int) -> torch.Tensor:
+        """States ``(b, t, h)`` at ``layer`` from one forward pass of the base model, stopped at that layer."""
+        kwargs: dict[str, Any] = {"input_ids": ids, "attention_mask": mask, "use_cache": False}
+        if "position_ids" in _parameters(self.base.forward):  # as generate() sets them for left padding
+            kwargs["position_ids"] = (mask.cumsum(-1) - 1).masked_fill(mask == 0, 0)
+        with self._tap(layer, stop=True) as states:
+            try:
+                self.base(**kwargs)
+            except _Stop:
+                pass
+        return states[0]
+
+    def generate(self, ids: torch.Tensor, mask: torch.Tensor, layer: int, generation: Generation
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Prompt states ``(b, t, h)``, states over answer tokens 1..n-1 ``(b, n-1, h)``, the sequences ``(b, t+n)``."""
+        kwargs = {"pad_token_id": self.tokenizer.pad_token_id, **generation.kwargs()}
+        device = ids.device
+        with self._tap(layer, stop=False) as states, torch.random.fork_rng(
+                devices=[device] if device.type == "cuda" else [], enabled=generation.seed is not None):
+            if generation.seed is not None:
+                torch.manual_seed(generation.seed)
+            out = self.model.generate(input_ids=ids, attention_mask=mask, **kwargs)
+        seqs = out.sequences if hasattr(out, "sequences") else out
+        if not states:
+            raise ModelLoadError(f"could not read hidden state {layer} of {type(self.model).__name__} in generate()")
+        steps = torch.cat(states[1:], dim=1) if len(states) > 1 else states[0][:, :0]
+        return states[0], steps, seqs
+
+    # -- one batch ----------------------------------------------------------------------------------------
+    def embed_batch(self, pairs: list[Pair], output: Output, return_generations: bool = False, **options: Any
+                    ) -> BatchResult:
+        """Vectors for one batch; answers too when generating (always for avg_gen, last_gen, avg_all)."""
+        self.check_options(options)
+        value, layer = self._readout(options.get("output_value"), options.get("layer"))
+        generation = Generation.from_kwargs({k: options[k] for k in Generation.__dataclass_fields__ if k in options},
+                                            self.generation)
+        words = check_words(options["filter_words"]) if "filter_words" in options else self.filter_words
+        pattern = check_pattern(options.get("pattern", self.pattern))
+        generate = value.generates or return_generations
+        if generate and not self.has_lm_head:
+            raise InputError(f"the {self.family} family needs a language-model head to generate answers "
+                             f"(output_value={value.value!r}, return_generations={return_generations}), and this "
+                             "model has none; "
+                             "use output_value='fst_gen' or 'avg_ppt' without return_generations, or load a "
+                             "*ForCausalLM checkpoint")
+        limit = self.max_length
+        if self.position_limit and generation.max_new_tokens:
+            limit = min(limit, self.position_limit - generation.max_new_tokens)
+        prompts, spans, cut = self.prompts(pairs, pattern, limit)
+        ids, mask, offsets, cut_raw = self.tokenize(prompts, pattern == CHAT, [p[0] is None for p in pairs],
+                                                    output is not Output.SENTENCE)
+        ids, mask = ids.to(self.device), mask.to(self.device)
+        result = BatchResult(torch.empty(0), truncated=cut + cut_raw, n_tokens=int(mask.sum()))
+        if generate:
+            prompt, steps, seqs = self.generate(ids, mask, layer, generation)
+            new = seqs[:, ids.shape[1]:]
+            keep = answer_keep(new, self.tokenizer, words).to(steps.device)
+            decode = seqs if self.full_generations else new
+            result.answers = self.tokenizer.batch_decode(decode, skip_special_tokens=True)
+        else:
+            prompt = self.one_pass(ids, mask, layer)
+            steps, keep = prompt[:, :0], torch.zeros((len(pairs), 0), dtype=torch.bool, device=prompt.device)
+        result.vectors = pool(value, prompt.float(), mask, steps.float(), keep)
+        if output is not Output.SENTENCE:
+            result.tokens, result.instruction_tokens = _token_states(prompt.float(), offsets, spans)
+        return result
+
+    # -- files --------------------------------------------------------------------------------------------
+    @classmethod
+    def from_pretrained(cls, path: Path, *, dtype: torch.dtype = torch.float32, trust_remote_code: bool = False,
+                        pattern: str = INBEDDER_PATTERN, output_value: str = "fst_gen", layer: int | None = None,
+                        max_length: int | None = None, max_new_tokens: int | None = 3, do_sample: bool | None = False,
+                        temperature: float | None = None, top_p: float | None = None, seed: int | None = None,
+                        filter_words: list[str] | None = None, tokenizer_path: str | Path | None = None,
+                        attn_implementation: str | None = None) -> CausalEncoder:
+        """Load a transformers checkpoint (Llama, OPT, Qwen, ... via AutoModelForCausalLM) or a ``.gguf`` file."""
+        from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoTokenizer
+
+        path = Path(path)
+        check_pattern(pattern)
+        parse_output_value(output_value, layer)
+        generation = Generation(max_new_tokens, do_sample, temperature, top_p, seed)
+        gguf = {"gguf_file": path.name} if path.is_file() and path.suffix == ".gguf" else {}
+        where = path.parent if gguf else path
+        kwargs: dict[str, Any] = {"dtype": dtype, "trust_remote_code": trust_remote_code, **gguf}
+        if attn_implementation:
+            kwargs["attn_implementation"] = attn_implementation
+        try:
+            archs = [] if gguf else list(AutoConfig.from_pretrained(where, trust_remote_code=trust_remote_code)
+                                         .architectures or [])
+            head = bool(gguf) or not archs or any(a.endswith(_HEAD_SUFFIXES) for a in archs)
+            model = (AutoModelForCausalLM if head else AutoModel).from_pretrained(where, **kwargs)
+            tokenizer = AutoTokenizer.from_pretrained(tokenizer_path or where, trust_remote_code=trust_remote_code,
+                                                      **({} if tokenizer_path else gguf))
+        except (OSError, ValueError, KeyError) as exc:
+            raise ModelLoadError(f"cannot load a causal LM from {path}: {exc}") from exc
+        if getattr(model, "hf_quantizer", None) is not None and gguf:  # GGUF weights arrive dequantized
+            model.hf_quantizer = None
+            if hasattr(model.config, "quantization_config"):
+                del model.config.quantization_config
+        model.eval()
+        return cls(model, tokenizer, pattern=pattern, output_value=output_value, layer=layer, generation=generation,
+                   filter_words=filter_words, max_length=max_length, has_lm_head=head)
+
+    def save_pretrained(self, directory: str | Path) -> Path:
+        """Save model and tokenizer as a transformers directory that older transformers read too."""
+        directory = Path(directory)
+        self.model.save_pretrained(directory)
+        self.tokenizer.save_pretrained(directory)
+        portable(directory)
+        return directory
+
+
+def pool(value: OutputValue, prompt: torch.Tensor, mask: torch.Tensor, steps: torch.Tensor, keep: torch.Tensor
+         ) -> torch.Tensor:
+    """One vector per row from left-padded prompt states ``(b, t, h)``, ``mask`` ``(b, t)``, the states over answer
+    tokens ``(b, s, h)`` and which of those to ``keep`` ``(b, s)`` (when a row keeps none, the first is used).
+
+    Row by row, in the reference's order of operations, so that means over large activations round alike."""
+    if value is OutputValue.FST_GEN:
+        return prompt[:, -1]
+    rows = []
+    for i in range(prompt.shape[0]):
+        real = prompt[i, mask[i].bool()]
+        if value is OutputValue.AVG_PPT:
+            if real.shape[0] < 2:
+                raise InputError("avg_ppt needs prompts of 2 tokens or more; one prompt has 1")
+            rows.append(real[:-1].mean(0))
+            continue
+        kept = keep[i] if keep[i].any() or not steps.shape[1] else torch.arange(steps.shape[1]) == 0
+        answer = steps[i, kept.to(steps.device)]
+        if value is OutputValue.AVG_GEN:
+            rows.append(torch.cat([real[-1:], answer]).mean(0))
+        elif value is OutputValue.AVG_ALL:
+            rows.append(torch.cat([real, answer]).mean(0))
+        else:  # LAST_GEN; with a one-token answer no state over an answer token exists, so the prompt's last
+            rows.append(answer[-1] if answer.shape[0] else real[-1])
+    return torch.stack(rows)
+
+
+def answer_keep(new: torch.Tensor, tokenizer: Any, filter_words: list[str] | None = None) -> torch.Tensor:
+    """``(b, n-1)``: keep the state over answer token k when token k + 1 is neither special nor a filtered word."""
+    skip = set(tokenizer.all_special_ids) | _word_ids(tokenizer, filter_words)
+    rows = [[int(t) not in skip for t in row[1:]] for row in new.tolist()]
+    return torch.tensor(rows, dtype=torch.bool).reshape(new.shape[0], max(new.shape[1] - 1, 0))
+
+
+def _token_states(prompt: torch.Tensor, offsets: list[list[tuple[int, int]]] | None, spans: Spans
+                  ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """Per row, the prompt states of the tokens inside the input text and inside the instruction."""
+    texts: list[torch.Tensor] = []
+    instructions: list[torch.Tensor] = []
+    for i, offs in enumerate(offsets or []):
+        start = prompt.shape[1] - len(offs)
+        for (a, b), out in zip(spans[i], (texts, instructions), strict=True):
+            rows = [j for j, (s, e) in enumerate(offs) if e > s and a <= s < b]
+            out.append(prompt[i, start + rows[0]:start + rows[-1] + 1] if rows else prompt[i, :0])
+    return texts, instructions
+
+
+def _word_ids(tokenizer: Any, words: list[str] | None) -> set[int]:
+    """Token ids of ``words``, each tokenized alone with the tokenizer's special tokens (the reference's rule)."""
+    return {i for w in words or [] for i in tokenizer.encode(w)}
+
+
+def _text_config(model: Any) -> Any:
+    config = model.config
+    return config.get_text_config() if hasattr(config, "get_text_config") else config
+
+
+def _positions(config: Any, tokenizer: Any) -> int:
+    found = [getattr(config, k, None) for k in ("max_position_embeddings", "n_positions")]
+    found.append(getattr(tokenizer, "model_max_length", None))
+    limits = [int(x) for x in found if isinstance(x, int) and 0 < x < 1_000_000]
+    return min(limits) if limits else 2048
+
+
+def _parameters(fn: Any) -> set[str]:
+    return set(inspect.signature(fn).parameters)
+
+
+def portable(directory: Path) -> None:
+    """Rewrite a saved directory so that older transformers and tokenizers read it as the new ones do."""
+    config_file, tok_config_file = directory / "config.json", directory / "tokenizer_config.json"
+    config = json.loads(config_file.read_text(encoding="utf-8"))
+    config.pop("quantization_config", None)
+    rope = config.get("rope_parameters") or {}
+    if "rope_theta" in rope and "rope_theta" not in config:
+        config["rope_theta"] = rope["rope_theta"]
+    config.setdefault("torch_dtype", config.get("dtype", "float32"))
+    config_file.write_text(json.dumps(config, indent=2), encoding="utf-8")
+    if tok_config_file.exists():
+        tok = json.loads(tok_config_file.read_text(encoding="utf-8"))
+        if tok.get("tokenizer_class") in (None, "TokenizersBackend"):
+            tok["tokenizer_class"] = "PreTrainedTokenizerFast"
+        tok.setdefault("model_input_names", ["input_ids", "attention_mask"])
+        if (directory / "chat_template.jinja").exists() and "chat_template" not in tok:
+            tok["chat_template"] = (directory / "chat_template.jinja").read_text(encoding="utf-8")
+        tok_config_file.write_text(json.dumps(tok, indent=2), encoding="utf-8")
+    legacy_merges(directory / "tokenizer.json")
+
+
+def legacy_merges(path: Path) -> None:
+    """Write BPE merges as ``"a b"`` strings, the form every tokenizers version reads."""
+    if not path.exists():
+        return
+    data = json.loads(path.read_text(encoding="utf-8"))
+    merges = data.get("model", {}).get("merges")
+    if merges and isinstance(merges[0], list) and not any(" " in a or " " in b for a, b in merges):
+        data["model"]["merges"] = [f"{a} {b}" for a, b in merges]
+        path.write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
