@@ -152,7 +152,11 @@ class Embedder(nn.Module):
         unique: dict[Pair, int] = {}
         index = [unique.setdefault(p, len(unique)) for p in pairs]
         keys = list(unique)
-        order = sorted(range(len(keys)), key=lambda i: -(len(keys[i][1]) + len(keys[i][0] or "")))
+        # longest first, by tokens where the family counts them (less padding), else by characters
+        counts = self.encoder.token_counts(keys) if len(keys) > batch_size else None
+        if counts is None:
+            counts = [len(text) + len(instruction or "") for instruction, text in keys]
+        order = sorted(range(len(keys)), key=lambda i: -counts[i])
         n_batches = -(-len(keys) // batch_size)
         show = n_batches >= PROGRESS_MIN_BATCHES if show is None else show
         batches: list[BatchResult] = []

@@ -73,6 +73,13 @@ class Encoder(nn.Module):
                     f"{did_you_mean(key, self.options)}"
                 )
 
+    def token_counts(self, pairs: list[Pair]) -> list[int] | None:
+        """Tokens each pair takes in a batch (after truncation), for the engine's length sort.
+
+        ``None`` (the default) makes the engine sort by characters instead.
+        """
+        return None
+
     def embed_batch(self, pairs: list[Pair], output: Output, **options: Any) -> BatchResult:
         raise NotImplementedError
 

@@ -105,15 +105,21 @@ class InstructorEncoder(Encoder):
     def tokenize(self, pairs: list[Pair]) -> tuple[dict[str, torch.Tensor], torch.Tensor, int]:
         """Token ids, attention mask, instruction lengths and the number of truncated rows."""
         texts = [self.joined_text(p) for p in pairs]
-        ids = self.tokenizer(texts, truncation=False, padding=False, verbose=False)["input_ids"]
-        long = [i for i, row in enumerate(ids) if len(row) > self.max_length]
-        if long:
-            cut = self.tokenizer([texts[i] for i in long], truncation=True, max_length=self.max_length)["input_ids"]
-            for i, row in zip(long, cut, strict=False):
-                ids[i] = row
-        batch = self.tokenizer.pad({"input_ids": ids}, padding=True, return_tensors="pt")
+        batch = self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt")
+        lengths = batch["attention_mask"].sum(1)
+        full = (lengths >= self.max_length).nonzero().flatten().tolist()  # only these can have been cut
+        long = 0
+        if full:
+            uncut = self.tokenizer([texts[i] for i in full], truncation=False, verbose=False)["input_ids"]
+            long = sum(len(ids) > self.max_length for ids in uncut)
         ctx = torch.tensor([0 if p[0] is None else self.instruction_length(p[0]) for p in pairs], dtype=torch.long)
-        return {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}, ctx, len(long)
+        return {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}, ctx, long
+
+    def token_counts(self, pairs: list[Pair]) -> list[int]:
+        """Tokens of each ``instruction + text`` after truncation (the engine sorts by these: less padding)."""
+        ids = self.tokenizer([self.joined_text(p) for p in pairs], truncation=True, max_length=self.max_length,
+                             verbose=False)["input_ids"]
+        return [len(row) for row in ids]
 
     # -- math -------------------------------------------------------------------------------------------
     def pool(self, tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
