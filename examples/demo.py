@@ -65,6 +65,8 @@ def answer_demo() -> None:
     except Exception as exc:  # the family or the package may be missing from this install
         print(f"skipped: {exc}")
         return
+    print("(this small model was not trained to answer briefly: its answers restate the question, so its vectors")
+    print(" barely depend on the text; answer-trained InBedder checkpoints load the same way)")
     texts = ["I love cat!", "I love dog!", "I dislike cat!"]
     for instruction in ("What is the animal mentioned here?", "What is the emotion expressed here?"):
         emb, answers = model.encode(texts, instruction=instruction, return_generations=True)
