@@ -35,3 +35,18 @@ def run_instructor_reference(model_dir: Path, jobs: list[dict], tmp: Path) -> di
         raise RuntimeError(f"reference run failed:\n{proc.stderr[-3000:]}")
     with np.load(out) as data:
         return {k: data[k] for k in data.files}
+
+
+INBEDDER_COMMIT = "3d95d4fa1005b446a3bce40d17d2548eb2a2d977"  # zhang-yu-wei/InBedder, folder lm_encoders_hf
+
+
+def inbedder_reference_repo(needed_file: str) -> str:
+    """The InBedder reference checkout (INBEDDER_REFERENCE_REPO); a clear failure, never a skip, when missing."""
+    import pytest
+
+    repo = os.environ.get("INBEDDER_REFERENCE_REPO", "")
+    if not (Path(repo) / "lm_encoders_hf" / needed_file).exists():
+        pytest.fail(f"INBEDDER_REFERENCE_REPO={repo!r} is not a checkout of the reference. Get one with: git clone "
+                    f"https://github.com/zhang-yu-wei/InBedder DIR && git -C DIR checkout {INBEDDER_COMMIT}, then "
+                    "run: make test-reference INBEDDER_REFERENCE_REPO=DIR")
+    return repo

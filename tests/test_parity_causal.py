@@ -26,7 +26,6 @@ from reference_runner import reference_python
 from tiny_causal import build_tiny_llama, build_tiny_opt
 
 HERE = Path(__file__).parent
-REFERENCE_COMMIT = "3d95d4fa1005b446a3bce40d17d2548eb2a2d977"
 VALUES = ("fst_gen", "avg_gen", "last_gen", "avg_ppt", "avg_all")
 TOL = 1e-4
 TEXTS = [
@@ -48,13 +47,9 @@ GENERATION = {"max_new_tokens": NEW, "do_sample": False}
 
 
 def reference_repo() -> str:
-    """The reference checkout; a clear failure (never a skip) when it is missing."""
-    repo = os.environ.get("INBEDDER_REFERENCE_REPO", "")
-    if not (Path(repo) / "lm_encoders_hf" / "causallm_encoder_hf.py").exists():
-        pytest.fail(f"INBEDDER_REFERENCE_REPO={repo!r} is not a checkout of the reference. Get one with: git clone "
-                    f"https://github.com/zhang-yu-wei/InBedder DIR && git -C DIR checkout {REFERENCE_COMMIT}, then "
-                    "export INBEDDER_REFERENCE_REPO=DIR (`make test` does this)")
-    return repo
+    from reference_runner import inbedder_reference_repo
+
+    return inbedder_reference_repo("causallm_encoder_hf.py")
 
 
 def run_reference(model_dir: Path, runs: list[dict], out: Path) -> dict[str, dict]:

@@ -23,7 +23,6 @@ PATTERN_CORPUS = [
 ]
 LM_CORPUS = CORPUS + PATTERN_CORPUS * 3
 T5_EXTRA_IDS = 4  # like flan-t5's <extra_id_N> sentinels: additional special tokens at the end of the vocab
-REFERENCE_COMMIT = "3d95d4fa1005b446a3bce40d17d2548eb2a2d977"  # zhang-yu-wei/InBedder, lm_encoders_hf
 
 
 def _write_tokenizer(tok: Tokenizer, out: Path, special: dict[str, object], **config_extra: object) -> None:
@@ -133,15 +132,9 @@ class TextStats:
 
 
 def reference_repo() -> str:
-    """The reference checkout (INBEDDER_REFERENCE_REPO); a clear failure, never a skip, when it is missing."""
-    import pytest
+    from reference_runner import inbedder_reference_repo
 
-    repo = os.environ.get("INBEDDER_REFERENCE_REPO", "")
-    if not (Path(repo) / "lm_encoders_hf" / "maskedlm_encoder_hf.py").exists():
-        pytest.fail(f"INBEDDER_REFERENCE_REPO={repo!r} is not a checkout of the reference. Get one with: git clone "
-                    f"https://github.com/zhang-yu-wei/InBedder DIR && git -C DIR checkout {REFERENCE_COMMIT}, then "
-                    "export INBEDDER_REFERENCE_REPO=DIR")
-    return repo
+    return inbedder_reference_repo("maskedlm_encoder_hf.py")
 
 
 def run_lm_reference(job: dict, out: Path) -> list[tuple[np.ndarray, list[str]]]:

@@ -20,8 +20,8 @@ if TYPE_CHECKING:
     from .clustering import cluster
     from .engine import Embedder
     from .loading import load
-    from .search import SearchIndex
     from .pairwise import similarity
+    from .search import SearchIndex
 
 __version__ = "0.1.0"
 __all__ = ["Embedder", "InbedderError", "SearchIndex", "__version__", "cluster", "instruction_template", "load",

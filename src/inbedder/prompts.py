@@ -13,6 +13,9 @@ from __future__ import annotations
 
 from .errors import InputError
 
+INBEDDER_PATTERN = "### Input:\n{input}\n\n### Instruction:\n{instruction}\n\n### Response:"
+"""InBedder's prompt: the text, the question about it, and the cue for the answer."""
+
 
 def instruction_template(text_type: str, *, domain: str | None = None, objective: str | None = None) -> str:
     """Build an INSTRUCTOR instruction. ``text_type`` is required (sentence, document, title, ...)."""

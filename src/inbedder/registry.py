@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import UnknownModelError, did_you_mean
+from .prompts import INBEDDER_PATTERN
 
 INSTALL_HINT = 'pip install "inbedder[models]"'
 
@@ -50,8 +51,7 @@ ALIASES: dict[str, Alias] = {
     ),
     "roberta-large-inbedder": Alias(
         "BrandonZYW/roberta-large-InBedder", "InBedder RoBERTa-large, pattern layout (masked LM)", "masked",
-        options={"pattern": "### Input:\n{input}\n\n### Instruction:\n{instruction}\n\n### Response:",
-                 "output_value": "avg_gen"},
+        options={"pattern": INBEDDER_PATTERN, "output_value": "avg_gen"},
     ),
     "llama-2-7b-inbedder": Alias("BrandonZYW/llama-2-7b-InBedder", "InBedder Llama-2-7B (causal LM)", "causal"),
     "opt-2.7b-inbedder": Alias("BrandonZYW/opt-2.7b-InBedder", "InBedder OPT-2.7B (causal LM)", "causal"),

@@ -27,9 +27,10 @@ from ..engine import Embedder
 from ..errors import InputError
 from ..loading import Family, detect_family, load
 from ..registry import resolve
+from .retrieval import QueriesCorpusMixin
 
 
-class CausalLMEncoder(Embedder):
+class CausalLMEncoder(QueriesCorpusMixin, Embedder):
     """``lm_encoders_hf.CausalLMEncoder`` with the same constructor, ``set_output_value`` and ``encode``."""
 
     def __init__(self, model_name_or_path: str | os.PathLike[str], tokenizer_path: str | None = None,
@@ -118,20 +119,6 @@ class CausalLMEncoder(Embedder):
         if single:
             vectors = vectors[0]
         return (vectors, generations) if return_generations else vectors
-
-    def encode_queries(self, queries: list[str], batch_size: int, **kwargs: Any) -> Any:
-        return self.encode(queries, batch_size=batch_size, **kwargs)
-
-    def encode_corpus(self, corpus: Any, batch_size: int, **kwargs: Any) -> Any:
-        """Corpus as a list of str, a list of ``{"title", "text"}`` dicts, or a dict of lists (as in the original)."""
-        if isinstance(corpus, dict):
-            sentences = [(corpus["title"][i] + " " + corpus["text"][i]).strip() if "title" in corpus
-                         else corpus["text"][i].strip() for i in range(len(corpus["text"]))]
-        elif isinstance(corpus, list) and corpus and isinstance(corpus[0], str):
-            sentences = corpus
-        else:
-            sentences = [(d["title"] + " " + d["text"]).strip() if "title" in d else d["text"].strip() for d in corpus]
-        return self.encode(sentences, batch_size=batch_size, **kwargs)
 
 
 _REFERENCE_ORDER = (OutputValue.AVG_GEN, OutputValue.AVG_PPT, OutputValue.AVG_ALL, OutputValue.FST_GEN,

@@ -38,6 +38,7 @@ from ..errors import InputError
 from ..fingerprint import settings_digest
 from ..loading import detect_family, load
 from ..registry import resolve
+from .retrieval import QueriesCorpusMixin
 
 RE_ENCODE = "re_encode"
 
@@ -51,7 +52,7 @@ def _locate(name: str | os.PathLike[str], family: Family, cls: str) -> Any:
     return location
 
 
-class _ReferenceEncoder(Embedder):
+class _ReferenceEncoder(QueriesCorpusMixin, Embedder):
     """The reference encoders' shared API: ``set_output_value``, ``get_*_output_values``, ``encode``."""
 
     values: tuple[type[Any], tuple[str, ...]]  # the value enum and the reference's order of value names
@@ -153,20 +154,6 @@ class _ReferenceEncoder(Embedder):
         if not return_generations:
             return result
         return result, self._generations(rows, answers, options, batch_size, show, cache_dir)
-
-    def encode_queries(self, queries: list[str], batch_size: int, **kwargs: Any) -> Any:
-        return self.encode(queries, batch_size=batch_size, **kwargs)
-
-    def encode_corpus(self, corpus: Any, batch_size: int, **kwargs: Any) -> Any:
-        """Corpus as a list of str, a list of ``{"title", "text"}`` dicts, or a dict of lists (as in the original)."""
-        if isinstance(corpus, dict):
-            sentences = [(corpus["title"][i] + " " + corpus["text"][i]).strip() if "title" in corpus
-                         else corpus["text"][i].strip() for i in range(len(corpus["text"]))]
-        elif isinstance(corpus, list) and corpus and isinstance(corpus[0], str):
-            sentences = corpus
-        else:
-            sentences = [(d["title"] + " " + d["text"]).strip() if "title" in d else d["text"].strip() for d in corpus]
-        return self.encode(sentences, batch_size=batch_size, **kwargs)
 
 
 class MaskedLMEncoder(_ReferenceEncoder):

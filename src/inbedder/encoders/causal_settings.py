@@ -16,10 +16,10 @@ from enum import Enum
 from typing import Any
 
 from ..errors import InputError, did_you_mean
+from ..prompts import INBEDDER_PATTERN
 
 Spans = list[tuple[tuple[int, int], tuple[int, int]]]  # per prompt: (input span, instruction span) in characters
 
-INBEDDER_PATTERN = "### Input:\n{input}\n\n### Instruction:\n{instruction}\n\n### Response:"
 CHAT = "chat"  # pattern value: the tokenizer's chat template, with CHAT_CONTENT as the user message
 CHAT_CONTENT = "{input}\n\n{instruction}"
 _PLACEHOLDER = re.compile(r"\{input\}|\{instruction\}")

@@ -42,9 +42,9 @@ import torch.nn.functional as F
 
 from ..choices import parse_choice
 from ..errors import InputError, InputTypeError, ModelLoadError
+from ..prompts import INBEDDER_PATTERN
 from .base import BatchResult, Encoder, Output, Pair
 
-INBEDDER_PATTERN = "### Input:\n{input}\n\n### Instruction:\n{instruction}\n\n### Response:"
 _ROBERTA_LIKE = ("roberta", "xlm-roberta", "xlm-roberta-xl", "camembert", "data2vec-text", "longformer", "xmod",
                  "roberta-prelayernorm")  # position ids start after the padding index
 _LAYER_NAMED = re.compile(r"^(?P<value>[a-z_]+?)_layer_(?P<layer>-?\d+)$")
