@@ -261,3 +261,15 @@ def test_bad_input(llama, llama_dir: Path) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert plain.encode(TEXTS, instruction=ANIMAL).shape == (4, 32)
+
+
+def test_compat_encode_queries_and_corpus(llama_dir: Path) -> None:
+    model = CausalLMEncoder(str(llama_dir), max_new_tokens=3, do_sample=False)
+    docs = [{"title": "Cats", "text": "I love cat!"}, {"text": " I love dog! "}]
+    as_dicts = model.encode_corpus(docs, batch_size=2)
+    as_columns = model.encode_corpus({"title": ["Cats", ""], "text": ["I love cat!", "I love dog!"]}, batch_size=2)
+    plain = model.encode(["Cats I love cat!", "I love dog!"], batch_size=2)
+    np.testing.assert_allclose(as_dicts, plain, atol=1e-6)
+    np.testing.assert_allclose(as_columns, plain, atol=1e-6)
+    np.testing.assert_allclose(model.encode_queries(["I love cat!"], batch_size=1), model.encode(["I love cat!"]),
+                               atol=1e-6)
