@@ -11,9 +11,11 @@ axis better under its own instruction than under the other one:
 For each pattern, one greedy ``generate()`` per batch gives the states of every layer, so every output value at
 every layer comes from the same run (``pool`` is the library's own pooling). The best configuration is then
 recomputed through the public ``encode`` as a check. No instruction at all (the text alone, ``avg_ppt``) is the
-baseline.
+baseline. ``--confirm`` recomputes chosen configurations through ``encode`` and repeats k-means over several
+seeds, for error bars.
 
     HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/answer_defaults.py --json answer_defaults.json
+    HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/answer_defaults.py --confirm inbedder/avg_ppt/30 none/avg_ppt/30
 """
 
 from __future__ import annotations
@@ -100,31 +102,89 @@ def v_measure(vectors: np.ndarray, labels: list[str], seed: int) -> float:
 
     x = vectors / np.linalg.norm(vectors, axis=1, keepdims=True).clip(1e-12)
     k = len(set(labels))
-    predicted = KMeans(n_clusters=k, n_init=5, random_state=seed).fit_predict(x)
+    predicted = KMeans(n_clusters=k, n_init=3, random_state=seed).fit_predict(x)
     return float(v_measure_score(labels, predicted))
+
+
+def confirm(model, datasets: list[dict], configs: list[str], seeds: int, new_tokens: int, batch: int) -> dict:
+    """aligned / awareness (mean and std over k-means seeds) of ``pattern/value/layer`` configs, via ``encode``."""
+    results = {}
+    for config in configs:
+        pattern_name, value, layer = config.split("/")
+        own: list[list[float]] = [[] for _ in range(seeds)]
+        other: list[list[float]] = [[] for _ in range(seeds)]
+        for data in datasets:
+            axes = list(data["axes"])
+            vectors = {}
+            for asked in axes if pattern_name != "none" else [None]:
+                instruction = data["instructions"][asked] if asked else None
+                vectors[asked] = model.encode(data["texts"], instruction=instruction, output_value=value,
+                                              layer=int(layer), pattern=PATTERNS.get(pattern_name, INBEDDER_PATTERN),
+                                              max_new_tokens=new_tokens, batch_size=batch)
+            for axis, other_axis in ((axes[0], axes[1]), (axes[1], axes[0])):
+                for seed in range(seeds):
+                    mine = vectors.get(axis, vectors.get(None))
+                    theirs = vectors.get(other_axis, vectors.get(None))
+                    own[seed].append(v_measure(mine, data["axes"][axis], seed))
+                    other[seed].append(v_measure(theirs, data["axes"][axis], seed) if pattern_name != "none"
+                                       else own[seed][-1])
+        aligned = [float(np.mean(o)) for o in own]
+        aware = [float(np.mean(o) - np.mean(t)) for o, t in zip(own, other, strict=True)]
+        results[config] = {"aligned": float(np.mean(aligned)), "aligned_std": float(np.std(aligned)),
+                           "awareness": float(np.mean(aware)), "awareness_std": float(np.std(aware))}
+        r = results[config]
+        print(f"{config:<24} aligned {r['aligned']:.4f} ± {r['aligned_std']:.4f}  "
+              f"awareness {r['awareness']:+.4f} ± {r['awareness_std']:.4f}", flush=True)
+    return results
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="smollm2-135m-instruct")
     parser.add_argument("--data", type=Path, default=DATA)
-    parser.add_argument("--n", type=int, default=300, help="texts per dataset")
+    parser.add_argument("--n", type=int, default=240, help="texts per dataset")
     parser.add_argument("--new-tokens", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--json", type=Path)
+    parser.add_argument("--json", type=Path, help="report; progress is kept next to it and a rerun resumes")
+    parser.add_argument("--confirm", nargs="+", metavar="PATTERN/VALUE/LAYER",
+                        help="only recompute these configurations (pattern inbedder, chat or none) over seeds")
+    parser.add_argument("--seeds", type=int, default=5, help="k-means seeds for --confirm")
     args = parser.parse_args()
+    import warnings
+
+    warnings.filterwarnings("ignore", message="Number of distinct clusters")
     torch.set_num_threads(args.threads)
     rng = random.Random(args.seed)
     datasets = [semeval(args.data, args.n, rng), clinc(args.data, args.n, rng)]
     model = load(args.model, device="cpu")
+    if args.confirm:
+        results = confirm(model, datasets, args.confirm, args.seeds, args.new_tokens, args.batch_size)
+        if args.json:
+            args.json.write_text(json.dumps({"date": dt.date.today().isoformat(), "command": " ".join(sys.argv),
+                                             "n": args.n, "results": results}, indent=1), encoding="utf-8")
+        return
     started = time.time()
     scores: dict[str, dict] = defaultdict(dict)  # config -> {dataset/axis/instruction: V}
     examples: dict[str, list] = {}
+    partial = args.json.with_suffix(".partial.json") if args.json else None
+    done: list[str] = []
+    if partial is not None and partial.exists():  # resume a run that was stopped
+        saved = json.loads(partial.read_text(encoding="utf-8"))
+        scores.update(saved["scores"])
+        examples, done = saved["examples"], saved["done"]
+
+    def checkpoint(stage: str) -> None:
+        done.append(stage)
+        if partial is not None:
+            partial.write_text(json.dumps({"scores": scores, "examples": examples, "done": done}), encoding="utf-8")
+
     for data in datasets:
         axes = list(data["axes"])
         for pattern_name, pattern in PATTERNS.items():
+            if f"{data['name']}/{pattern_name}" in done:
+                continue
             for asked in axes:
                 vectors, answers = all_layers(model, data["texts"], data["instructions"][asked], pattern,
                                               args.new_tokens, args.batch_size)
@@ -135,12 +195,16 @@ def main() -> None:
                         scores[f"{pattern_name}|{value}|{layer}"][f"{data['name']}/{axis}/{asked}"] = \
                             v_measure(x, data["axes"][axis], args.seed)
             print(f"{data['name']} {pattern_name} done after {time.time() - started:.0f}s", file=sys.stderr)
+            checkpoint(f"{data['name']}/{pattern_name}")
+        if f"{data['name']}/none" in done:
+            continue
         base, _ = all_layers(model, data["texts"], None, INBEDDER_PATTERN, 1, args.batch_size)
         for (value, layer), x in base.items():
             if value == "avg_ppt":
                 for axis in axes:
                     scores[f"none|avg_ppt|{layer}"][f"{data['name']}/{axis}/none"] = \
                         v_measure(x, data["axes"][axis], args.seed)
+        checkpoint(f"{data['name']}/none")
 
     def summary(config: str) -> dict[str, float]:
         s, own, other = scores[config], [], []

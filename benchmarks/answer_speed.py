@@ -8,8 +8,10 @@ alternate (reference, inbedder, reference, inbedder, ...) so that machine noise 
 throughput is the median. Vectors are compared with the reference's (max abs diff) in the same run.
 
 The reference always generates (``fst_gen`` needs at least 2 new tokens there: with 1 it fails), so it is timed at
-``max_new_tokens`` = 3 and, for ``fst_gen``, also at 2, each with ``last_layer_only=True`` (its fastest setting;
-its default computes every value at every layer) and, with ``--all-layers``, with its default too.
+``max_new_tokens`` = 3 and, for ``fst_gen``, also at 2, with ``last_layer_only=True`` for the last layer (its
+fastest setting; its default computes every value at every layer, and it needs that default for any other layer)
+and, with ``--all-layers``, with its default at the last layer too. Cases: ``fst_gen`` at each ``--layer``,
+``avg_ppt`` and ``avg_gen`` at the last layer.
 
     HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/answer_speed.py REFERENCE_REPO
     HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/answer_speed.py REFERENCE_REPO --n 256 --rounds 3 --json speed.json
@@ -98,6 +100,7 @@ def main() -> None:
         ours.encoder.save_pretrained(model_dir)
     cases = [{"name": f"fst_gen_{n}_new{k}", "value": "fst_gen", "layer": n, "new": k, "last_only": n == last}
              for n in layers for k in (2, 3)]
+    cases.append({"name": f"avg_ppt_{last}_new3", "value": "avg_ppt", "layer": last, "new": 3, "last_only": True})
     cases.append({"name": "avg_gen_new3", "value": "avg_gen", "layer": last, "new": 3, "last_only": True})
     if args.all_layers:
         cases.append({"name": "fst_gen_new3_all_layers", "value": "fst_gen", "layer": last, "new": 3,

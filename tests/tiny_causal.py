@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 
-from inbedder.encoders.causal import legacy_merges
+from inbedder.encoders.portable import legacy_merges
 from tiny_models import CORPUS
 
 PROMPTS = [

@@ -26,7 +26,6 @@ A text that does not fit loses the start of its input text, never the instructio
 from __future__ import annotations
 
 import inspect
-import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -47,9 +46,11 @@ from .causal_settings import (
     build_prompts,
     check_pattern,
     check_words,
+    fill,
     parse_output_value,
     render_chat,
 )
+from .portable import make_portable
 
 _HEAD_SUFFIXES = ("ForCausalLM", "LMHeadModel")
 
@@ -133,35 +134,57 @@ class CausalEncoder(Encoder):
     def prompts(self, pairs: list[Pair], pattern: str | None = None, limit: int | None = None
                 ) -> tuple[list[str], Spans, int]:
         """Prompts, (input span, instruction span) per prompt, and how many had their input cut to fit ``limit``."""
+        filled, chat = self._resolve(pattern)
+        return build_prompts(self.tokenizer, pairs, filled, chat, limit or self.max_length)
+
+    def _resolve(self, pattern: str | None) -> tuple[str, bool]:
+        """The pattern to fill (``"chat"`` rendered through the chat template) and whether it is the chat one."""
         pattern = check_pattern(pattern or self.pattern)
-        chat = pattern == CHAT
-        if chat:
-            self._chat = self._chat or render_chat(self.tokenizer)
-            pattern = self._chat
-        return build_prompts(self.tokenizer, pairs, pattern, chat, limit or self.max_length)
+        if pattern != CHAT:
+            return pattern, False
+        self._chat = self._chat or render_chat(self.tokenizer)
+        return self._chat, True
 
     def tokenize(self, prompts: list[str], chat: bool, raw: list[bool], offsets: bool
                  ) -> tuple[torch.Tensor, torch.Tensor, list[list[tuple[int, int]]] | None, int]:
-        """Left-padded ids and mask, per-token character offsets if asked, and rows cut from the left (raw ones)."""
-        kwargs: dict[str, Any] = {"add_special_tokens": not chat}
-        if offsets:
-            if not getattr(self.tokenizer, "is_fast", False):
-                raise InputError("output='token' or 'all' needs a fast tokenizer (character offsets); this one is not")
-            kwargs["return_offsets_mapping"] = True
-        enc = self.tokenizer(prompts, **kwargs)
-        ids, offs, cut = list(enc["input_ids"]), enc.get("offset_mapping"), 0
-        for i, row in enumerate(ids):
-            if raw[i] and len(row) > self.max_length:  # the reference's cut: tokenizer truncation from the left
-                cut += 1
-                redo = self.tokenizer(prompts[i], truncation=True, max_length=self.max_length, **kwargs)
-                ids[i] = redo["input_ids"]
-                if offs is not None:
-                    offs[i] = redo["offset_mapping"]
+        """Left-padded ids and mask, per-token character offsets if asked, and rows cut from the left (raw ones).
+
+        A chat prompt carries its template's special tokens; any other prompt gets the tokenizer's own."""
+        if offsets and not getattr(self.tokenizer, "is_fast", False):
+            raise InputError("output='token' or 'all' needs a fast tokenizer (character offsets); this one is not")
+        ids: list[list[int]] = [[] for _ in prompts]
+        offs: list[Any] = [None for _ in prompts]
+        cut = 0
+        for specials in (True, False):
+            rows = [i for i in range(len(prompts)) if (raw[i] or not chat) == specials]
+            if not rows:
+                continue
+            kwargs: dict[str, Any] = {"add_special_tokens": specials, "return_offsets_mapping": offsets}
+            enc = self.tokenizer([prompts[i] for i in rows], **kwargs)
+            for j, i in enumerate(rows):
+                ids[i], offs[i] = enc["input_ids"][j], enc["offset_mapping"][j] if offsets else None
+                if raw[i] and len(ids[i]) > self.max_length:  # the reference's cut: truncation from the left
+                    cut += 1
+                    redo = self.tokenizer(prompts[i], truncation=True, max_length=self.max_length, **kwargs)
+                    ids[i], offs[i] = redo["input_ids"], redo["offset_mapping"] if offsets else None
         width = max(len(r) for r in ids)
         pad = self.tokenizer.pad_token_id
         input_ids = torch.tensor([[pad] * (width - len(r)) + list(r) for r in ids], dtype=torch.long)
         mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in ids], dtype=torch.long)
-        return input_ids, mask, (None if offs is None else [list(map(tuple, o)) for o in offs]), cut
+        return input_ids, mask, ([list(map(tuple, o)) for o in offs] if offsets else None), cut
+
+    def token_counts(self, pairs: list[Pair]) -> list[int]:
+        """Prompt tokens per pair under the encoder's own pattern, for the engine's length sort (less padding)."""
+        pattern, chat = self._resolve(None)
+        prompts = [text if ins is None else fill(pattern, text, ins)[0] for ins, text in pairs]
+        lengths = [0] * len(pairs)
+        for specials in (True, False):
+            rows = [i for i, (ins, _) in enumerate(pairs) if (ins is None or not chat) == specials]
+            if rows:
+                enc = self.tokenizer([prompts[i] for i in rows], add_special_tokens=specials)["input_ids"]
+                for i, row in zip(rows, enc, strict=True):
+                    lengths[i] = min(len(row), self.max_length)
+        return lengths
 
     # -- forward passes -----------------------------------------------------------------------------------
     @contextmanager
@@ -292,7 +315,7 @@ class CausalEncoder(Encoder):
         directory = Path(directory)
         self.model.save_pretrained(directory)
         self.tokenizer.save_pretrained(directory)
-        portable(directory)
+        make_portable(directory)
         return directory
 
 
@@ -362,35 +385,3 @@ def _positions(config: Any, tokenizer: Any) -> int:
 
 def _parameters(fn: Any) -> set[str]:
     return set(inspect.signature(fn).parameters)
-
-
-def portable(directory: Path) -> None:
-    """Rewrite a saved directory so that older transformers and tokenizers read it as the new ones do."""
-    config_file, tok_config_file = directory / "config.json", directory / "tokenizer_config.json"
-    config = json.loads(config_file.read_text(encoding="utf-8"))
-    config.pop("quantization_config", None)
-    rope = config.get("rope_parameters") or {}
-    if "rope_theta" in rope and "rope_theta" not in config:
-        config["rope_theta"] = rope["rope_theta"]
-    config.setdefault("torch_dtype", config.get("dtype", "float32"))
-    config_file.write_text(json.dumps(config, indent=2), encoding="utf-8")
-    if tok_config_file.exists():
-        tok = json.loads(tok_config_file.read_text(encoding="utf-8"))
-        if tok.get("tokenizer_class") in (None, "TokenizersBackend"):
-            tok["tokenizer_class"] = "PreTrainedTokenizerFast"
-        tok.setdefault("model_input_names", ["input_ids", "attention_mask"])
-        if (directory / "chat_template.jinja").exists() and "chat_template" not in tok:
-            tok["chat_template"] = (directory / "chat_template.jinja").read_text(encoding="utf-8")
-        tok_config_file.write_text(json.dumps(tok, indent=2), encoding="utf-8")
-    legacy_merges(directory / "tokenizer.json")
-
-
-def legacy_merges(path: Path) -> None:
-    """Write BPE merges as ``"a b"`` strings, the form every tokenizers version reads."""
-    if not path.exists():
-        return
-    data = json.loads(path.read_text(encoding="utf-8"))
-    merges = data.get("model", {}).get("merges")
-    if merges and isinstance(merges[0], list) and not any(" " in a or " " in b for a, b in merges):
-        data["model"]["merges"] = [f"{a} {b}" for a, b in merges]
-        path.write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
