@@ -194,13 +194,13 @@ def test_compat_class(llama_dir: Path) -> None:
 
 
 def test_compat_errors(llama_dir: Path) -> None:
-    with pytest.raises(InputError, match="reencoder"):
-        CausalLMEncoder(str(llama_dir), reencoder=object())
     with pytest.raises(InputError, match="generation_configs must be a dict"):
         CausalLMEncoder(str(llama_dir), generation_configs=[3])
     model = CausalLMEncoder(str(llama_dir), last_layer_only=True)
-    with pytest.raises(InputError, match="re_encode"):
-        model.set_output_value("re_encode")
+    model.set_output_value("re_encode")
+    with pytest.raises(InputError, match="re_encode' needs a reencoder"):
+        model.encode(["a prompt"])
+    model.set_output_value("fst_gen_layer_1")
     with pytest.raises(InputError, match="not valid"):
         model.set_output_value("fst_gne_layer_1")
     with pytest.raises(InputError, match="last_layer_only=True keeps only layer 2"):

@@ -67,7 +67,8 @@ def run_reference(model_dir: Path, runs: list[dict], out: Path) -> dict[str, dic
         where = out / run["name"]
         result[run["name"]] = {"embeds": load_file(str(where / "embeds.safetensors")),
                                "generations": json.loads((where / "generations.json").read_text(encoding="utf-8")),
-                               "answers": json.loads((where / "answers.json").read_text(encoding="utf-8"))}
+                               "answers": json.loads((where / "answers.json").read_text(encoding="utf-8")),
+                               "reencoded": json.loads((where / "reencoded.json").read_text(encoding="utf-8"))}
     return result
 
 
@@ -181,6 +182,32 @@ def test_filter_words_match_reference(setup: Setup) -> None:
             assert_close(ours, ref["embeds"][f"{value}_layer_{layer}"], f"filter {value} layer {layer}")
             changed += not np.allclose(ours, setup.ref["bs4"]["embeds"][f"{value}_layer_{layer}"])
     assert changed  # the words were generated, so some vectors differ from the unfiltered ones
+
+
+class Recorder:
+    """A reencoder with per-text vectors (length and vowel count) that records what it is given."""
+
+    def __init__(self) -> None:
+        self.seen: list[str] = []
+
+    def encode(self, texts: list[str], show_progress_bar: bool = False) -> np.ndarray:
+        self.seen.extend(texts)
+        return np.array([[len(t), sum(c in "aeiou" for c in t)] for t in texts], dtype=np.float32)
+
+
+@pytest.mark.parametrize("words", [False, True])
+def test_re_encode_matches_reference(setup: Setup, words: bool) -> None:
+    """``re_encode`` gives the reencoder the texts the reference gives it (filter_words removed); generations
+    stay the whole sequences."""
+    run = setup.ref["filter" if words else "bs4"]
+    recorder = Recorder()
+    shim = CausalLMEncoder(str(setup.dir), max_input_length=LIMIT, reencoder=recorder, **GENERATION)
+    shim.set_output_value("re_encode")
+    vectors, generations = shim.encode(PROMPTS, batch_size=4, return_generations=True,
+                                       filter_words=setup.words if words else None)
+    assert recorder.seen == run["reencoded"]
+    assert np.array_equal(vectors, Recorder().encode(run["reencoded"]))
+    assert generations == run["generations"]
 
 
 def test_fast_path_equals_generate_path(setup: Setup) -> None:

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 from tqdm.auto import tqdm
@@ -24,10 +25,12 @@ from .encoders.base import BatchResult, Encoder, Output, Pair
 from .errors import InputError, NonFiniteError
 from .fingerprint import settings_digest, weights_fingerprint
 from .inputs import to_pairs
+from .speed import check_device_for
 
 log = logging.getLogger("inbedder")
 
 PROGRESS_MIN_BATCHES = 8  # show a progress bar by default from this many batches on
+CHARS_PER_TOKEN = 4  # for a token budget where the family cannot count tokens
 
 
 class Embedder(nn.Module):
@@ -43,6 +46,8 @@ class Embedder(nn.Module):
         self.encoder = encoder
         self.name = name
         self.source = source
+        self.reencoder: Any = None  # default for encode(reencoder=...): embeds an answer family's answers
+        self._loaded: dict[str, Embedder] = {}  # reencoders loaded by name
 
     @property
     def family(self) -> str:
@@ -50,8 +55,8 @@ class Embedder(nn.Module):
 
     @property
     def dim(self) -> int:
-        """Length of the sentence vectors."""
-        return self.encoder.dim
+        """Length of the sentence vectors (the reencoder's, when one is set)."""
+        return self.reencoder.dim if isinstance(self.reencoder, Embedder) else self.encoder.dim
 
     @property
     def device(self) -> torch.device:
@@ -61,14 +66,17 @@ class Embedder(nn.Module):
         return f"name={self.name!r}, family={self.family!r}, dim={self.dim}"
 
     def encode(self, texts: Any, instruction: str | list[str | None] | None = None, *, batch_size: int = 32,
-               normalize: bool = False, output: str = "sentence", convert_to_tensor: bool = False,
+               max_tokens_per_batch: int | None = None, normalize: bool = False, output: str = "sentence",
+               convert_to_tensor: bool = False,
                device: str | torch.device | None = None, show_progress_bar: bool | None = None,
                return_generations: bool = False, cache: Any = None,
-               cache_dir: str | os.PathLike[str] | None = None, **options: Any) -> Any:
+               cache_dir: str | os.PathLike[str] | None = None, reencoder: Any = None, **options: Any) -> Any:
         """Embed texts under an instruction.
 
         ``texts`` is a str (→ a 1-D vector), a list of str (→ an ``(n, d)`` float32 array) with one
         ``instruction`` or one per row, or INSTRUCTOR pairs ``[[instruction, text], ...]``.
+        A batch holds at most ``batch_size`` rows and, with ``max_tokens_per_batch``, at most that many tokens
+        counting padding (rows × its longest row; a single longer row goes alone).
         ``output="token"`` gives per-token text vectors (a list of ``(t_i, h)`` arrays);
         ``output="all"`` gives ``(sentence vectors, text token vectors, instruction token vectors)``.
         ``return_generations=True`` (answer families) gives ``(vectors, answers)``.
@@ -76,16 +84,36 @@ class Embedder(nn.Module):
         row up in the persistent cache and computes only the missing ones.
         ``cache_dir`` keeps this call's vectors (and answers) in a directory and reuses them when the same
         call is made again; a directory made by a different call is refused.
+        ``reencoder`` (an :class:`Embedder`, a model name, or anything with ``encode(list)``; default: the one
+        given to :func:`~inbedder.load`) embeds an answer family's generated answers instead of its hidden states.
         """
         if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
             raise InputError(f"batch_size must be a positive int; got {batch_size!r}")
+        if max_tokens_per_batch is not None and (not isinstance(max_tokens_per_batch, int)
+                                                 or isinstance(max_tokens_per_batch, bool) or max_tokens_per_batch < 1):
+            raise InputError(f"max_tokens_per_batch must be a positive int or None; got {max_tokens_per_batch!r}")
         out = Output.parse(output)
         pairs, single = to_pairs(texts, instruction)
         self.encoder.check_options(options)
         if return_generations and not self.encoder.answers:
             raise InputError(f"return_generations=True needs an answer family; this model is {self.family!r}")
         if device is not None:
+            check_device_for(self.encoder, parse_device(device))
             self.to(parse_device(device))
+        second = self._reencoder(reencoder)
+        if second is not None:
+            if out is not Output.SENTENCE:
+                raise InputError(f"reencoder= gives sentence vectors only; got output={out.value!r}")
+            _, answers = self.encode(texts, instruction, batch_size=batch_size, show_progress_bar=show_progress_bar,
+                                     return_generations=True, cache=cache, cache_dir=cache_dir, reencoder=False,
+                                     **options)
+            rows = [answers] if single else answers
+            if isinstance(second, Embedder):
+                vectors = second.encode(rows, batch_size=batch_size, convert_to_tensor=True,
+                                        show_progress_bar=show_progress_bar, cache=cache)
+            else:  # e.g. a sentence-transformers model
+                vectors = torch.as_tensor(np.asarray(second.encode(rows)), dtype=torch.float32)
+            return self._finish(Rows(vectors, rows), out, single, normalize, convert_to_tensor, return_generations)
         store = open_cache(cache)
         if (store is not None or cache_dir is not None) and out is not Output.SENTENCE:
             raise InputError(f"cache and cache_dir keep sentence vectors only; got output={out.value!r}")
@@ -96,21 +124,41 @@ class Embedder(nn.Module):
             if hit is not None:
                 return self._finish(Rows(*hit), out, single, normalize, convert_to_tensor, return_generations)
         if store is not None:
-            rows = self._cached_run(store, pairs, batch_size, show_progress_bar, options, return_generations)
+            rows = self._cached_run(store, pairs, batch_size, show_progress_bar, options, return_generations,
+                                    budget=max_tokens_per_batch)
         else:
-            rows = self._run(pairs, out, batch_size, show_progress_bar, options, generations=return_generations)
+            rows = self._run(pairs, out, batch_size, show_progress_bar, options, generations=return_generations,
+                             budget=max_tokens_per_batch)
         if directory is not None:
             directory.save(rows.vectors, rows.answers)
         return self._finish(rows, out, single, normalize, convert_to_tensor, return_generations)
 
     # -- internals ----------------------------------------------------------------------------------------
+    def _reencoder(self, reencoder: Any) -> Any:
+        """The model that embeds the answers (loaded once per name), or None; checks that answers exist."""
+        reencoder = self.reencoder if reencoder is None else reencoder
+        if reencoder is None or reencoder is False:  # False: this call embeds with the model itself
+            return None
+        if not self.encoder.answers:
+            raise InputError(f"reencoder= embeds generated answers; this model is {self.family!r}, which has none")
+        if isinstance(reencoder, (str, os.PathLike)):
+            from .loading import load
+
+            name = str(reencoder)
+            if name not in self._loaded:
+                self._loaded[name] = load(name, device=self.device)
+            reencoder = self._loaded[name]
+        if not callable(getattr(reencoder, "encode", None)):
+            raise InputError(f"reencoder must be a model name, an Embedder or have encode(texts); got {reencoder!r}")
+        return reencoder
+
     def _model_key(self, options: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         """What identifies this model's vectors: weights fingerprint, family settings, call options."""
         about = {"weights": weights_fingerprint(self.encoder), "settings": self.encoder.settings(), "options": options}
         return settings_digest(about), about
 
     def _cached_run(self, store: EmbeddingCache, pairs: list[Pair], batch_size: int, show: bool | None,
-                    options: dict[str, Any], need_answers: bool) -> Rows:
+                    options: dict[str, Any], need_answers: bool, budget: int | None = None) -> Rows:
         """Look rows up in the persistent cache; compute and store the missing ones batch by batch."""
         model_key, about = self._model_key(options)
         store.register_model(model_key, self.name, about)
@@ -126,13 +174,13 @@ class Embedder(nn.Module):
         vectors = {p: torch.from_numpy(v) for p, (v, _) in found.items()}
         answers = {p: a for p, (_, a) in found.items()}
         if missing:
-            computed = self._run(missing, Output.SENTENCE, batch_size, show, options, on_batch=save,
+            computed = self._run(missing, Output.SENTENCE, batch_size, show, options, on_batch=save, budget=budget,
                                  generations=need_answers)
             for i, p in enumerate(missing):
                 vectors[p] = computed.vectors[i]
                 answers[p] = computed.answers[i] if computed.answers is not None else None
         store.record_run(model_key, len(unique) - len(missing), len(missing))
-        stacked = torch.stack([vectors[p] for p in pairs]) if pairs else torch.zeros((0, self.dim))
+        stacked = torch.stack([vectors[p] for p in pairs]) if pairs else torch.zeros((0, self.encoder.dim))
         column = [answers[p] for p in pairs] if self.encoder.answers else None
         return Rows(stacked, column)  # type: ignore[arg-type]
 
@@ -142,7 +190,8 @@ class Embedder(nn.Module):
         return DirCache(cache_dir, settings_digest(about), about)
 
     def _run(self, pairs: list[Pair], out: Output, batch_size: int, show: bool | None, options: dict[str, Any],
-             on_batch: Callable[[list[Pair], BatchResult], None] | None = None, generations: bool = False) -> Rows:
+             on_batch: Callable[[list[Pair], BatchResult], None] | None = None, generations: bool = False,
+             budget: int | None = None) -> Rows:
         """Run the family over the unique pairs, longest first, and return rows in input order.
 
         Answer families are told whether generations are wanted (``return_generations``), so a one-pass output
@@ -153,19 +202,20 @@ class Embedder(nn.Module):
         index = [unique.setdefault(p, len(unique)) for p in pairs]
         keys = list(unique)
         # longest first, by tokens where the family counts them (less padding), else by characters
-        counts = self.encoder.token_counts(keys) if len(keys) > batch_size else None
-        if counts is None:
+        counts = self.encoder.token_counts(keys) if len(keys) > batch_size or budget is not None else None
+        if counts is None:  # a budget then counts about 4 characters a token
             counts = [len(text) + len(instruction or "") for instruction, text in keys]
+            counts = [-(-c // CHARS_PER_TOKEN) for c in counts] if budget is not None else counts
         order = sorted(range(len(keys)), key=lambda i: -counts[i])
-        n_batches = -(-len(keys) // batch_size)
-        show = n_batches >= PROGRESS_MIN_BATCHES if show is None else show
+        plan = plan_batches([counts[i] for i in order], batch_size, budget)
+        show = len(plan) >= PROGRESS_MIN_BATCHES if show is None else show
         batches: list[BatchResult] = []
         where: list[tuple[int, int]] = [(0, 0)] * len(keys)  # unique row -> (batch, row in batch)
         truncated = 0
         self.encoder.eval()
         with torch.inference_mode(), tqdm(total=len(keys), disable=not show, desc="Embedding", unit="text") as bar:
-            for b, start in enumerate(range(0, len(keys), batch_size)):
-                rows = order[start:start + batch_size]
+            for b, (start, stop) in enumerate(plan):
+                rows = order[start:stop]
                 batch = [keys[i] for i in rows]
                 result = self.encoder.embed_batch(batch, out, **options)
                 if on_batch is not None:
@@ -180,7 +230,7 @@ class Embedder(nn.Module):
                           "were truncated", stacklevel=4)
         pick = [where[i] for i in index]
         if not batches:
-            return Rows(torch.zeros((0, self.dim)), [] if self.encoder.answers else None, [], [])
+            return Rows(torch.zeros((0, self.encoder.dim)), [] if self.encoder.answers else None, [], [])
         vectors = torch.stack([batches[b].vectors[j] for b, j in pick]).float()
 
         def column(name: str) -> list[Any] | None:
@@ -212,6 +262,23 @@ class Embedder(nn.Module):
             answers = rows.answers or []
             return value, (answers[0] if single else answers)
         return value
+
+
+def plan_batches(lengths: list[int], batch_size: int, budget: int | None = None) -> list[tuple[int, int]]:
+    """``(start, stop)`` of each batch over rows sorted longest first: at most ``batch_size`` rows and, with a
+    ``budget``, at most ``budget`` padded tokens (rows × the first row's length; a longer row goes alone).
+
+    >>> plan_batches([9, 5, 5, 2, 1], batch_size=4, budget=12)
+    [(0, 1), (1, 3), (3, 5)]
+    """
+    plan: list[tuple[int, int]] = []
+    start = 0
+    while start < len(lengths):
+        rows = batch_size if budget is None else max(1, min(batch_size, budget // max(1, lengths[start])))
+        stop = min(len(lengths), start + rows)
+        plan.append((start, stop))
+        start = stop
+    return plan
 
 
 @dataclass

@@ -23,6 +23,7 @@ from .encoders import FAMILIES
 from .engine import Embedder
 from .errors import InputError, ModelLoadError, did_you_mean
 from .registry import Location, resolve
+from .speed import apply_quantization, check_dtype, check_quantize, parse_quantize
 
 
 def detect_family(location: Location) -> Family:
@@ -52,19 +53,32 @@ def detect_family(location: Location) -> Family:
 
 
 def load(name_or_path: str | os.PathLike[str], *, family: str | None = None, device: str | torch.device | None = None,
-         dtype: str | torch.dtype = "float32", trust_remote_code: bool = False, **options: Any) -> Embedder:
+         dtype: str | torch.dtype = "float32", quantize: str | None = None, trust_remote_code: bool = False,
+         reencoder: Any = None, **options: Any) -> Embedder:
     """Load a model by alias, local directory, ``.gguf`` file or hub id.
 
     The family is detected from the files; ``family=`` overrides. ``device=None`` picks CUDA when present.
+    ``dtype`` is the dtype of the weights and of the computation (pooling and normalization stay float32).
+    ``quantize="int8"`` (CPU only; ``device=None`` then means CPU) replaces the linear layers by int8 ones
+    after loading (:mod:`inbedder.speed`).
+    ``reencoder`` (a name or a loaded model) makes an answer family embed its generated answers with that model.
     """
     dt = parse_choice(DType, dtype, "dtype")
-    dev = parse_device(device)
+    quant = parse_quantize(quantize)
+    dev = parse_device(device if device is not None or quant is None else "cpu")
+    if quant is not None:
+        check_quantize(quant, dev)
+    check_dtype(dt, dev)
     location = resolve(name_or_path)
     fam = parse_choice(Family, family, "family") if family is not None else detect_family(location)
     with quiet_transformers():
         encoder = _build(fam, location.path, dt.torch, trust_remote_code, {**location.options, **options})
     model = Embedder(encoder, name=str(name_or_path), source=str(location.path))
     model.to(dev)
+    if quant is not None:
+        apply_quantization(encoder, quant, dev)
+    if reencoder is not None:
+        model.reencoder = model._reencoder(reencoder)
     return model
 
 

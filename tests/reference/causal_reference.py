@@ -12,8 +12,9 @@ REFERENCE_REPO is a checkout of github.com/zhang-yu-wei/InBedder. SPEC.json::
 
 For each run, OUT_DIR/NAME/ receives what the reference's own cache writes (``embeds.safetensors``: every output
 value at every layer; ``generations.json``: the decoded sequences it returns), plus ``answers.json`` (the decoded
-new tokens it computes, in input order) and, with ``repeats`` > 0, ``times.json``: seconds per timed ``encode``
-of ``output_value`` with no cache.
+new tokens it computes, in input order), ``reencoded.json`` (the texts it gives its reencoder: the answers
+without special tokens and ``filter_words``, in input order) and, with ``repeats`` > 0, ``times.json``: seconds
+per timed ``encode`` of ``output_value`` with no cache.
 """
 
 import importlib.util
@@ -57,15 +58,28 @@ for run in spec["runs"]:
 
     encoder._aggregate_embeddings = recording
     target = os.path.join(out_dir, run["name"])
+    reencoded_sorted = []
+
+    class Recorder:  # a reencoder that records the texts the reference re-encodes
+        def __init__(self, seen):
+            self.seen = seen
+
+        def encode(self, texts, show_progress_bar=False):
+            self.seen.extend(texts)
+            return np.zeros((len(texts), 1), dtype=np.float32)
+
+    encoder.reencoder = Recorder(reencoded_sorted)
     encoder.set_output_value(run.get("output_value", "fst_gen_layer_0"))
     encoder.encode(prompts, batch_size=run["batch_size"], cache_dir=target, filter_words=run.get("filter_words"))
     order = np.argsort([-len(p) for p in prompts])  # the reference's own length sort
-    answers = [""] * len(prompts)
-    for position, index in enumerate(order):
-        answers[index] = answers_sorted[position]
-    with open(os.path.join(target, "answers.json"), "w", encoding="utf-8") as f:
-        json.dump(answers, f)
+    for name, recorded in (("answers", answers_sorted), ("reencoded", reencoded_sorted)):
+        in_order = [""] * len(prompts)
+        for position, index in enumerate(order):
+            in_order[index] = recorded[position]
+        with open(os.path.join(target, f"{name}.json"), "w", encoding="utf-8") as f:
+            json.dump(in_order, f)
     encoder._aggregate_embeddings = aggregate
+    encoder.reencoder = None
     times = []
     for _ in range(int(run.get("repeats", 0))):
         start = time.perf_counter()

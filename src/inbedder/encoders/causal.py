@@ -83,6 +83,7 @@ class CausalEncoder(Encoder):
         self.filter_words = check_words(filter_words)
         self.has_lm_head = has_lm_head
         self.full_generations = False  # answers as the whole decoded sequence, prompt included (the reference's)
+        self.filter_answers = False  # answers without the tokens of filter_words (what the reference re-encodes)
         config = _text_config(self.model)
         self.num_layers = int(config.num_hidden_layers)
         self.position_limit = _positions(config, tokenizer)
@@ -115,7 +116,7 @@ class CausalEncoder(Encoder):
                 "layer": self._layer_index(self.layer), "max_length": self.max_length,
                 "generation": {**self.generation.kwargs(), "seed": self.generation.seed},
                 "filter_words": list(self.filter_words or []),
-                "dtype": str(next(self.model.parameters()).dtype).removeprefix("torch.")}
+                **self.precision(self.model)}
 
     def _layer_index(self, layer: int) -> int:
         n = self.num_layers + 1
@@ -263,7 +264,10 @@ class CausalEncoder(Encoder):
             prompt, steps, seqs = self.generate(ids, mask, layer, generation)
             new = seqs[:, ids.shape[1]:]
             keep = answer_keep(new, self.tokenizer, words).to(steps.device)
-            decode = seqs if self.full_generations else new
+            decode: Any = seqs if self.full_generations else new
+            if self.filter_answers and words:
+                drop = _word_ids(self.tokenizer, words)
+                decode = [[t for t in row if t not in drop] for row in decode.tolist()]
             result.answers = self.tokenizer.batch_decode(decode, skip_special_tokens=True)
         else:
             prompt = self.one_pass(ids, mask, layer)
