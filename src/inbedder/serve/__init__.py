@@ -1,0 +1,19 @@
+"""``inbedder serve``: an OpenAI-compatible embeddings service (FastAPI + uvicorn, the ``serve`` extra).
+
+The modules, one idea each:
+
+- ``config.py``   limits, batching and auth settings (a validated frozen dataclass)
+- ``schemas.py``  request and response bodies (they make the OpenAPI schema)
+- ``batcher.py``  dynamic batching: one queue and one worker thread per model
+- ``metrics.py``  Prometheus text metrics
+- ``errors.py``   the OpenAI error body and the exception handlers
+- ``app.py``      the FastAPI application and its routes
+- ``command.py``  the ``inbedder serve`` click command
+
+Only ``command.py`` is imported by the CLI; FastAPI is imported when the command runs, so ``inbedder --help``
+works without the extra.
+
+>>> from inbedder import load
+>>> from inbedder.serve.app import create_app                      # doctest: +SKIP
+>>> app = create_app({"minilm": load("minilm")})                   # doctest: +SKIP
+"""

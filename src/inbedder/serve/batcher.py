@@ -1,0 +1,205 @@
+"""Dynamic batching: requests to one model wait briefly in a queue and run together in one ``encode`` call.
+
+One :class:`ModelWorker` per served model owns one worker thread (the event loop never runs the model).
+The thread takes the oldest waiting request, waits up to ``max_wait_ms`` for others to join, and merges
+waiting requests of the same kind (embeddings or answers) while the batch stays within ``max_batch_rows``
+and ``max_batch_tokens``; ``Embedder.encode`` then dedups and sorts the merged rows by length. Each request
+gets exactly its own rows back, in order. The queue is bounded in rows: a request that does not fit is
+refused at once (:class:`QueueFull` → 429), so memory stays bounded. ``stop()`` finishes every queued
+request before the thread ends.
+
+>>> worker = ModelWorker("tiny", model, ServeConfig(), Metrics())      # doctest: +SKIP
+>>> worker.start(); future = worker.submit([(None, "a cat")], answers=False, tokens=3)   # doctest: +SKIP
+>>> future.result().vectors.shape                                      # doctest: +SKIP
+(1, 32)
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..cache import EmbeddingCache
+from ..encoders.base import Pair
+from .config import ServeConfig
+from .metrics import Metrics
+
+log = logging.getLogger("inbedder.serve")
+
+
+class QueueFull(Exception):
+    """The model's queue has no room for the request's rows."""
+
+
+class ShuttingDown(Exception):
+    """The server is stopping and takes no new work."""
+
+
+@dataclass
+class Result:
+    vectors: np.ndarray  # (n, d) float32, the request's rows in order
+    answers: list[str] | None
+
+
+@dataclass(eq=False)
+class Job:
+    pairs: list[Pair]
+    answers: bool  # wants generated answers (``return_generations=True``)
+    tokens: int
+    arrived: float = field(default_factory=time.monotonic)
+    future: Future[Result] = field(default_factory=Future)
+
+
+class CountingCache(EmbeddingCache):
+    """The shared SQLite cache, counting each model's hits and misses into the metrics."""
+
+    def __init__(self, path: Any, metrics: Metrics, model: str):
+        super().__init__(path)
+        self.metrics, self.model = metrics, model
+
+    def record_run(self, model_key: str, hits: int, misses: int) -> None:
+        super().record_run(model_key, hits, misses)
+        self.metrics.inc("inbedder_cache_hits_total", hits, model=self.model)
+        self.metrics.inc("inbedder_cache_misses_total", misses, model=self.model)
+
+
+class ModelWorker:
+    """The queue and worker thread of one model."""
+
+    def __init__(self, name: str, model: Any, config: ServeConfig, metrics: Metrics,
+                 cache: EmbeddingCache | None = None):
+        self.name, self.model, self.config, self.metrics, self.cache = name, model, config, metrics, cache
+        self._pending: deque[Job] = deque()
+        self._rows = 0  # rows waiting
+        self._cond = threading.Condition()
+        self._stopping = False
+        self._thread: threading.Thread | None = None
+
+    # -- called from the server ------------------------------------------------------------------------------
+    def start(self) -> None:
+        """Start the worker thread (again, after a stop); does nothing while it runs."""
+        with self._cond:
+            if self._thread is not None and self._thread.is_alive():
+                return
+            self._stopping = False
+            self._thread = threading.Thread(target=self._loop, name=f"inbedder-model-{self.name}", daemon=True)
+            self._thread.start()
+
+    def stop(self, timeout: float | None = None) -> None:
+        """Refuse new work, finish what is queued, then end the thread."""
+        with self._cond:
+            self._stopping = True
+            self._cond.notify_all()
+        if self._thread is not None and self._thread.is_alive():
+            self._thread.join(timeout)
+
+    @property
+    def queued_rows(self) -> int:
+        return self._rows
+
+    def count_tokens(self, pairs: list[Pair]) -> list[int]:
+        """Tokens per pair as the model counts them; words + 2 for families that do not count."""
+        counts = self.model.encoder.token_counts(pairs) if pairs else []
+        if counts is None:
+            counts = [len(text.split()) + len((ins or "").split()) + 2 for ins, text in pairs]
+        return [int(c) for c in counts]
+
+    def submit(self, pairs: list[Pair], answers: bool, tokens: int) -> Future[Result]:
+        """Queue one request; raises :class:`QueueFull` or :class:`ShuttingDown` instead of waiting."""
+        job = Job(list(pairs), answers, tokens)
+        with self._cond:
+            if self._stopping:
+                raise ShuttingDown(self.name)
+            if self._thread is None:  # an app used without its lifespan (a test client outside ``with``)
+                self.start()
+            if self._rows + len(job.pairs) > self.config.max_queue_rows:
+                raise QueueFull(self.name)
+            self._pending.append(job)
+            self._rows += len(job.pairs)
+            self.metrics.set("inbedder_queue_rows", self._rows, model=self.name)
+            self._cond.notify_all()
+        return job.future
+
+    # -- the worker thread -----------------------------------------------------------------------------------
+    def _loop(self) -> None:
+        while True:
+            jobs = self._take()
+            if jobs is None:
+                return
+            live = [j for j in jobs if j.future.set_running_or_notify_cancel()]  # timed out while waiting: skip
+            if live:
+                self._process(live)
+
+    def _select(self) -> tuple[list[Job], bool]:
+        """The oldest job and the waiting jobs of its kind that fit with it; and whether the batch is full."""
+        first = self._pending[0]
+        picked, rows, tokens = [first], len(first.pairs), first.tokens
+        for job in list(self._pending)[1:]:
+            if job.answers != first.answers:
+                continue
+            if rows + len(job.pairs) > self.config.max_batch_rows or tokens + job.tokens > self.config.max_batch_tokens:
+                return picked, True
+            picked.append(job)
+            rows, tokens = rows + len(job.pairs), tokens + job.tokens
+        return picked, rows >= self.config.max_batch_rows or tokens >= self.config.max_batch_tokens
+
+    def _take(self) -> list[Job] | None:
+        with self._cond:
+            while not self._pending:
+                if self._stopping:
+                    return None
+                self._cond.wait()
+            deadline = self._pending[0].arrived + self.config.max_wait_ms / 1000
+            while True:
+                picked, full = self._select()
+                remaining = deadline - time.monotonic()
+                if full or self._stopping or remaining <= 0:
+                    break
+                self._cond.wait(remaining)
+            for job in picked:
+                self._pending.remove(job)
+            self._rows -= sum(len(j.pairs) for j in picked)
+            self.metrics.set("inbedder_queue_rows", self._rows, model=self.name)
+        return picked
+
+    def _process(self, jobs: list[Job], retry: bool = False) -> None:
+        start = time.monotonic()
+        for job in jobs if not retry else []:
+            self.metrics.observe("inbedder_queue_seconds", start - job.arrived, model=self.name)
+        pairs = [p for job in jobs for p in job.pairs]
+        try:
+            vectors, answers = self._compute(pairs, jobs[0].answers)
+        except Exception as exc:  # noqa: BLE001 - the error goes to the requests that caused it
+            if len(jobs) > 1:  # one bad request must not fail the others merged with it: run each alone
+                for job in jobs:
+                    self._process([job], retry=True)
+                return
+            log.warning("a request of %d rows failed: %s", len(pairs), exc)
+            jobs[0].future.set_exception(exc)
+            return
+        self.metrics.observe("inbedder_batch_seconds", time.monotonic() - start, model=self.name)
+        self.metrics.observe("inbedder_batch_rows", len(pairs), model=self.name)
+        self.metrics.observe("inbedder_batch_requests", len(jobs), model=self.name)
+        self.metrics.inc("inbedder_inputs_total", len(pairs), model=self.name)
+        self.metrics.inc("inbedder_tokens_total", sum(j.tokens for j in jobs), model=self.name)
+        at = 0
+        for job in jobs:
+            n = len(job.pairs)
+            job.future.set_result(Result(vectors[at:at + n], None if answers is None else answers[at:at + n]))
+            at += n
+
+    def _compute(self, pairs: list[Pair], want_answers: bool) -> tuple[np.ndarray, list[str] | None]:
+        texts, instructions = [t for _, t in pairs], [i for i, _ in pairs]
+        out = self.model.encode(texts, instruction=instructions, batch_size=self.config.batch_size,
+                                show_progress_bar=False, cache=self.cache, return_generations=want_answers)
+        if want_answers:
+            vectors, answers = out
+            return np.asarray(vectors, dtype=np.float32), list(answers)
+        return np.asarray(out, dtype=np.float32), None

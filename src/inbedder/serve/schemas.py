@@ -1,0 +1,99 @@
+"""Request and response bodies of the service; FastAPI builds the OpenAPI schema from them.
+
+``EmbeddingRequest`` is OpenAI's ``POST /v1/embeddings`` body plus ``instruction`` (one string, or one per
+input). Token-id inputs (lists of ints) are not accepted: this service tokenizes itself.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
+
+Instruction = StrictStr | list[StrictStr | None] | None
+
+
+class EmbeddingRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    input: StrictStr | list[StrictStr] = Field(description="One text, or a list of texts.")
+    model: StrictStr | None = Field(None, description="A served model id (GET /v1/models); optional with one model.")
+    encoding_format: Literal["float", "base64"] = Field(
+        "float", description="'float': lists of numbers; 'base64': little-endian float32 bytes, base64-encoded.")
+    dimensions: StrictInt | None = Field(None, ge=1, description="Keep the first N dimensions, rescaled to length 1.")
+    user: StrictStr | None = Field(None, description="Accepted for compatibility; not used.")
+    instruction: Instruction = Field(None, description="One instruction for all inputs, or one per input (null: none).")
+
+
+class AnswerRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    input: StrictStr | list[StrictStr] = Field(description="One text, or a list of texts.")
+    model: StrictStr | None = Field(None, description="A served answer-family model id.")
+    instruction: Instruction = Field(None, description="The question about each text: one, or one per input.")
+    include_embeddings: bool = Field(False, description="Also return each answer's embedding (as floats).")
+    user: StrictStr | None = None
+
+
+class Usage(BaseModel):
+    prompt_tokens: int
+    total_tokens: int
+
+
+class Embedding(BaseModel):
+    object: Literal["embedding"] = "embedding"
+    index: int
+    embedding: list[float] | str
+
+
+class EmbeddingResponse(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[Embedding]
+    model: str
+    usage: Usage
+
+
+class Answer(BaseModel):
+    object: Literal["answer"] = "answer"
+    index: int
+    answer: str
+    embedding: list[float] | None = None
+
+
+class AnswerResponse(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[Answer]
+    model: str
+    usage: Usage
+
+
+class ModelCard(BaseModel):
+    id: str
+    object: Literal["model"] = "model"
+    created: int
+    owned_by: str = "inbedder"
+    family: str
+    dimensions: int
+    answers: bool
+
+
+class ModelList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[ModelCard]
+
+
+class Health(BaseModel):
+    status: Literal["ok"] = "ok"
+    models: list[str]
+    queued_rows: dict[str, int]
+
+
+class ErrorDetail(BaseModel):
+    message: str
+    type: str
+    param: str | None = None
+    code: str | None = None
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorDetail
