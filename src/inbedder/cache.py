@@ -21,12 +21,14 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
-from .encoders.base import Pair
 from .errors import InputError
+
+if TYPE_CHECKING:  # torch stays unimported: a fully cached CLI run never needs it
+    from .encoders.base import Pair
 
 FORMAT_VERSION = 1
 _CHUNK = 500  # keys per SELECT (SQLite's variable limit is 32766 on recent builds, 999 on old ones)
@@ -41,6 +43,8 @@ CREATE TABLE IF NOT EXISTS embeddings (key BLOB PRIMARY KEY, model_key TEXT NOT 
 CREATE INDEX IF NOT EXISTS embeddings_model ON embeddings (model_key);
 CREATE TABLE IF NOT EXISTS runs (id INTEGER PRIMARY KEY AUTOINCREMENT, model_key TEXT NOT NULL,
                                  hits INTEGER NOT NULL, misses INTEGER NOT NULL, at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS requests (request_key TEXT PRIMARY KEY, model_key TEXT NOT NULL, about TEXT NOT NULL,
+                                     created REAL NOT NULL);
 """
 
 
@@ -143,6 +147,18 @@ class EmbeddingCache:
         self._retry(lambda db: db.execute("INSERT INTO runs (model_key, hits, misses, at) VALUES (?, ?, ?, ?)",
                                           (model_key, hits, misses, time.time())))
 
+    # -- load-free lookups (inbedder.cache_keys) ---------------------------------------------------------------
+    def remember_request(self, request_key: str, model_key: str, about: dict[str, Any]) -> None:
+        """Record that loading a model as described by ``request_key`` gives the model key ``model_key``."""
+        self._retry(lambda db: db.execute("INSERT OR REPLACE INTO requests VALUES (?, ?, ?, ?)",
+                                          (request_key, model_key, json.dumps(about, sort_keys=True), time.time())))
+
+    def model_for_request(self, request_key: str) -> str | None:
+        """The model key recorded for ``request_key``, or None."""
+        with self._connect() as db:
+            found = db.execute("SELECT model_key FROM requests WHERE request_key = ?", (request_key,)).fetchone()
+        return None if found is None else str(found[0])
+
     # -- for people -----------------------------------------------------------------------------------------
     def stats(self) -> dict[str, Any]:
         """Rows, size on disk, rows per model, and the last run's hits, misses and hit rate."""
@@ -166,6 +182,7 @@ class EmbeddingCache:
                 n = db.execute("DELETE FROM embeddings").rowcount
                 db.execute("DELETE FROM models")
                 db.execute("DELETE FROM runs")
+                db.execute("DELETE FROM requests")
                 return int(n)
             keys = [k for (k,) in db.execute("SELECT model_key FROM models WHERE name = ?", (model,))]
             if not keys:
@@ -175,6 +192,7 @@ class EmbeddingCache:
             marks = ",".join("?" * len(keys))
             n = db.execute(f"DELETE FROM embeddings WHERE model_key IN ({marks})", keys).rowcount
             db.execute(f"DELETE FROM models WHERE model_key IN ({marks})", keys)
+            db.execute(f"DELETE FROM requests WHERE model_key IN ({marks})", keys)
             return int(n)
 
         deleted = self._retry(work)

@@ -14,22 +14,22 @@ Examples::
 
 from __future__ import annotations
 
-import csv
 import functools
 import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import click
 
 from .choices import DType
-from .errors import InputError, did_you_mean
+from .errors import InputError
+from .io import ROW_FORMATS
 
 FC = Callable[..., Any]
-ROW_FORMATS = ("jsonl", "json", "csv")
-QUERY_FORMATS = ("jsonl", "json", "table")
+QUERY_FORMATS = ("jsonl", "json", "csv", "parquet", "table")
+SIMILARITY_FORMATS = ("table", "json", "jsonl", "csv", "parquet", "npy")
 
 
 # -- shared options -------------------------------------------------------------------------------------------
@@ -38,11 +38,12 @@ def input_options(f: FC) -> FC:
     for option in reversed([
         click.option("-i", "--input", "input_path", metavar="FILE",
                      help="Read texts from FILE: .txt (one per line), .jsonl (a 'text' field, optional "
-                          "'instruction' and 'id') or .csv (with a header); '-' for stdin. "
-                          "Default: the arguments, else stdin."),
-        click.option("--text-column", default="text", show_default=True, help="Text field of .jsonl/.csv input."),
+                          "'instruction' and 'id'), .csv (with a header) or .parquet; '-' for stdin (one text "
+                          "per line). Default: the arguments, else stdin."),
+        click.option("--text-column", default="text", show_default=True,
+                     help="Text field of .jsonl/.csv/.parquet input."),
         click.option("--instruction-column",
-                     help="Instruction field of .jsonl/.csv input [default: instruction, if any]."),
+                     help="Instruction field of .jsonl/.csv/.parquet input [default: instruction, if any]."),
     ]):
         f = option(f)
     return f
@@ -96,30 +97,12 @@ def check_target(path: str | None, what: str) -> None:
 
 
 def read_column(path: str | None, column: str, option: str) -> list[Any]:
-    """The values of one field of a .jsonl (blank lines skipped, as for texts) or .csv input file, in order."""
+    """The values of one field of the -i .jsonl, .csv or .parquet file, in order (see ``io.read_column``)."""
+    from .io import read_column as read_field
+
     if path in (None, "-"):
-        raise InputError(f"{option} needs -i FILE with a .jsonl or .csv file")
-    name, suffix = str(path), Path(path).suffix.lower()  # type: ignore[arg-type]
-    values: list[Any] = []
-    with open(path, encoding="utf-8-sig", newline="") as f:  # type: ignore[arg-type]
-        if suffix in (".jsonl", ".ndjson"):
-            for number, line in enumerate(f, start=1):
-                if line.strip():
-                    row = json.loads(line)  # the texts were read first, so the line is a valid object
-                    if column not in row:
-                        raise InputError(f"{name!r} line {number}: no {column!r} field for {option} "
-                                         f"(fields: {', '.join(map(repr, row))}).{did_you_mean(column, row)}")
-                    values.append(row[column])
-        elif suffix == ".csv":
-            reader = csv.DictReader(f)
-            columns = list(reader.fieldnames or [])
-            if column not in columns:
-                raise InputError(f"column {column!r} for {option} not found in {name!r}; columns: "
-                                 f"{', '.join(map(repr, columns))}.{did_you_mean(column, columns)}")
-            values = [row[column] for row in reader]
-        else:
-            raise InputError(f"{option} needs a .jsonl or .csv input file; got {name!r}")
-    return values
+        raise InputError(f"{option} needs -i FILE with a .jsonl, .csv or .parquet file")
+    return read_field(path, column, option)  # type: ignore[arg-type]
 
 
 def _records(texts: tuple[str, ...], input_path: str | None, text_column: str,
@@ -134,33 +117,17 @@ def _records(texts: tuple[str, ...], input_path: str | None, text_column: str,
 
 
 def _write_rows(rows: list[dict[str, Any]], output: str | None, fmt: str) -> None:
-    def dump(f: IO[str]) -> None:
-        if fmt == "jsonl":
-            f.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
-        elif fmt == "json":
-            json.dump(rows, f, ensure_ascii=False, indent=1)
-            f.write("\n")
-        else:
-            writer = csv.DictWriter(f, fieldnames=list(dict.fromkeys(k for row in rows for k in row)))
-            writer.writeheader()
-            writer.writerows(rows)
+    from .io import write_rows
 
+    write_rows(rows, None if output in (None, "-") else output, fmt)
     if output in (None, "-"):
-        dump(sys.stdout)
         sys.stdout.flush()
-    else:
-        with open(output, "w", encoding="utf-8", newline="") as f:  # type: ignore[arg-type]
-            dump(f)
 
 
 def _row_format(output: str | None, fmt: str | None, valid: tuple[str, ...]) -> str:
-    chosen = (fmt or (Path(output).suffix.lstrip(".").lower() if output not in (None, "-") else valid[0])).lower()
-    chosen = {"ndjson": "jsonl"}.get(chosen, chosen)
-    if chosen not in valid:
-        where = f"--format {fmt!r}" if fmt else f"the extension of {output!r}"
-        raise InputError(f"{where} is not an output format here; choose one of {list(valid)}."
-                         f"{did_you_mean(chosen, valid)}")
-    return chosen
+    from .io import pick_format
+
+    return pick_format(output, fmt, valid)
 
 
 # -- cluster --------------------------------------------------------------------------------------------------
@@ -173,9 +140,10 @@ def _row_format(output: str | None, fmt: str | None, valid: tuple[str, ...]) -> 
 @click.option("--auto-k", metavar="MIN-MAX", help="Pick k with the best silhouette in this range [default: 2-20].")
 @click.option("--method", default="kmeans", show_default=True, metavar="kmeans|agglomerative")
 @click.option("--seed", type=int, default=0, show_default=True, help="Random seed (k-means, sampling).")
-@click.option("--label-column", help="Gold label field of the .jsonl/.csv input: adds V-measure, ARI and NMI.")
+@click.option("--label-column", help="Gold label field of the .jsonl/.csv/.parquet input: adds V-measure, ARI "
+              "and NMI.")
 @click.option("-o", "--output", metavar="FILE",
-              help="Rows with their cluster: .jsonl, .json or .csv [default: jsonl on stdout].")
+              help="Rows with their cluster: .jsonl, .json, .csv or .parquet [default: jsonl on stdout].")
 @click.option("--format", "fmt", metavar="|".join(ROW_FORMATS), help="Row format, whatever the extension of -o.")
 @click.option("--summary", metavar="FILE.json", help="Write the clusters (names, sizes, examples) and scores.")
 @click.option("--report", metavar="FILE.html", help="Write a self-contained HTML report with a 2-D plot.")
@@ -252,7 +220,8 @@ def search() -> None:
 @model_options
 @input_options
 @click.option("--instruction", help="Document instruction for every text (rows of a file may carry their own).")
-@click.option("--id-column", help="Id field of the .jsonl/.csv input [default: 'id' if present, else row numbers].")
+@click.option("--id-column", help="Id field of the .jsonl/.csv/.parquet input [default: 'id' if present, else row "
+              "numbers].")
 @click.option("--index", "index_dir", required=True, metavar="DIR", help="Index directory to write.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing index in DIR.")
 def search_index(texts: tuple[str, ...], model: str | None, batch_size: int, device: str | None,
@@ -293,13 +262,16 @@ def search_index(texts: tuple[str, ...], model: str | None, batch_size: int, dev
 @click.option("--index", "index_dir", required=True, metavar="DIR", help="Index directory (from `search index`).")
 @click.option("--instruction", help="Query instruction for every query (rows of a file may carry their own).")
 @click.option("-k", "--top-k", "k", type=int, default=10, show_default=True, help="Results per query.")
-@click.option("--format", "fmt", default="jsonl", show_default=True, metavar="|".join(QUERY_FORMATS))
+@click.option("-o", "--output", metavar="FILE", help="Write the results to FILE: .jsonl, .json, .csv or .parquet "
+              "(csv and parquet: one row per result) [default: stdout].")
+@click.option("--format", "fmt", metavar="|".join(QUERY_FORMATS),
+              help="Result format, whatever the extension of -o [default: from -o, else jsonl].")
 @click.option("--backend", default="auto", show_default=True, metavar="auto|numpy|faiss",
               help="Exact search with numpy or FAISS (auto: FAISS when installed).")
 def search_query(queries: tuple[str, ...], model: str | None, batch_size: int, device: str | None,
                  dtype: str | None, progress: bool | None, cache_path: str | None, no_cache: bool,
                  input_path: str | None, text_column: str, instruction_column: str | None, index_dir: str,
-                 instruction: str | None, k: int, fmt: str, backend: str) -> None:
+                 instruction: str | None, k: int, output: str | None, fmt: str | None, backend: str) -> None:
     """Embed queries with a query instruction and print the top-k documents with their scores.
 
     \b
@@ -310,7 +282,8 @@ def search_query(queries: tuple[str, ...], model: str | None, batch_size: int, d
 
     with user_errors():
         cache = cache_choice(cache_path, no_cache)
-        fmt = _row_format(None, fmt, QUERY_FORMATS)
+        fmt = _row_format(output, fmt, QUERY_FORMATS)
+        check_target(output, "output")
         index = SearchIndex.load(index_dir, backend=backend)
         records, instructions = _records(queries, input_path, text_column, instruction_column, instruction)
         built = index.config["model"]
@@ -327,9 +300,99 @@ def search_query(queries: tuple[str, ...], model: str | None, batch_size: int, d
         out = [{"index": i, "query": r.text, "results": [h.as_dict() for h in found]}
                for i, (r, found) in enumerate(zip(records, hits, strict=True))]
         if fmt == "table":
-            click.echo(hits_table([r.text for r in records], hits))
+            table = hits_table([r.text for r in records], hits)
+            if output in (None, "-"):
+                click.echo(table)
+            else:
+                Path(output).write_text(table + "\n", encoding="utf-8")  # type: ignore[arg-type]
+        elif fmt in ("csv", "parquet"):  # flat: one row per result
+            _write_rows([{"index": q["index"], "query": q["query"], **hit} for q in out for hit in q["results"]],
+                        output, fmt)
         else:
-            _write_rows(out, None, fmt)
+            _write_rows(out, output, fmt)
+
+
+# -- similarity -----------------------------------------------------------------------------------------------
+@click.command("similarity")
+@click.option("-m", "--model", envvar="INBEDDER_MODEL", show_envvar=True,
+              help="Model alias, local directory, .gguf file or hub id.")
+@click.option("-a", "a_path", metavar="FILE", required=True,
+              help="First list: .txt, .jsonl, .csv or .parquet ('-' for stdin, one text per line).")
+@click.option("-b", "b_path", metavar="FILE", required=True, help="Second list: .txt, .jsonl, .csv or .parquet.")
+@click.option("--instruction", help="Instruction for the first list (and the second, unless --instruction-b).")
+@click.option("--instruction-b", help="Instruction for the second list.")
+@click.option("--text-column", default="text", show_default=True, help="Text field of .jsonl/.csv/.parquet input.")
+@click.option("-o", "--output", metavar="FILE", help="Write to FILE: .json (the matrix), .jsonl, .csv or .parquet "
+              "(one row per pair), .npy (the matrix) [default: stdout].")
+@click.option("--format", "fmt", metavar="|".join(SIMILARITY_FORMATS),
+              help="Output format, whatever the extension of -o [default: from -o, else table].")
+@click.option("--batch-size", type=int, default=32, show_default=True, envvar="INBEDDER_BATCH_SIZE",
+              show_envvar=True, help="Texts per forward pass.")
+@click.option("--device", envvar="INBEDDER_DEVICE", show_envvar=True, help="cpu, cuda, ... [default: auto]")
+@click.option("--dtype", default=None, envvar="INBEDDER_DTYPE", show_envvar=True,
+              metavar="|".join(d.value for d in DType), help="Weight precision [default: float32].")
+@click.option("--cache", "cache_path", metavar="PATH", envvar="INBEDDER_CACHE", show_envvar=True,
+              help="SQLite embedding cache to read and fill.")
+def similarity(model: str | None, a_path: str, b_path: str, instruction: str | None, instruction_b: str | None,
+               text_column: str, output: str | None, fmt: str | None, batch_size: int, device: str | None,
+               dtype: str | None, cache_path: str | None) -> None:
+    """Cosine similarity of every text in -a with every text in -b, each list under its own instruction.
+
+    \b
+    inbedder similarity -m minilm -a questions.txt -b answers.jsonl --instruction "Represent the question:" \\
+        --instruction-b "Represent the answer:" -o pairs.csv
+    """
+    import numpy as np
+
+    from .cli import user_errors, warnings_as_lines
+    from .io import read_records, read_stream
+    from .pairwise import similarity as cosine_matrix
+
+    with user_errors():
+        chosen = _row_format(output, fmt, SIMILARITY_FORMATS) if output not in (None, "-") or fmt else "table"
+        check_target(output, "output")
+        if a_path == "-" and b_path == "-":
+            raise InputError("-a and -b cannot both read stdin; give at least one of them a file")
+        lists = []
+        for path in (a_path, b_path):
+            records = (read_stream(sys.stdin.buffer, source="stdin") if path == "-"
+                       else read_records(path, text_column=text_column, instruction_column=None))
+            lists.append([r.text for r in records])
+        with warnings_as_lines():
+            embedder = load_model(model, device, dtype)
+            matrix = cosine_matrix(embedder, lists[0], lists[1], instruction, instruction_b=instruction_b,
+                                   batch_size=batch_size, cache=cache_path or None)
+        if chosen == "npy":
+            np.save(output, matrix)  # type: ignore[arg-type]
+        elif chosen == "json":
+            _write_json_object({"a": lists[0], "b": lists[1], "cosine": matrix.round(6).tolist()}, output)
+        elif chosen == "table":
+            _similarity_table(lists[0], lists[1], matrix, output)
+        else:
+            _write_rows([{"a_index": i, "b_index": j, "a": a, "b": b, "cosine": round(float(matrix[i, j]), 6)}
+                         for i, a in enumerate(lists[0]) for j, b in enumerate(lists[1])], output, chosen)
+
+
+def _write_json_object(value: Any, output: str | None) -> None:
+    text = json.dumps(value, ensure_ascii=False)
+    if output in (None, "-"):
+        click.echo(text)
+    else:
+        Path(output).write_text(text + "\n", encoding="utf-8")  # type: ignore[arg-type]
+
+
+def _similarity_table(a: list[str], b: list[str], matrix: Any, output: str | None) -> None:
+    width = min(40, max(len(t) for t in a))
+    lines = [" " * (width + 2) + "  ".join(f"b{j:<6}" for j in range(len(b)))]
+    for text, row in zip(a, matrix, strict=True):
+        shown = text if len(text) <= width else text[: width - 1] + "…"
+        lines.append(f"{shown:<{width}}  " + "  ".join(f"{v:7.4f}" for v in row))
+    legend = [f"b{j}: {text}" for j, text in enumerate(b)]
+    if output in (None, "-"):
+        click.echo("\n".join(lines))
+        click.echo("\n".join(legend), err=True)
+    else:
+        Path(output).write_text("\n".join(lines + [""] + legend) + "\n", encoding="utf-8")  # type: ignore[arg-type]
 
 
 # -- cache ----------------------------------------------------------------------------------------------------

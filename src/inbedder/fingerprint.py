@@ -9,16 +9,18 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-from torch import nn
+if TYPE_CHECKING:
+    from torch import nn
 
 SAMPLE = 4096
 
 
 def weights_fingerprint(module: nn.Module) -> str:
     """A hex digest of the module's parameters and buffers (name, shape, dtype, strided sample of values)."""
+    import torch  # here, so that settings_digest works without torch
+
     digest = hashlib.sha256()
     tensors = list(module.state_dict().items())
     for name, tensor in tensors:

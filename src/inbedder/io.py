@@ -1,7 +1,8 @@
-"""Read texts from files and streams; write embeddings as npy, jsonl, json or parquet.
+"""Read texts from files and streams; write embeddings and result rows as npy, jsonl, json, csv or parquet.
 
-Shared by the command line tools. Input rows become :class:`Record` objects; output rows are
-``{"index": i, "text": ..., "instruction": ..., "embedding": [...]}`` (plus ``"id"`` when the input had one).
+Shared by the command line tools. Input (``.txt``, ``.jsonl``, ``.csv``, ``.parquet`` or stdin) rows become
+:class:`Record` objects; embedding output rows are ``{"index": i, "text": ..., "instruction": ...,
+"embedding": [...]}`` (plus ``"id"`` when the input had one); in csv the embedding is a JSON array.
 
 >>> read_lines(["a cat\\n", "\\n", "a dog\\n"], source="stdin")
 [Record(text='a cat', instruction=None, id=None), Record(text='a dog', instruction=None, id=None)]
@@ -23,10 +24,13 @@ import numpy as np
 
 from .errors import InputError, InputTypeError, did_you_mean, require
 
-INPUT_SUFFIXES = {".txt": "txt", ".text": "txt", ".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv"}
-OUTPUT_FORMATS = ("json", "jsonl", "npy", "parquet")
-OUTPUT_SUFFIXES = {".json": "json", ".jsonl": "jsonl", ".ndjson": "jsonl", ".npy": "npy", ".parquet": "parquet"}
+INPUT_SUFFIXES = {".txt": "txt", ".text": "txt", ".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv",
+                  ".parquet": "parquet"}
+OUTPUT_FORMATS = ("json", "jsonl", "csv", "npy", "parquet")
+OUTPUT_SUFFIXES = {".json": "json", ".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".npy": "npy",
+                   ".parquet": "parquet"}
 BINARY_FORMATS = ("npy", "parquet")
+ROW_FORMATS = ("jsonl", "json", "csv", "parquet")  # formats of result rows (cluster, search, similarity)
 
 
 @dataclass(frozen=True)
@@ -62,7 +66,8 @@ def read_stream(stream: IO[bytes], source: str = "stdin") -> list[Record]:
 
 def read_records(path: str | os.PathLike[str], *, text_column: str = "text",
                  instruction_column: str | None = None) -> list[Record]:
-    """Read ``.txt`` (one text per line), ``.jsonl`` (objects with a text field) or ``.csv`` (with a header).
+    """Read ``.txt`` (one text per line), ``.jsonl`` (objects with a text field), ``.csv`` (with a header) or
+    ``.parquet`` (a string column; needs pyarrow).
 
     ``instruction_column=None`` uses an ``instruction`` field/column where there is one; a named one must exist.
     Missing files raise ``OSError``; anything wrong with the content raises :class:`InputError` naming the
@@ -73,6 +78,11 @@ def read_records(path: str | os.PathLike[str], *, text_column: str = "text",
     if kind is None:
         raise InputError(f"cannot tell the format of input file {str(path)!r} from its extension "
                          f"{path.suffix!r}; use one of {sorted(INPUT_SUFFIXES)}")
+    if kind == "parquet":
+        records = _read_parquet(path, text_column, instruction_column)
+        if not records:
+            raise InputError(f"no texts to embed: input file {str(path)!r} is empty")
+        return records
     try:
         with open(path, encoding="utf-8-sig", newline="" if kind == "csv" else None) as f:
             if kind == "txt":
@@ -135,6 +145,79 @@ def _read_csv(f: IO[str], name: str, text_column: str, instruction_column: str |
     return records
 
 
+def _parquet_table(path: Path, columns: list[str | None], what: str = "column") -> Any:
+    """The table of a .parquet file; every named column must exist. Needs pyarrow."""
+    require("pyarrow", "parquet")
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    with open(path, "rb"):  # a missing file or a folder is reported like any other input file
+        pass
+    try:
+        table = pq.read_table(path)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowIOError) as exc:
+        raise InputError(f"input file {str(path)!r} is not a readable parquet file ({_one_line(exc)})") from None
+    names = list(table.column_names)
+    for column in columns:
+        if column is not None and column not in names:
+            raise InputError(f"{what} {column!r} not found in {str(path)!r}; columns: {', '.join(map(repr, names))}."
+                             f"{did_you_mean(column, names)}")
+    return table
+
+
+def _read_parquet(path: Path, text_column: str, instruction_column: str | None) -> list[Record]:
+    table = _parquet_table(path, [text_column, instruction_column])
+    if instruction_column is None and "instruction" in table.column_names:
+        instruction_column = "instruction"
+    name = str(path)
+    texts = table.column(text_column).to_pylist()
+    instructions = table.column(instruction_column).to_pylist() if instruction_column else [None] * len(texts)
+    ids = table.column("id").to_pylist() if "id" in table.column_names else [None] * len(texts)
+    return [Record(_string(text, f"{name!r} row {i}", text_column),
+                   _optional_string(ins, f"{name!r} row {i}", instruction_column or "instruction"), ident)
+            for i, (text, ins, ident) in enumerate(zip(texts, instructions, ids, strict=True))]
+
+
+def read_column(path: str | os.PathLike[str], column: str, option: str) -> list[Any]:
+    """The values of one field of a .jsonl (blank lines skipped, as for texts), .csv or .parquet file, in order.
+
+    ``option`` names what asked for it (such as ``--label-column``) in errors.
+    """
+    path = Path(path)
+    name, kind = str(path), INPUT_SUFFIXES.get(path.suffix.lower())
+    if kind == "parquet":
+        return list(_parquet_table(path, [column], f"column for {option}").column(column).to_pylist())
+    if kind not in ("jsonl", "csv"):
+        raise InputError(f"{option} needs a .jsonl, .csv or .parquet input file; got {name!r}")
+    values: list[Any] = []
+    with open(path, encoding="utf-8-sig", newline="") as f:
+        if kind == "jsonl":
+            for number, line in enumerate(f, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise InputError(f"{name!r} line {number}: not valid JSON ({exc.msg})") from None
+                if not isinstance(row, dict) or column not in row:
+                    fields = ", ".join(map(repr, row)) if isinstance(row, dict) else "none"
+                    raise InputError(f"{name!r} line {number}: no {column!r} field for {option} (fields: {fields})."
+                                     f"{did_you_mean(column, row if isinstance(row, dict) else [])}")
+                values.append(row[column])
+        else:
+            reader = csv.DictReader(f)
+            columns = list(reader.fieldnames or [])
+            if column not in columns:
+                raise InputError(f"column {column!r} for {option} not found in {name!r}; columns: "
+                                 f"{', '.join(map(repr, columns))}.{did_you_mean(column, columns)}")
+            values = [row[column] for row in reader]
+    return values
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())[:200]
+
+
 def _string(value: Any, where: str, key: str) -> str:
     if not isinstance(value, str):
         raise InputTypeError(f"{where}, field {key!r}: expected a string; got {type(value).__name__} {value!r:.60}")
@@ -152,19 +235,27 @@ def output_format(path: str | os.PathLike[str] | None, fmt: str | None) -> str:
     ``path=None`` or ``"-"`` means stdout, which takes only the text formats. Parquet needs pyarrow
     (:class:`~inbedder.errors.MissingExtraError` otherwise).
     """
+    return pick_format(path, fmt, OUTPUT_FORMATS, default="jsonl")
+
+
+def pick_format(path: str | os.PathLike[str] | None, fmt: str | None, valid: tuple[str, ...],
+                default: str | None = None) -> str:
+    """The format among ``valid``: ``fmt`` when given, else from ``path``'s extension, else ``default``
+    (or the first valid one) for stdout. Binary formats are refused on stdout."""
     name = None if path is None or os.fspath(path) == "-" else os.fspath(path)
     if fmt is not None:
-        chosen = fmt.lower()
-        if chosen not in OUTPUT_FORMATS:
-            raise InputError(f"format {fmt!r} is not valid; choose one of {list(OUTPUT_FORMATS)}."
-                             f"{did_you_mean(chosen, OUTPUT_FORMATS)}")
+        chosen = {"ndjson": "jsonl"}.get(fmt.lower(), fmt.lower())
+        if chosen not in valid:
+            raise InputError(f"format {fmt!r} is not valid here; choose one of {list(valid)}."
+                             f"{did_you_mean(chosen, valid)}")
     elif name is None:
-        chosen = "jsonl"
+        chosen = default or valid[0]
     else:
         suffix = Path(name).suffix.lower()
-        if suffix not in OUTPUT_SUFFIXES:
+        suffixes = sorted(s for s, f in OUTPUT_SUFFIXES.items() if f in valid)
+        if OUTPUT_SUFFIXES.get(suffix) not in valid:
             raise InputError(f"cannot tell the output format from {name!r} (extension {suffix!r}); "
-                             f"use one of {sorted(OUTPUT_SUFFIXES)} or give --format {'|'.join(OUTPUT_FORMATS)}")
+                             f"use one of {suffixes} or give --format {'|'.join(valid)}")
         chosen = OUTPUT_SUFFIXES[suffix]
     if name is None and chosen in BINARY_FORMATS:
         raise InputError(f"{chosen} is a binary format and is not written to stdout; give an output file "
@@ -194,6 +285,9 @@ def write_embeddings(records: list[Record], vectors: np.ndarray, instructions: l
         np.save(target, vectors)  # type: ignore[arg-type]
     elif fmt == "parquet":
         _write_parquet(records, vectors, instructions, target)
+    elif fmt == "csv":
+        write_rows([{**row, "embedding": json.dumps(row["embedding"])} for row in rows(records, vectors, instructions)],
+                   target, "csv")
     elif fmt in ("json", "jsonl"):
         if isinstance(target, (str, os.PathLike)):
             with open(target, "wb") as f:
@@ -236,3 +330,54 @@ def _write_parquet(records: list[Record], vectors: np.ndarray, instructions: lis
     columns["instruction"] = pa.array(instructions, pa.string())
     columns["embedding"] = pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1), pa.float32()), dim)
     pq.write_table(pa.table(columns), target)
+
+
+def write_rows(rows: list[dict[str, Any]], target: str | os.PathLike[str] | IO[bytes] | None, fmt: str) -> None:
+    """Write result rows (dicts) as jsonl, json, csv or parquet to a path, or to a binary stream (stdout when
+    ``target`` is None). In csv, list and dict values are written as JSON."""
+    if fmt == "parquet":
+        require("pyarrow", "parquet")
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        if target is None:
+            raise InputError("parquet is a binary format and is not written to stdout; give -o FILE.parquet")
+        try:
+            table = pa.Table.from_pylist(rows)
+        except (pa.ArrowInvalid, pa.ArrowTypeError):  # a column of mixed types (ids): keep it as strings
+            mixed = {k for k in {k for row in rows for k in row}
+                     if len({type(row[k]) for row in rows if row.get(k) is not None}) > 1}
+            table = pa.Table.from_pylist([{k: str(v) if k in mixed and v is not None else v for k, v in row.items()}
+                                          for row in rows])
+        pq.write_table(table, target)
+        return
+    if fmt not in ("jsonl", "json", "csv"):
+        raise InputError(f"format {fmt!r} is not valid for rows; choose one of {list(ROW_FORMATS)}")
+    if target is None or not isinstance(target, (str, os.PathLike)):
+        import sys
+
+        stream = target if target is not None else sys.stdout.buffer
+        _dump_rows(rows, stream, fmt)
+        return
+    with open(target, "wb") as f:
+        _dump_rows(rows, f, fmt)
+
+
+def _dump_rows(rows: list[dict[str, Any]], f: IO[bytes], fmt: str) -> None:
+    import io
+
+    text = io.TextIOWrapper(f, encoding="utf-8", newline="", write_through=True)
+    try:
+        if fmt == "jsonl":
+            text.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
+        elif fmt == "json":
+            json.dump(rows, text, ensure_ascii=False, indent=1)
+            text.write("\n")
+        else:
+            writer = csv.DictWriter(text, fieldnames=list(dict.fromkeys(k for row in rows for k in row)))
+            writer.writeheader()
+            writer.writerows({k: json.dumps(v, ensure_ascii=False) if isinstance(v, (list, dict)) else v
+                              for k, v in row.items()} for row in rows)
+        text.flush()
+    finally:
+        text.detach()  # leave the stream open for its owner

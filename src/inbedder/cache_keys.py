@@ -1,0 +1,178 @@
+"""Serve a fully cached run without loading the model.
+
+The embedding cache keys rows by the *model key*: the weights fingerprint and the settings that change vectors.
+Computing it needs the loaded model, which takes seconds. This module keys a cheap *load request* instead: the
+resolved model location (every file's path, size and modification time), the load arguments and the encode
+options. After a run that loaded the model, the cache records request → model key; a later identical request
+finds every row by that model key without importing torch. When a file of the model changes (size or mtime),
+the request key changes, the lookup misses and the model is loaded again: stale vectors are never served.
+
+>>> vectors = encode_cached("minilm", texts, "Represent the question:", cache="my.sqlite")   # doctest: +SKIP
+>>> # the same call again: read from the cache, the model is not loaded
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .cache import EmbeddingCache, open_cache
+from .choices import DType, Family, parse_choice
+from .errors import InbedderError, InputError, NonFiniteError
+
+FORMAT = "inbedder-load-request/1"
+MAX_FILES = 5000  # a model directory with more files than this is not fingerprinted by its files
+SKIP_DIRS = {"__pycache__", ".git"}
+
+Pair = tuple[str | None, str]
+
+
+def file_stats(path: Path) -> list[tuple[str, int, int]] | None:
+    """(relative path, size, mtime in ns) of every file of a model (a directory or one file), sorted.
+
+    None when the model cannot be described this way (missing, unreadable, or more than ``MAX_FILES`` files).
+    """
+    try:
+        if path.is_file():
+            st = path.stat()
+            return [(path.name, st.st_size, st.st_mtime_ns)]
+        if not path.is_dir():
+            return None
+        stats: list[tuple[str, int, int]] = []
+        for root, dirs, files in os.walk(path, followlinks=True):
+            dirs[:] = sorted(d for d in dirs if d not in SKIP_DIRS)
+            for name in files:
+                full = Path(root) / name
+                st = full.stat()  # follows links (hub snapshots link to blobs)
+                stats.append((full.relative_to(path).as_posix(), st.st_size, st.st_mtime_ns))
+                if len(stats) > MAX_FILES:
+                    return None
+        return sorted(stats)
+    except OSError:
+        return None
+
+
+def request_key(model: str | os.PathLike[str], *, dtype: Any = "float32", device: Any = None,
+                family: str | None = None, load_options: dict[str, Any] | None = None,
+                encode_options: dict[str, Any] | None = None) -> str | None:
+    """A hex key for loading ``model`` this way and encoding with these options, or None when there is none.
+
+    Resolving an alias or a local path reads no weights and imports no torch.
+    """
+    from . import __version__
+    from .registry import resolve
+
+    try:
+        location = resolve(model)
+    except InbedderError:
+        return None  # the load reports it
+    files = file_stats(location.path)
+    if files is None:
+        return None
+    about = {"format": FORMAT, "inbedder": __version__, "path": str(location.path), "source": location.source,
+             "files": files, "dtype": parse_choice(DType, dtype, "dtype").value, "device": _device_text(device),
+             "family": None if family is None else parse_choice(Family, family, "family").value,
+             "load_options": {**location.options, **(load_options or {})}, "encode_options": encode_options or {}}
+    text = json.dumps(about, sort_keys=True, ensure_ascii=False, default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def cached_vectors(store: EmbeddingCache, key: str | None, pairs: Sequence[Pair]) -> np.ndarray | None:
+    """Every row's float32 vector from the cache, in order, or None when the request or any row is unknown.
+
+    A full hit is recorded as a run (``inbedder cache stats`` shows it); a miss records nothing, since the
+    encode that follows records its own run.
+    """
+    model_key = store.model_for_request(key) if key is not None else None
+    if model_key is None:
+        return None
+    unique = list(dict.fromkeys(pairs))
+    found = store.get_many(model_key, unique)
+    if len(found) < len(unique):
+        return None
+    store.record_run(model_key, len(unique), 0)
+    if not pairs:
+        return np.zeros((0, 0), dtype=np.float32)
+    return np.stack([found[p][0] for p in pairs]).astype(np.float32, copy=False)
+
+
+def remember(store: EmbeddingCache, key: str | None, embedder: Any, encode_options: dict[str, Any]) -> None:
+    """Record ``key`` → the model key of the loaded ``embedder`` (as the engine computes it)."""
+    if key is None or "reencoder" in encode_options or getattr(embedder, "reencoder", None) not in (None, False):
+        return  # vectors of a second model (answers re-embedded) are keyed by that model: not served from here
+    model_key, _ = embedder._model_key(encode_options)
+    store.remember_request(key, model_key, {"name": embedder.name, "source": embedder.source})
+
+
+def encode_cached(model: str | os.PathLike[str], texts: Sequence[str], instruction: str | list[str | None] | None
+                  = None, *, cache: Any = None, dtype: Any = "float32", device: Any = None, family: str | None = None,
+                  batch_size: int = 32, normalize: bool = False, show_progress_bar: bool | None = None,
+                  load_options: dict[str, Any] | None = None, **options: Any) -> np.ndarray:
+    """``load(model, ...).encode(texts, instruction, ...)`` as an ``(n, d)`` float32 array, loading the model
+    only when some row is missing from ``cache`` (True, a path or an :class:`~inbedder.cache.EmbeddingCache`).
+
+    Without a cache this is exactly ``load`` then ``encode``. With one, a call whose rows are all cached and
+    whose model files are unchanged since a run that loaded the model reads them and returns; torch is not
+    imported.
+    """
+    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+        raise InputError(f"batch_size must be a positive int; got {batch_size!r}")
+    store = open_cache(cache)
+    texts = list(texts)
+    key = None
+    if store is not None and texts and _plain(texts, instruction) and "reencoder" not in options:
+        pairs = _pairs(texts, instruction)
+        key = request_key(model, dtype=dtype, device=device, family=family, load_options=load_options,
+                          encode_options=options)
+        found = cached_vectors(store, key, pairs)
+        if found is not None:
+            return _finish(found, normalize)
+    from .loading import load, quiet_transformers
+
+    with quiet_transformers():
+        embedder = load(model, family=family, device=device, dtype=dtype, **(load_options or {}))
+        vectors = embedder.encode(texts, instruction=instruction, batch_size=batch_size, normalize=normalize,
+                                  show_progress_bar=show_progress_bar, cache=store, **options)
+    if store is not None and key == request_key(model, dtype=dtype, device=device, family=family,
+                                                load_options=load_options, encode_options=options):
+        remember(store, key, embedder, options)  # only when no file changed while the model was loading
+    return np.asarray(vectors, dtype=np.float32)
+
+
+def _plain(texts: list[Any], instruction: Any) -> bool:
+    """Whether the input is a list of strings with one instruction string (or None), or one per text."""
+    if not all(isinstance(t, str) for t in texts):
+        return False
+    return instruction is None or isinstance(instruction, str) or (
+        isinstance(instruction, list) and all(i is None or isinstance(i, str) for i in instruction))
+
+
+def _pairs(texts: list[str], instruction: str | list[str | None] | None) -> list[Pair]:
+    """The engine's (instruction, text) pairs for a list of strings; anything else goes the engine's way."""
+    if isinstance(instruction, list):
+        if len(instruction) != len(texts):
+            raise InputError(f"got {len(instruction)} instructions for {len(texts)} texts; give one instruction "
+                             "string, or a list with exactly one instruction per text")
+        return list(zip(instruction, texts, strict=True))
+    return [(instruction, text) for text in texts]
+
+
+def _finish(vectors: np.ndarray, normalize: bool) -> np.ndarray:
+    bad = np.flatnonzero(~np.isfinite(vectors).all(axis=1)).tolist()
+    if bad:
+        raise NonFiniteError(f"non-finite values in the vectors of rows {bad[:10]}; "
+                             "this happens with float16 overflow: try dtype='float32' or 'bfloat16'")
+    if normalize:
+        norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+        vectors = vectors / np.maximum(norms, np.float32(1e-12))
+    return vectors.astype(np.float32, copy=False)
+
+
+def _device_text(device: Any) -> str | None:
+    return None if device is None else str(device)

@@ -1,0 +1,155 @@
+"""A fully cached ``inbedder embed --cache`` run reads the rows without loading the model, and never serves
+stale vectors: a changed model file makes the lookup miss and the model load again."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from click.testing import CliRunner, Result
+
+from inbedder.cache import EmbeddingCache
+from inbedder.cache_keys import encode_cached, file_stats, request_key
+from inbedder.cli import main
+
+TEXTS = ["a cat sat on the mat", "the bank raised its rate", "a dog ran in the park"]
+INSTR = "Represent the sentence:"
+
+
+def run(*args: Any, input: str | None = None) -> Result:
+    env = {name: None for name in ("INBEDDER_MODEL", "INBEDDER_CACHE", "INBEDDER_DEVICE", "INBEDDER_DTYPE")}
+    result = CliRunner(env=env, catch_exceptions=False).invoke(main, [os.fspath(a) for a in args], input=input)
+    assert result.exit_code == 0, result.output
+    return result
+
+
+@pytest.fixture()
+def model_dir(tiny_bert_dir: Path, tmp_path: Path) -> Path:
+    """A private copy of the tiny BERT, so a test may change its files."""
+    return Path(shutil.copytree(tiny_bert_dir, tmp_path / "model"))
+
+
+@pytest.fixture()
+def loads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every model load, by name."""
+    import inbedder.loading
+
+    seen: list[str] = []
+    original = inbedder.loading.load
+
+    def counting(name: Any, **kwargs: Any) -> Any:
+        seen.append(str(name))
+        return original(name, **kwargs)
+
+    monkeypatch.setattr(inbedder.loading, "load", counting)
+    return seen
+
+
+def test_second_run_reads_the_cache_without_loading(model_dir: Path, tmp_path: Path, loads: list[str]) -> None:
+    cache, first, second = tmp_path / "c.sqlite", tmp_path / "1.npy", tmp_path / "2.npy"
+    args = ["embed", "-m", model_dir, "--device", "cpu", "--instruction", INSTR, "--cache", cache, *TEXTS]
+    run(*args, "-o", first)
+    assert len(loads) == 1
+    run(*args, "-o", second)
+    assert len(loads) == 1  # not loaded again
+    np.testing.assert_array_equal(np.load(second), np.load(first))
+    stats = EmbeddingCache(cache).stats()
+    assert stats["last_run"]["hits"] == 3 and stats["last_run"]["misses"] == 0
+    assert "last run: 3 hits, 0 misses, hit rate 100.0%" in run("cache", "stats", "--cache", cache).stdout
+    # one new text: the model loads, only that row is computed
+    run(*args, "a bird", "-o", second)
+    assert len(loads) == 2
+    last = EmbeddingCache(cache).stats()["last_run"]
+    assert (last["hits"], last["misses"]) == (3, 1)
+
+
+def test_normalize_per_row_instructions_and_jsonl_from_the_cache(tiny_bert: Any, model_dir: Path, tmp_path: Path,
+                                                                   loads: list[str]) -> None:
+    source = tmp_path / "rows.jsonl"
+    instructions = ["Represent the title:", None, INSTR]
+    source.write_text("".join(json.dumps({"text": t, "instruction": i}) + "\n"
+                              for t, i in zip(TEXTS, instructions, strict=True)), encoding="utf-8")
+    cache = tmp_path / "c.sqlite"
+    args = ["embed", "-m", model_dir, "--device", "cpu", "-i", source, "--cache", cache, "--normalize"]
+    first = [json.loads(line)["embedding"] for line in run(*args).stdout.splitlines()]
+    second = [json.loads(line)["embedding"] for line in run(*args).stdout.splitlines()]
+    assert len(loads) == 1
+    want = tiny_bert.encode(TEXTS, instruction=instructions, normalize=True)
+    np.testing.assert_allclose(np.array(second), want, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(np.array(second), np.array(first), rtol=0, atol=1e-6)
+
+
+def test_changed_weights_are_never_served_stale(tiny_bert: Any, model_dir: Path, tmp_path: Path,
+                                                loads: list[str]) -> None:
+    from safetensors.torch import load_file, save_file
+
+    cache = tmp_path / "c.sqlite"
+    args = ["embed", "-m", model_dir, "--device", "cpu", "--cache", cache, "-o", tmp_path / "v.npy", *TEXTS]
+    run(*args)
+    before = np.load(tmp_path / "v.npy")
+    np.testing.assert_allclose(before, tiny_bert.encode(TEXTS), rtol=0, atol=1e-6)
+    # new weights of the same size: the file's mtime changes, so the model is loaded again
+    weights = model_dir / "model.safetensors"
+    size = weights.stat().st_size
+    tensors = {name: t * 1.5 if t.is_floating_point() else t for name, t in load_file(weights).items()}
+    save_file(tensors, weights, metadata={"format": "pt"})
+    assert weights.stat().st_size == size
+    run(*args)
+    assert len(loads) == 2
+    after = np.load(tmp_path / "v.npy")
+    assert not np.allclose(after, before, atol=1e-3)  # computed with the new weights
+    from inbedder import load
+
+    np.testing.assert_allclose(after, load(model_dir, device="cpu").encode(TEXTS), rtol=0, atol=1e-6)
+    del loads[:]
+    # only touching a file (same bytes, new mtime) also makes the lookup miss
+    run(*args)
+    assert loads == []
+    os.utime(model_dir / "config.json", ns=(1, 1))
+    run(*args)
+    assert len(loads) == 1
+
+
+def test_request_key_follows_files_and_load_arguments(model_dir: Path, tmp_path: Path) -> None:
+    key = request_key(model_dir)
+    assert key is not None and key == request_key(model_dir)
+    assert request_key(model_dir, dtype="bfloat16") != key
+    assert request_key(model_dir, device="cpu") != key
+    assert request_key(model_dir, encode_options={"max_length": 8}) != key
+    assert request_key(tmp_path / "no-such-model") is None  # the load reports it
+    names = [name for name, _, _ in file_stats(model_dir) or []]
+    assert "model.safetensors" in names and "modules.json" in names
+    (model_dir / "extra.txt").write_text("x", encoding="utf-8")
+    assert request_key(model_dir) != key
+
+
+def test_library_helper_equals_encode(tiny_bert: Any, model_dir: Path, tmp_path: Path, loads: list[str]) -> None:
+    plain = encode_cached(model_dir, TEXTS, INSTR, device="cpu")  # no cache: load and encode
+    np.testing.assert_allclose(plain, tiny_bert.encode(TEXTS, instruction=INSTR), rtol=0, atol=1e-6)
+    cache = EmbeddingCache(tmp_path / "c.sqlite")
+    first = encode_cached(model_dir, TEXTS, INSTR, device="cpu", cache=cache)
+    again = encode_cached(model_dir, TEXTS, INSTR, device="cpu", cache=cache)
+    assert len(loads) == 2
+    np.testing.assert_array_equal(again, first)
+    assert again.dtype == np.float32 and again.shape == (3, tiny_bert.dim)
+
+
+def test_fully_cached_cli_run_does_not_import_torch(model_dir: Path, tmp_path: Path) -> None:
+    cache = tmp_path / "c.sqlite"
+    args = ["embed", "-m", str(model_dir), "--device", "cpu", "--cache", str(cache), "-o", str(tmp_path / "v.npy"),
+            *TEXTS]
+    run(*args)
+    code = ("import sys\nfrom inbedder.cli import main\n"
+            f"try:\n    main({args!r})\nexcept SystemExit as exit:\n    assert exit.code in (0, None), exit.code\n"
+            "print('torch' in sys.modules)")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("INBEDDER_")}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "False"

@@ -1,0 +1,61 @@
+"""The showcase corpus that ships with the package, and `make demo` (slow: real offline models)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from inbedder.data import path, showcase
+from inbedder.errors import InputError
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_showcase_has_two_balanced_independent_label_axes() -> None:
+    rows = showcase()
+    assert path("showcase.jsonl").is_file()
+    assert 40 <= len(rows) <= 60
+    assert [r["id"] for r in rows] == list(range(len(rows)))
+    assert len({r["text"] for r in rows}) == len(rows)
+    pairs = Counter((r["topic"], r["sentiment"]) for r in rows)
+    assert set(pairs) == {(t, s) for t in ("food", "travel", "work", "sport") for s in ("positive", "negative")}
+    assert set(pairs.values()) == {len(rows) // 8}
+    assert all(isinstance(r["text"], str) and 20 < len(r["text"]) < 120 for r in rows)
+
+
+def test_unknown_data_file_names_the_ones_there_are() -> None:
+    with pytest.raises(InputError, match="showcase.jsonl"):
+        path("showcase.json")
+
+
+def test_cli_reads_the_showcase_with_its_labels(tiny_bert_dir: Path, tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from inbedder.cli import main
+
+    out = tmp_path / "rows.jsonl"
+    result = CliRunner(env={"INBEDDER_CACHE": str(tmp_path / "c.sqlite")}).invoke(
+        main, ["cluster", "-m", str(tiny_bert_dir), "--device", "cpu", "-i", str(path()), "-k", "2",
+               "--label-column", "sentiment", "-o", str(out), "-q"])
+    assert result.exit_code == 0, result.output
+    assert len(out.read_text(encoding="utf-8").splitlines()) == len(showcase())
+
+
+@pytest.mark.slow
+def test_demo_runs_offline_and_writes_its_reports(tmp_path: Path) -> None:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "INBEDDER_DEMO_OUT": str(tmp_path)}
+    start = time.perf_counter()
+    proc = subprocess.run([sys.executable, str(ROOT / "examples" / "demo.py")], capture_output=True, text=True,
+                          env=env, timeout=900, cwd=ROOT)
+    elapsed = time.perf_counter() - start
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "V-measure against each label" in proc.stdout
+    assert "Traceback" not in proc.stderr
+    assert (tmp_path / "minilm-topic.html").is_file() and (tmp_path / "minilm-sentiment.html").is_file()
+    print(f"demo took {elapsed:.0f}s")
