@@ -11,6 +11,7 @@ Every command is printed before it runs and is the one the docs list; subsamples
 
     HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/eval_suite.py                  # every item, model minilm
     HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/eval_suite.py --only sts-b --only latency
+    HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/eval_suite.py --model smollm2-135m-instruct --only sts-b-300
     HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/eval_suite.py --list           # print the commands only
 """
 
@@ -71,6 +72,16 @@ def items(data: Path, work: Path) -> dict[str, list[str]]:
                                    "--label-column", "label_name", "--limit", "2000"],
         "clustering-ag_news": ["clustering", "-i", str(data / "ag_news" / "test.csv"), "--text-column", "title",
                                "--label-column", "label", "--limit", "1000"],
+        # subsamples of STS-B, classification and clustering, for slow models (the answer families on a CPU)
+        "sts-b-300": ["sts", "-i", sts, "--limit", "300"],
+        "classification-banking77-300": ["classification", "-i", str(data / "banking77" / "train.csv"), "--test",
+                                         str(data / "banking77" / "test.csv"), "--label-column", "category",
+                                         "--limit", "300"],
+        "classification-emotion-300": ["classification", "-i", str(data / "emotion_dair" / "train.txt"), "--test",
+                                       str(data / "emotion_dair" / "test.txt"), "--delimiter", ";",
+                                       "--label-column", "label_name", "--limit", "300"],
+        "clustering-ag_news-500": ["clustering", "-i", str(data / "ag_news" / "test.csv"), "--text-column", "title",
+                                   "--label-column", "label", "--limit", "500"],
         "latency": ["latency", "-i", sts, "--text-column", "sentence1", "--limit", "512", "--batch-size", "32"],
     }
 
