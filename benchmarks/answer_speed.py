@@ -1,11 +1,14 @@
 """Answer-embedding speed: inbedder's causal family against the reference InBedder CausalLMEncoder, same prompts.
 
-Both embed the same complete prompts (the InBedder pattern around CLINC150 queries) with the same model (inbedder
+Both embed the same complete prompts (the InBedder pattern around CLINC150 queries, or with ``--data`` a
+``.jsonl`` of ``input``/``question`` records such as ``qa/fairytaleqa`` passages) with the same model (inbedder
 reads the GGUF file; the reference reads a transformers copy that inbedder saves from it), dtype, batch size and
 torch threads. The reference runs in its own environment (transformers 4.44) as a subprocess and times its own
 ``encode`` calls; inbedder is timed in this process through ``inbedder.compat.CausalLMEncoder``. Timed blocks
 alternate (reference, inbedder, reference, inbedder, ...) so that machine noise falls on both; the reported
-throughput is the median. Vectors are compared with the reference's (max abs diff) in the same run.
+throughput is the median. Vectors are compared with the reference's (max abs diff, min cosine) in the same run.
+The reference runs in float32; inbedder runs in each of ``--dtypes`` (float32 and bfloat16 by default), the
+dtypes alternating too.
 
 The reference always generates (``fst_gen`` needs at least 2 new tokens there: with 1 it fails), so it is timed at
 ``max_new_tokens`` = 3 and, for ``fst_gen``, also at 2, with ``last_layer_only=True`` for the last layer (its
@@ -43,9 +46,24 @@ INSTRUCTION = "What does the user want to do?"
 
 
 def prompts_from(path: Path, n: int) -> list[str]:
-    rows = json.loads(path.read_text(encoding="utf-8"))["test"]
-    texts = list(dict.fromkeys(t for t, _ in rows))[:n]
-    return [PATTERN.replace("{input}", t).replace("{instruction}", INSTRUCTION) for t in texts]
+    """CLINC150 test queries under one question, or (a ``.jsonl`` of ``input``/``question`` records, such as
+    ``qa/fairytaleqa``) distinct passages of a few hundred tokens, each under its first question."""
+    if path.suffix == ".jsonl":
+        with open(path, encoding="utf-8") as f:
+            records = [json.loads(line) for line in f if line.strip()]
+        first: dict[str, str] = {}
+        for r in records:
+            first.setdefault(r["input"], r["question"])
+        pairs = list(first.items())[:n]
+    else:
+        rows = json.loads(path.read_text(encoding="utf-8"))["test"]
+        pairs = [(t, INSTRUCTION) for t in list(dict.fromkeys(t for t, _ in rows))[:n]]
+    return [PATTERN.replace("{input}", t).replace("{instruction}", q) for t, q in pairs]
+
+
+def cosine_min(a: np.ndarray, b: np.ndarray) -> float:
+    a, b = a.astype(np.float64), b.astype(np.float64)
+    return float(((a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)).min())
 
 
 def cpu_model() -> str:
@@ -84,6 +102,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="alternating timed blocks per library")
     parser.add_argument("--all-layers", action="store_true", help="also time the reference's default setting")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--dtypes", default="float32,bfloat16", help="inbedder dtypes, each timed on every case")
+    parser.add_argument("--fst-gen-only", action="store_true", help="time only fst_gen with 2 new tokens (the "
+                        "reference's fastest setting); for long texts, where the reference is slow")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -91,7 +112,12 @@ def main() -> None:
     from inbedder.encoders.causal import Generation
 
     prompts = prompts_from(args.data, args.n)
-    ours = CausalLMEncoder(args.model, max_input_length=512, max_new_tokens=3, do_sample=False)
+    dtypes = [d.strip() for d in args.dtypes.split(",") if d.strip()]
+    if "float32" not in dtypes:
+        dtypes.insert(0, "float32")
+    models = {d: CausalLMEncoder(args.model, max_input_length=512, max_new_tokens=3, do_sample=False, dtype=d)
+              for d in dtypes}
+    ours = models["float32"]
     last = ours.encoder.num_layers
     layers = sorted(set(args.layer or [last]))
     work = Path(tempfile.mkdtemp(prefix="answer_speed_"))
@@ -105,39 +131,51 @@ def main() -> None:
     if args.all_layers:
         cases.append({"name": "fst_gen_new3_all_layers", "value": "fst_gen", "layer": last, "new": 3,
                       "last_only": False})
+    if args.fst_gen_only:
+        cases = [c for c in cases if c["value"] == "fst_gen" and c["new"] == 2]
     ref_times: dict[str, list[float]] = {c["name"]: [] for c in cases}
-    our_times: dict[str, list[float]] = {c["name"]: [] for c in cases}
-    diffs: dict[str, float] = {}
+    our_times: dict[str, dict[str, list[float]]] = {d: {c["name"]: [] for c in cases} for d in dtypes}
+    diffs: dict[str, dict[str, float]] = {d: {} for d in dtypes}
+    cosines: dict[str, dict[str, float]] = {d: {} for d in dtypes}
     for round_ in range(args.rounds):
         out = work / f"ref{round_}"
         out.mkdir()
         for name, times in run_reference(args, model_dir, cases, prompts, out, 1).items():
             ref_times[name] += times
         for case in cases:
-            ours.encoder.generation = Generation(max_new_tokens=case["new"], do_sample=False)
-            ours.set_output_value(f"{case['value']}_layer_{case['layer']}")
-            ours.encode(prompts[: args.batch_size], batch_size=args.batch_size)  # warm-up
-            start = time.perf_counter()
-            vectors = ours.encode(prompts, batch_size=args.batch_size)
-            our_times[case["name"]].append(time.perf_counter() - start)
             reference = load_file(str(out / case["name"] / "embeds.safetensors"))
             key = f"{case['value']}_layer_{case['layer']}"
-            diffs[case["name"]] = max(diffs.get(case["name"], 0.0), float(np.abs(vectors - reference[key]).max()))
+            for d in dtypes if round_ % 2 == 0 else dtypes[::-1]:
+                model = models[d]
+                model.encoder.generation = Generation(max_new_tokens=case["new"], do_sample=False)
+                model.set_output_value(key)
+                model.encode(prompts[: args.batch_size], batch_size=args.batch_size)  # warm-up
+                start = time.perf_counter()
+                vectors = model.encode(prompts, batch_size=args.batch_size)
+                our_times[d][case["name"]].append(time.perf_counter() - start)
+                name = case["name"]
+                diffs[d][name] = max(diffs[d].get(name, 0.0), float(np.abs(vectors - reference[key]).max()))
+                cosines[d][name] = min(cosines[d].get(name, 1.0), cosine_min(vectors, reference[key]))
         print(f"round {round_ + 1}/{args.rounds} done", file=sys.stderr)
     rows = []
     for case in cases:
         ref_tps = len(prompts) / statistics.median(ref_times[case["name"]])
-        our_tps = len(prompts) / statistics.median(our_times[case["name"]])
-        rows.append({"case": case["name"], "reference_texts_per_s": ref_tps, "inbedder_texts_per_s": our_tps,
-                     "speedup": our_tps / ref_tps, "max_abs_diff": diffs[case["name"]],
-                     "reference_best_s": min(ref_times[case["name"]]), "inbedder_best_s": min(our_times[case["name"]])})
+        for d in dtypes:
+            times = our_times[d][case["name"]]
+            our_tps = len(prompts) / statistics.median(times)
+            rows.append({"case": case["name"], "inbedder_dtype": d, "reference_texts_per_s": ref_tps,
+                         "inbedder_texts_per_s": our_tps, "speedup": our_tps / ref_tps,
+                         "max_abs_diff": diffs[d][case["name"]], "min_cosine": cosines[d][case["name"]],
+                         "reference_best_s": min(ref_times[case["name"]]), "inbedder_best_s": min(times)})
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    print(f"{len(prompts)} prompts, batch {args.batch_size}, fp32, {args.threads} threads, {cpu_model()}, "
-          f"load average {load:.1f}, {dt.date.today().isoformat()}")
-    print(f"{'case':<28}{'reference/s':>12}{'inbedder/s':>12}{'speedup':>9}{'max abs diff':>14}")
+    print(f"{len(prompts)} prompts ({args.data.name}), batch {args.batch_size}, reference float32, inbedder "
+          f"{', '.join(dtypes)}, {args.threads} threads, {cpu_model()}, load average {load:.1f}, "
+          f"{dt.date.today().isoformat()}")
+    print(f"{'case':<28}{'dtype':>10}{'reference/s':>12}{'inbedder/s':>12}{'speedup':>9}{'max abs diff':>14}"
+          f"{'min cos':>10}")
     for r in rows:
-        print(f"{r['case']:<28}{r['reference_texts_per_s']:>12.2f}{r['inbedder_texts_per_s']:>12.2f}"
-              f"{r['speedup']:>8.2f}x{r['max_abs_diff']:>14.2e}")
+        print(f"{r['case']:<28}{r['inbedder_dtype']:>10}{r['reference_texts_per_s']:>12.2f}"
+              f"{r['inbedder_texts_per_s']:>12.2f}{r['speedup']:>8.2f}x{r['max_abs_diff']:>14.2e}{r['min_cosine']:>10.5f}")
     print("command: " + " ".join([sys.executable.split("/")[-1], *sys.argv]))
     if args.json:
         args.json.write_text(json.dumps({"date": dt.date.today().isoformat(), "cpu": cpu_model(),

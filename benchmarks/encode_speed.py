@@ -1,24 +1,21 @@
-"""Encoding speed: inbedder against sentence-transformers, same model, same texts, same process.
+"""Encoding speed: inbedder in each dtype against sentence-transformers float32, same model, texts and process.
 
-Both libraries load the same model directory, run on the same device with the same dtype, batch size and
-torch threads, and embed the same list of texts (each sorts by length, as it does by default). Both are
-warmed up first; then the timed runs alternate between the two, the first library swapping every repeat,
-so that machine noise falls on both alike. The headline throughput is the best run of each library (its
-least disturbed run: noise on a shared machine only ever adds time); the medians, the median of the
-per-repeat paired ratios and the ratio of process CPU times are printed as cross-checks. On a busy
-machine ``--threads 1`` gives the steadiest comparison: with more threads than free cores, the threads
-of one forward pass wait (and spin) for each other, and both wall and CPU time turn to noise.
+inbedder loads the model once per variant (float32, bfloat16, int8 by default) and sentence-transformers loads the
+same model directory in float32; all embed the same list of texts with the same batch size and torch threads.
+Each is warmed up, then the timed runs alternate (A, B, C, D, then D, C, B, A, ...) so that machine noise falls
+on all alike; the headline is the **median** run of each, and the best run is printed as a cross-check.
 
-With no ``--instruction`` both compute the same vectors (mean pooling over all tokens), so the maximum
-absolute difference checks that the speed is not bought with different numbers. With an instruction,
-inbedder leaves the instruction tokens out of pooling and sentence-transformers (given it as ``prompt``)
-does not, so the vectors differ by design.
+Fidelity: each variant's cosine to inbedder float32, row by row (min and mean), and, on STS-B (texts read as
+the pairs of ``sts-test.jsonl``), the Spearman correlation of the pair cosines with the gold scores (x100).
+Roofline: useful FLOPs per second (real tokens; ``2 x linear weights + 4 x layers x seq x hidden`` per token)
+against the FLOP/s of one large float32 and bfloat16 ``torch.matmul`` timed in the same run.
 
-Note: inbedder embeds identical texts once; sentence-transformers embeds every row. ``--dedupe`` passes
-only distinct texts to both, to compare the work per text without that advantage.
+With no ``--instruction`` sentence-transformers and inbedder float32 compute the same vectors (max abs
+difference printed). inbedder embeds identical texts once; sentence-transformers embeds every row
+(``--dedupe`` gives both only the distinct texts).
 
     HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/encode_speed.py
-    HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/encode_speed.py --threads 1 --repeats 5 --json bench.json
+    HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/encode_speed.py --threads 1 --rounds 5 --json bench.json
 """
 
 from __future__ import annotations
@@ -160,17 +157,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="STS-B directory, .jsonl/.csv file, or a .txt file with one text a line")
     p.add_argument("--instruction", default=None,
                    help="instruction for inbedder (prompt for sentence-transformers); vectors then differ")
+    p.add_argument("--variants", default="float32,bfloat16,int8", help="inbedder variants (comma-separated)")
+    p.add_argument("--no-st", action="store_true", help="leave sentence-transformers out")
     p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--repeats", type=int, default=3, help="timed runs per library (best, median reported)")
+    p.add_argument("--max-tokens-per-batch", type=int, default=None, help="inbedder's token budget per batch")
+    p.add_argument("--rounds", "--repeats", type=int, default=3, help="alternating timed rounds (median reported)")
     p.add_argument("--limit", type=int, default=None, help="use the first N texts")
     p.add_argument("--dedupe", action="store_true", help="pass only distinct texts to both libraries")
-    p.add_argument("--device", default=None, help="default: cuda when available, else cpu")
-    p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
-    p.add_argument("--warmup", type=int, default=4, help="batches each library embeds before timing")
+    p.add_argument("--warmup", type=int, default=4, help="batches each runner embeds before timing")
     p.add_argument("--json", type=Path, default=None, help="write the results to this file")
     args = p.parse_args(argv)
-    for name in ("batch_size", "repeats", "limit", "threads"):
+    for name in ("batch_size", "rounds", "limit", "threads", "max_tokens_per_batch"):
         value = getattr(args, name)
         if value is not None and value < 1:
             p.error(f"--{name.replace('_', '-')} must be >= 1; got {value}")
@@ -179,83 +177,90 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def sts_scores(source: Path) -> list[float] | None:
+    """Gold scores of ``sts-test.jsonl`` (one per pair), or None when the data is not an STS-B jsonl."""
+    if source.is_dir():
+        source = source / "sts-test.jsonl"
+    if source.suffix != ".jsonl" or not source.exists():
+        return None
+    with open(source, encoding="utf-8") as f:
+        return [float(json.loads(line)["score"]) for line in f if line.strip()]
+
+
+def spearman(vectors: np.ndarray, scores: list[float]) -> float:
+    """Spearman x 100 of the pair cosines (rows 2i, 2i+1) with the gold scores."""
+    from scipy.stats import spearmanr
+
+    from inbedder.benchmark import cosine_rows
+
+    cos = cosine_rows(vectors[0::2], vectors[1::2])
+    return float(100 * spearmanr(cos, scores).statistic)
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
     if args.threads is not None:
         torch.set_num_threads(args.threads)
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    dtype = getattr(torch, args.dtype)
-
     texts = read_texts(args.data)
+    scores = sts_scores(args.data)
     if args.dedupe:
         texts = list(dict.fromkeys(texts))
     if args.limit is not None:
         texts = texts[:args.limit]
     if not texts:
         raise SystemExit(f"error: no texts read from {args.data}")
-
-    from sentence_transformers import SentenceTransformer
+    if scores is not None and len(texts) != 2 * len(scores):
+        scores = None  # --dedupe / --limit: the texts are no longer the pairs
 
     import inbedder
+    from inbedder.benchmark import bench_encoder
     from inbedder.registry import resolve
 
     path = resolve(args.model).path
-    print(f"loading {args.model} ({path}) on {device}, {args.dtype}", file=sys.stderr)
-    ours = inbedder.load(args.model, device=device, dtype=args.dtype)
-    theirs = SentenceTransformer(str(path), device=str(device), model_kwargs={"dtype": dtype})
-    theirs.eval()
+    competitors: dict[str, Callable[[list[str]], np.ndarray]] = {}
+    if not args.no_st:
+        from sentence_transformers import SentenceTransformer
 
-    def run_inbedder(batch: list[str]) -> np.ndarray:
-        return ours.encode(batch, instruction=args.instruction, batch_size=args.batch_size, show_progress_bar=False)
+        theirs = SentenceTransformer(str(path), device="cpu")
+        theirs.eval()
 
-    def run_st(batch: list[str]) -> np.ndarray:
-        return theirs.encode(batch, prompt=args.instruction, batch_size=args.batch_size, show_progress_bar=False,
-                             convert_to_numpy=True)
+        def run_st(batch: list[str]) -> np.ndarray:
+            return np.asarray(theirs.encode(batch, prompt=args.instruction, batch_size=args.batch_size,
+                                            show_progress_bar=False, convert_to_numpy=True))
 
-    runners = {"inbedder": run_inbedder, "sentence-transformers": run_st}
+        competitors["sentence-transformers float32"] = run_st
+    print(f"loading {args.model} ({path}) on cpu, {args.variants}", file=sys.stderr)
+    with tqdm(desc="benchmark", unit="step", file=sys.stderr) as bar:
+        def progress(message: str) -> None:
+            bar.set_postfix_str(message)
+            bar.update(1)
 
-    if args.warmup:
-        # the longest texts go first in both libraries: warm up on a spread of lengths
-        by_length = sorted(texts, key=len, reverse=True)
-        step = max(1, len(by_length) // (args.warmup * args.batch_size))
-        sample = by_length[::step][:args.warmup * args.batch_size]
-        for name, run in runners.items():
-            print(f"warming up {name} on {len(sample)} texts", file=sys.stderr)
-            run(sample)
-
-    load_before = load_average()
-    seconds: dict[str, list[float]] = {name: [] for name in runners}
-    cpu_seconds: dict[str, list[float]] = {name: [] for name in runners}
-    vectors: dict[str, np.ndarray] = {}
-    names = list(runners)
-    with tqdm(total=len(names) * args.repeats, desc="timed runs", unit="run", file=sys.stderr) as bar:
-        for r in range(args.repeats):
-            for name in names if r % 2 == 0 else names[::-1]:
-                bar.set_postfix_str(f"repeat {r + 1}: {name}")
-                wall, cpu, vectors[name] = timed(runners[name], texts, device)
-                seconds[name].append(wall)
-                cpu_seconds[name].append(cpu)
-                bar.update(1)
-
-    diff = float(np.abs(vectors["inbedder"].astype(np.float64) - vectors["sentence-transformers"]).max())
-    rate = {n: {"best": len(texts) / min(s), "median": len(texts) / statistics.median(s)} for n, s in seconds.items()}
-    paired = [b / a for a, b in zip(seconds["inbedder"], seconds["sentence-transformers"], strict=True)]
+        res = bench_encoder(args.model, texts, args.variants, instruction=args.instruction,
+                            batch_size=args.batch_size, max_tokens_per_batch=args.max_tokens_per_batch,
+                            rounds=args.rounds, warmup=args.warmup, competitors=competitors, progress=progress)
+    vectors = res.pop("vectors")
+    st_name = "sentence-transformers float32"
+    for name, row in res["variants"].items():
+        row["best_texts_per_s"] = len(texts) / min(row["seconds"])
+        if st_name in res["variants"]:
+            st = res["variants"][st_name]
+            row["vs_st"] = row["texts_per_s"] / st["texts_per_s"]
+            row["vs_st_paired_median"] = statistics.median(
+                b / a for a, b in zip(row["seconds"], st["seconds"], strict=True))
+        if scores is not None:
+            row["sts_spearman"] = spearman(vectors[name], scores)
     results: dict[str, Any] = {
         "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "command": command(),
-        "machine": {**machine(device), "load_average": [load_before, load_average()]},
-        "settings": {"model": args.model, "model_path": str(path), "data": str(args.data), "texts": len(texts),
-                     "distinct_texts": len(set(texts)), "instruction": args.instruction,
-                     "batch_size": args.batch_size, "repeats": args.repeats, "dtype": args.dtype,
-                     "dedupe": args.dedupe, "warmup_batches": args.warmup, "statistic": "best"},
-        "seconds": seconds,
-        "cpu_seconds": cpu_seconds,
-        "texts_per_s": rate,
-        "ratio": rate["inbedder"]["best"] / rate["sentence-transformers"]["best"],
-        "ratio_median": rate["inbedder"]["median"] / rate["sentence-transformers"]["median"],
-        "ratio_paired_median": statistics.median(paired),
-        "ratio_cpu_time": min(cpu_seconds["sentence-transformers"]) / min(cpu_seconds["inbedder"]),
-        "max_abs_diff": diff,
+        "machine": {**machine(torch.device("cpu")), "load_average": res.pop("load_average")},
+        "settings": {"model": args.model, "model_path": str(path), "data": str(args.data), "dedupe": args.dedupe,
+                     "warmup_batches": args.warmup, "statistic": "median",
+                     **{k: res.pop(k) for k in ("texts", "distinct_texts", "tokens", "flops", "batch_size",
+                                                 "max_tokens_per_batch", "rounds", "instruction")}},
+        **res,
+        "inbedder_version": inbedder.__version__,
+        "max_abs_diff_fp32_vs_st": (float(np.abs(vectors["inbedder float32"].astype(np.float64)
+                                                 - vectors[st_name]).max()) if st_name in vectors else None),
         "same_computation": args.instruction is None,
     }
     report(results)
@@ -274,21 +279,27 @@ def report(res: dict[str, Any]) -> None:
           f"sentence-transformers {m['sentence_transformers']}, inbedder {m['inbedder']}, python {m['python']}")
     if None not in m["load_average"]:
         print("load     1-minute load average {:.2f} before the timed runs, {:.2f} after".format(*m["load_average"]))
-    print(f"setup    {s['model']} on {m['device']} {s['dtype']}, {s['texts']} texts ({s['distinct_texts']} distinct), "
-          f"batch {s['batch_size']}, instruction {s['instruction']!r}, repeats: {s['repeats']} (alternating), "
-          f"warm-up batches: {s['warmup_batches']}")
+    peaks = res["peak_flops_per_s"]
+    print("matmul   " + ", ".join(f"{k} {v / 1e9:.0f} GFLOP/s" for k, v in peaks.items()))
+    print(f"setup    {s['model']} on cpu, {s['texts']} texts ({s['distinct_texts']} distinct, {s['tokens']} tokens), "
+          f"batch {s['batch_size']}, token budget {s['max_tokens_per_batch']}, instruction {s['instruction']!r}, "
+          f"{s['rounds']} alternating rounds, warm-up batches: {s['warmup_batches']}")
     print()
-    print(f"{'library':<22} {'best texts/s':>13} {'median texts/s':>15} {'best CPU s':>11}   wall seconds per run")
-    for name, rate in res["texts_per_s"].items():
-        runs = ", ".join(f"{x:.2f}" for x in res["seconds"][name])
-        cpu = min(res["cpu_seconds"][name])
-        print(f"{name:<22} {rate['best']:>13.1f} {rate['median']:>15.1f} {cpu:>11.2f}   {runs}")
-    print()
-    print(f"ratio inbedder / sentence-transformers (best runs): {res['ratio']:.3f}")
-    print(f"  cross-checks: medians {res['ratio_median']:.3f}, median of paired repeats "
-          f"{res['ratio_paired_median']:.3f}, CPU time {res['ratio_cpu_time']:.3f}")
-    note = "" if res["same_computation"] else "  (differs by design: inbedder leaves instruction tokens out of pooling)"
-    print(f"max abs difference of the vectors: {res['max_abs_diff']:.2e}{note}")
+    print(f"{'runner':<32}{'median/s':>9}{'best/s':>9}{'vs ST':>7}{'paired':>8}{'min cos':>9}{'mean cos':>10}"
+          f"{'STS rho':>8}{'%fp32pk':>8}{'%bf16pk':>8}")
+    nan = float("nan")
+    for name, row in res["variants"].items():
+        cells = [f"{name:<32}", f"{row['texts_per_s']:>9.1f}", f"{row['best_texts_per_s']:>9.1f}",
+                 f"{row.get('vs_st', nan):>7.2f}", f"{row.get('vs_st_paired_median', nan):>8.2f}",
+                 f"{row['min_cosine']:>9.5f}", f"{row['mean_cosine']:>10.5f}", f"{row.get('sts_spearman', nan):>8.2f}",
+                 f"{100 * row.get('roofline_float32', nan):>8.1f}", f"{100 * row.get('roofline_bfloat16', nan):>8.1f}"]
+        print("".join(cells))
+    print("  texts/s per run: " + "; ".join(f"{n}: " + ", ".join(f"{s['texts'] / x:.0f}" for x in r["seconds"])
+                                         for n, r in res["variants"].items()))
+    if res["max_abs_diff_fp32_vs_st"] is not None:
+        note = "" if res["same_computation"] else " (differs by design: instruction tokens left out of pooling)"
+        diff = res["max_abs_diff_fp32_vs_st"]
+        print(f"max abs difference inbedder float32 vs sentence-transformers: {diff:.2e}{note}")
     print(f"command: {res['command']}")
 
 

@@ -1,4 +1,4 @@
-"""Choices as ``str`` Enums, so plain strings work: model families and dtypes. Imports nothing heavy."""
+"""Choices as ``str`` Enums, so plain strings work: model families, dtypes, quantization. Imports nothing heavy."""
 
 from __future__ import annotations
 
@@ -26,6 +26,13 @@ class DType(str, Enum):
         import torch
 
         return getattr(torch, self.value)
+
+
+class Quantize(str, Enum):
+    """Weight quantization applied after loading (CPU): ``int8`` = int8 weights per output channel, int8
+    activations per token, int32 accumulation (see :mod:`inbedder.speed`)."""
+
+    INT8 = "int8"
 
 
 def parse_choice(enum: type[Enum], value: Any, what: str) -> Any:

@@ -55,6 +55,7 @@ class Encoder(nn.Module):
     family: str = ""
     answers: bool = False  # True for families that generate answers (``BatchResult.answers``)
     options: tuple[str, ...] = ()  # keyword options that ``embed_batch`` accepts
+    quantization: str | None = None  # "int8" once quantized by ``load(..., quantize=...)`` (inbedder.speed)
 
     @property
     def dim(self) -> int:
@@ -86,3 +87,9 @@ class Encoder(nn.Module):
     def settings(self) -> dict[str, Any]:
         """The settings that change vectors (for fingerprints and result files)."""
         return {"family": self.family}
+
+    def precision(self, weights: nn.Module) -> dict[str, Any]:
+        """``dtype`` of ``weights`` and, once quantized, ``quantize``: part of every family's settings."""
+        dtype = next((p.dtype for p in weights.parameters() if p.is_floating_point()), torch.float32)
+        found = {"dtype": str(dtype).removeprefix("torch.")}
+        return {**found, "quantize": self.quantization} if self.quantization else found

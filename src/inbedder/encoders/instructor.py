@@ -81,7 +81,7 @@ class InstructorEncoder(Encoder):
     def settings(self) -> dict[str, Any]:
         return {"family": self.family, "pooling": list(self.pooling), "dense": len(self.dense),
                 "normalize": self.normalize, "max_length": self.max_length, "do_lower_case": self.do_lower_case,
-                "dtype": str(next(self.transformer.parameters()).dtype).removeprefix("torch.")}
+                **self.precision(self.transformer)}
 
     # -- tokenization -----------------------------------------------------------------------------------
     def instruction_length(self, instruction: str) -> int:

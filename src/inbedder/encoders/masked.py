@@ -183,7 +183,7 @@ class MaskedEncoder(Encoder):
         return {"family": self.family, "output_value": spec.output_value.value, "layer": self.layer_of(spec.layer),
                 "n_mask": spec.n_mask, "pattern": spec.pattern, "max_length": spec.max_length,
                 "answer_span": spec.answer_span.value,
-                "dtype": str(next(self.model.parameters()).dtype).removeprefix("torch.")}
+                **self.precision(self.model)}
 
     # -- tokenization -----------------------------------------------------------------------------------
     def tokenize(self, pairs: list[Pair], n_mask: int) -> tuple[dict[str, torch.Tensor], int]:

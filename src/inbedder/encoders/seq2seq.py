@@ -134,7 +134,7 @@ class Seq2SeqEncoder(Encoder):
                 "layer": self.layer_of(spec.output_value, spec.layer), "pattern": spec.pattern,
                 "max_length": spec.max_length, "max_new_tokens": spec.max_new_tokens, "do_sample": spec.do_sample,
                 "generation": dict(spec.generation),
-                "dtype": str(next(self.model.parameters()).dtype).removeprefix("torch.")}
+                **self.precision(self.model)}
 
     def tokenize(self, pairs: list[Pair]) -> tuple[dict[str, torch.Tensor], int]:
         """Padded ``input_ids`` and ``attention_mask``, and the number of rows cut to ``max_length``."""

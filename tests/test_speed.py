@@ -1,0 +1,135 @@
+"""Fast paths: bf16 and int8 close to float32, token-budget batching, quantize errors, cache keys."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+from inbedder import load
+from inbedder.engine import plan_batches
+from inbedder.errors import InputError
+from inbedder.speed import Int8Linear, flops_per_token, quantize_int8
+from tiny_causal import build_tiny_llama
+
+TEXTS = ["I love cat!", "The Fed raised its benchmark rate on Wednesday.", "Parton energy loss in QCD matter.",
+         "Where is the food stored in a yam plant?", "a", "The quick brown fox jumps over the lazy dog."]
+
+
+def cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+
+
+@pytest.fixture(scope="module")
+def llama_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_tiny_llama(tmp_path_factory.mktemp("llama"))
+
+
+# Tolerances: the tiny random models have no outlier structure; bf16 keeps 8 bits of mantissa (cosine >= 0.999
+# on MiniLM, docs/benchmarks.md), int8 7 bits per value (>= 0.99 there). Here: bf16 >= 0.995, int8 >= 0.99.
+def test_bfloat16_and_int8_are_close_to_float32_for_the_encoder_family(tiny_bert_dir: Path, tiny_bert) -> None:
+    fp32 = tiny_bert.encode(TEXTS, instruction="Represent the sentence:")
+    bf16 = load(tiny_bert_dir, device="cpu", dtype="bfloat16")
+    int8 = load(tiny_bert_dir, quantize="int8")
+    assert bf16.encoder.settings()["dtype"] == "bfloat16"
+    assert int8.device.type == "cpu" and isinstance(int8.encoder.transformer.encoder.layer[0].attention.self.query,
+                                                      Int8Linear)
+    for model, floor in ((bf16, 0.995), (int8, 0.99)):
+        out = model.encode(TEXTS, instruction="Represent the sentence:")
+        assert out.dtype == np.float32 and np.isfinite(out).all()
+        assert cosines(out, fp32).min() >= floor
+
+
+def test_bfloat16_and_int8_are_close_to_float32_for_the_causal_family(llama_dir: Path) -> None:
+    kwargs = {"instruction": "What is it about?", "output_value": "fst_gen"}
+    fp32 = load(llama_dir, device="cpu").encode(TEXTS, **kwargs)
+    for model, floor in ((load(llama_dir, device="cpu", dtype="bfloat16"), 0.995),
+                         (load(llama_dir, quantize="int8"), 0.99)):
+        assert cosines(model.encode(TEXTS, **kwargs), fp32).min() >= floor
+
+
+def test_int8_linear_matches_float_linear_and_keeps_outlier_channels_exact() -> None:
+    torch.manual_seed(0)
+    linear = torch.nn.Linear(64, 48)
+    x = torch.randn(2, 5, 64)
+    x[..., 3] *= 100.0  # one outlier channel, as in transformer activations
+    q = Int8Linear(linear)
+    with torch.inference_mode():
+        want, got = linear(x), q(x)
+    assert got.shape == want.shape and got.dtype == x.dtype
+    assert torch.nn.functional.cosine_similarity(got.reshape(-1, 48), want.reshape(-1, 48)).min() > 0.999
+    assert q(x.bfloat16()).dtype == torch.bfloat16 and q(x[:0]).shape == (0, 5, 48)
+
+
+def test_quantize_int8_replaces_linear_layers_only() -> None:
+    net = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.ReLU(), torch.nn.Sequential(torch.nn.Linear(4, 2)))
+    assert quantize_int8(net) == 2
+    assert isinstance(net[0], Int8Linear) and isinstance(net[2][0], Int8Linear) and isinstance(net[1], torch.nn.ReLU)
+
+
+def test_token_budget_gives_the_same_vectors_and_respects_the_budget(tiny_bert: object, monkeypatch) -> None:
+    texts = [f"{'word ' * (i % 7 + 1)}number {i}" for i in range(40)]
+    model: Any = tiny_bert
+    rows = model.encode(texts, batch_size=16)
+    shapes: list[tuple[int, int]] = []
+    forward = model.encoder.transformer.forward
+
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        shapes.append(tuple(kwargs["input_ids"].shape))
+        return forward(*args, **kwargs)
+
+    monkeypatch.setattr(model.encoder.transformer, "forward", spy)
+    budget = model.encode(texts, batch_size=16, max_tokens_per_batch=40)
+    np.testing.assert_allclose(budget, rows, atol=1e-5)
+    assert sum(b for b, _ in shapes) == len(texts) and all(b * t <= 40 for b, t in shapes)
+    assert len(shapes) > -(-len(texts) // 16)  # the budget, not the row count, set the batches
+
+
+def test_plan_batches() -> None:
+    assert plan_batches([9, 5, 5, 2, 1], batch_size=4, budget=12) == [(0, 1), (1, 3), (3, 5)]
+    assert plan_batches([100, 3], batch_size=8, budget=10) == [(0, 1), (1, 2)]  # a longer row goes alone
+    assert plan_batches([3] * 5, batch_size=2) == [(0, 2), (2, 4), (4, 5)]
+    assert plan_batches([], batch_size=2, budget=5) == []
+
+
+@pytest.mark.parametrize("value", [0, -5, 2.5, True, "many"])
+def test_bad_token_budget_is_an_input_error(tiny_bert: Any, value: object) -> None:
+    with pytest.raises(InputError, match="max_tokens_per_batch"):
+        tiny_bert.encode(TEXTS, max_tokens_per_batch=value)
+
+
+def test_unknown_quantize_value_names_the_choices(tiny_bert_dir: Path) -> None:
+    with pytest.raises(InputError, match=r"quantize='int4' is not valid; choose one of \['int8'\]"):
+        load(tiny_bert_dir, quantize="int4")
+    with pytest.raises(InputError, match="Did you mean 'int8'"):
+        load(tiny_bert_dir, quantize="int9")
+
+
+def test_quantize_on_cuda_is_refused(tiny_bert_dir: Path, monkeypatch) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # so that device='cuda' parses here
+    with pytest.raises(InputError, match="runs on CPU only"):
+        load(tiny_bert_dir, device="cuda", quantize="int8")
+    model = load(tiny_bert_dir, quantize="int8")
+    with pytest.raises(InputError, match="runs on CPU only"):
+        model.encode("hello", device="cuda")
+
+
+def test_cache_keys_differ_across_dtype_and_quantize(tiny_bert_dir: Path, tiny_bert: Any) -> None:
+    models = [tiny_bert, load(tiny_bert_dir, device="cpu", dtype="bfloat16"), load(tiny_bert_dir, quantize="int8")]
+    settings = [m.encoder.settings() for m in models]
+    assert [s["dtype"] for s in settings] == ["float32", "bfloat16", "float32"]
+    assert "quantize" not in settings[0] and settings[2]["quantize"] == "int8"
+    keys = {m._model_key({})[0] for m in models}
+    assert len(keys) == 3
+
+
+def test_flops_per_token_counts_linear_weights_and_attention(tiny_bert: Any) -> None:
+    transformer = tiny_bert.encoder.transformer
+    config = transformer.config
+    linear = sum(p.numel() for n, m in transformer.named_modules() if isinstance(m, torch.nn.Linear)
+                 and "pooler" not in n for p in m.parameters())
+    want = 2 * linear + 4 * config.num_hidden_layers * 10 * config.hidden_size
+    assert flops_per_token(transformer, config, 10) == want
