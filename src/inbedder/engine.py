@@ -104,13 +104,13 @@ class Embedder(nn.Module):
         if second is not None:
             if out is not Output.SENTENCE:
                 raise InputError(f"reencoder= gives sentence vectors only; got output={out.value!r}")
-            _, answers = self.encode(texts, instruction, batch_size=batch_size, show_progress_bar=show_progress_bar,
-                                     return_generations=True, cache=cache, cache_dir=cache_dir, reencoder=False,
-                                     **options)
+            batching = {"batch_size": batch_size, "max_tokens_per_batch": max_tokens_per_batch,
+                        "show_progress_bar": show_progress_bar, "cache": cache}
+            _, answers = self.encode(texts, instruction, return_generations=True, cache_dir=cache_dir, reencoder=False,
+                                     **batching, **options)
             rows = [answers] if single else answers
             if isinstance(second, Embedder):
-                vectors = second.encode(rows, batch_size=batch_size, convert_to_tensor=True,
-                                        show_progress_bar=show_progress_bar, cache=cache)
+                vectors = second.encode(rows, convert_to_tensor=True, **batching)
             else:  # e.g. a sentence-transformers model
                 vectors = torch.as_tensor(np.asarray(second.encode(rows)), dtype=torch.float32)
             return self._finish(Rows(vectors, rows), out, single, normalize, convert_to_tensor, return_generations)
