@@ -104,7 +104,8 @@ def cached_vectors(store: EmbeddingCache, key: str | None, pairs: Sequence[Pair]
 
 def remember(store: EmbeddingCache, key: str | None, embedder: Any, encode_options: dict[str, Any]) -> None:
     """Record ``key`` → the model key of the loaded ``embedder`` (as the engine computes it)."""
-    if key is None or "reencoder" in encode_options or getattr(embedder, "reencoder", None) not in (None, False):
+    second = getattr(embedder, "default_reencoder", None)
+    if key is None or "reencoder" in encode_options or second not in (None, False):
         return  # vectors of a second model (answers re-embedded) are keyed by that model: not served from here
     model_key, _ = embedder._model_key(encode_options)
     store.remember_request(key, model_key, {"name": embedder.name, "source": embedder.source})

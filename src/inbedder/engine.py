@@ -46,7 +46,7 @@ class Embedder(nn.Module):
         self.encoder = encoder
         self.name = name
         self.source = source
-        self.reencoder: Any = None  # default for encode(reencoder=...): embeds an answer family's answers
+        self.default_reencoder: Any = None  # encode(reencoder=None) uses it: embeds an answer family's answers
         self._loaded: dict[str, Embedder] = {}  # reencoders loaded by name
 
     @property
@@ -56,7 +56,8 @@ class Embedder(nn.Module):
     @property
     def dim(self) -> int:
         """Length of the sentence vectors (the reencoder's, when one is set)."""
-        return self.reencoder.dim if isinstance(self.reencoder, Embedder) else self.encoder.dim
+        second = self.default_reencoder
+        return second.dim if isinstance(second, Embedder) else self.encoder.dim
 
     @property
     def device(self) -> torch.device:
@@ -136,7 +137,7 @@ class Embedder(nn.Module):
     # -- internals ----------------------------------------------------------------------------------------
     def _reencoder(self, reencoder: Any) -> Any:
         """The model that embeds the answers (loaded once per name), or None; checks that answers exist."""
-        reencoder = self.reencoder if reencoder is None else reencoder
+        reencoder = self.default_reencoder if reencoder is None else reencoder
         if reencoder is None or reencoder is False:  # False: this call embeds with the model itself
             return None
         if not self.encoder.answers:

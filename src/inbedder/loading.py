@@ -78,7 +78,7 @@ def load(name_or_path: str | os.PathLike[str], *, family: str | None = None, dev
     if quant is not None:
         apply_quantization(encoder, quant, dev)
     if reencoder is not None:
-        model.reencoder = model._reencoder(reencoder)
+        model.default_reencoder = model._reencoder(reencoder)
     return model
 
 

@@ -63,7 +63,7 @@ class CausalLMEncoder(QueriesCorpusMixin, Embedder):
         self.cache_embeddings = cache_embeddings
         self.last_layer_only = last_layer_only
         self.generation_configs = generation_configs
-        self.compat_reencoder = reencoder
+        self.reencoder = reencoder
         self.max_input_length = int(max_input_length)
         self.output_value = ""
         self.set_output_value(output_value)
@@ -128,7 +128,7 @@ class CausalLMEncoder(QueriesCorpusMixin, Embedder):
                    tensor: bool, normalize: bool, generations: bool, cache_dir: str | None,
                    filter_words: list[str] | None) -> Any:
         """The original's ``re_encode``: ``reencoder.encode`` of the answers, without special or filtered tokens."""
-        if self.compat_reencoder is None:
+        if self.reencoder is None:
             raise InputError("output_value='re_encode' needs a reencoder (e.g. a sentence-transformers model) "
                              "given to the constructor")
         options: dict[str, Any] = {"output_value": "fst_gen"}
@@ -141,7 +141,7 @@ class CausalLMEncoder(QueriesCorpusMixin, Embedder):
                                          return_generations=True, reencoder=False, **options)
         finally:
             encoder.full_generations, encoder.filter_answers = True, False
-        vectors = torch.as_tensor(np.asarray(self.compat_reencoder.encode(answers, show_progress_bar=False)))
+        vectors = torch.as_tensor(np.asarray(self.reencoder.encode(answers, show_progress_bar=False)))
         if normalize:
             vectors = torch.nn.functional.normalize(vectors, p=2, dim=1)
         result: Any = vectors.float().numpy() if numpy and not tensor else vectors
