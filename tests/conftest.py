@@ -9,6 +9,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+from tiny_causal import build_tiny_llama  # noqa: E402
 from tiny_models import build_plain_bert, build_tiny_bert, build_tiny_t5  # noqa: E402
 
 
@@ -57,3 +58,16 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if {"reference", "reference_repo"} & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.reference)
+
+
+@pytest.fixture(scope="module")
+def llama_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random Llama-style causal LM with a BPE tokenizer (one per test module)."""
+    return build_tiny_llama(tmp_path_factory.mktemp("causal_llama"))
+
+
+@pytest.fixture(scope="module")
+def llama(llama_dir: Path):
+    from inbedder import load
+
+    return load(llama_dir, device="cpu", max_new_tokens=4)

@@ -27,16 +27,6 @@ LONG = "Parton energy loss in QCD matter and the chiral phase transition. " * 6
 
 
 @pytest.fixture(scope="module")
-def llama_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_tiny_llama(tmp_path_factory.mktemp("causal_llama"))
-
-
-@pytest.fixture(scope="module")
-def llama(llama_dir: Path):
-    return load(llama_dir, device="cpu", max_new_tokens=4)
-
-
-@pytest.fixture(scope="module")
 def opt(tmp_path_factory: pytest.TempPathFactory):
     return load(build_tiny_opt(tmp_path_factory.mktemp("causal_opt")), device="cpu", max_new_tokens=4)
 

@@ -9,20 +9,9 @@ import pytest
 
 from inbedder import load
 from inbedder.errors import InputError
-from tiny_causal import build_tiny_llama
 
 TEXTS = ["I love cat!", "I dislike dog!", "The funds rose less than 0.5 per cent on Friday.", "I love cat!"]
 ANIMAL = "What is the animal mentioned here?"
-
-
-@pytest.fixture(scope="module")
-def llama_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_tiny_llama(tmp_path_factory.mktemp("reencode_llama"))
-
-
-@pytest.fixture(scope="module")
-def llama(llama_dir: Path):
-    return load(llama_dir, device="cpu", max_new_tokens=4)
 
 
 def test_vectors_are_the_reencoder_vectors_of_the_answers(llama, tiny_bert) -> None:
