@@ -13,7 +13,6 @@ from inbedder import load
 from inbedder.engine import plan_batches
 from inbedder.errors import InputError
 from inbedder.speed import Int8Linear, flops_per_token, quantize_int8
-from tiny_causal import build_tiny_llama
 
 TEXTS = ["I love cat!", "The Fed raised its benchmark rate on Wednesday.", "Parton energy loss in QCD matter.",
          "Where is the food stored in a yam plant?", "a", "The quick brown fox jumps over the lazy dog."]
@@ -21,11 +20,6 @@ TEXTS = ["I love cat!", "The Fed raised its benchmark rate on Wednesday.", "Part
 
 def cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
-
-
-@pytest.fixture(scope="module")
-def llama_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_tiny_llama(tmp_path_factory.mktemp("llama"))
 
 
 # Tolerances: the tiny random models have no outlier structure; bf16 keeps 8 bits of mantissa (cosine >= 0.999

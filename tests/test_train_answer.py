@@ -18,17 +18,12 @@ from inbedder.errors import InputError
 from inbedder.training.answer import AnswerSettings, encode_qa, train_answer
 from inbedder.training.loop import LoopSettings
 from inbedder.training.records import write_jsonl
-from tiny_causal import build_tiny_gguf, build_tiny_llama
+from tiny_causal import build_tiny_gguf
 
 TEXTS = {"I love my cat.": "cat", "The dog ran off.": "dog", "A cat sat on the mat.": "cat",
          "My dog barks.": "dog", "The cat sleeps.": "cat", "Our dog is brown.": "dog"}
 QA = [{"input": t, "instruction": "What is the animal mentioned here?", "answer": a} for t, a in TEXTS.items()]
 SETTINGS = AnswerSettings(max_length=64, max_answer_tokens=8)
-
-
-@pytest.fixture(scope="module")
-def llama_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_tiny_llama(tmp_path_factory.mktemp("tiny_llama"))
 
 
 def _weights(model: torch.nn.Module) -> dict[str, torch.Tensor]:
