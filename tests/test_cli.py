@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner, Result
 
+from cli_checks import assert_one_error_line, ok
 from inbedder.cli import main
 from inbedder.registry import ALIASES
 
@@ -26,11 +27,6 @@ def run(*args: str | os.PathLike[str], input: str | bytes | None = None, env: di
     clean: dict[str, str | None] = {f"INBEDDER_{name}": None for name in ENV_NAMES}
     runner = CliRunner(env={**clean, **(env or {})}, catch_exceptions=False)
     return runner.invoke(main, [os.fspath(a) for a in args], input=input)
-
-
-def ok(result: Result) -> Result:
-    assert result.exit_code == 0, result.output
-    return result
 
 
 def jsonl_rows(text: str) -> list[dict[str, Any]]:
@@ -197,16 +193,6 @@ def test_models_lists_every_alias_with_its_description() -> None:
 
 
 # -- user errors: exit 1, one line, no traceback ------------------------------------------------------------
-def assert_one_error_line(result: Result, *needles: str) -> None:
-    assert result.exit_code == 1, result.output
-    assert isinstance(result.exception, SystemExit)  # handled, not an escaped exception
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("Error: "), result.stderr
-    for needle in needles:
-        assert needle in lines[0], (needle, lines[0])
-    assert result.stdout == ""
-
-
 FILES = {
     "empty.txt": "",
     "blank.txt": "\n  \n",

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner, Result
 
+from cli_checks import ok
 from inbedder.cli import main
 from inbedder.evaluation import EvalSettings, load_awareness, load_sts
 
@@ -20,11 +21,6 @@ TEXTS = ["A cat sat on the mat.", "The Federal Reserve raised its rate.", "Dynam
 
 def run(*args: str | os.PathLike[str]) -> Result:
     return CliRunner(env=ENV, catch_exceptions=False).invoke(main, ["eval", *map(os.fspath, args)])
-
-
-def ok(result: Result) -> Result:
-    assert result.exit_code == 0, result.output
-    return result
 
 
 def one_line_error(result: Result, *parts: str) -> str:

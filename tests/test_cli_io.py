@@ -18,6 +18,7 @@ import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner, Result
 
+from cli_checks import assert_one_error_line, ok
 from inbedder import similarity
 from inbedder.cli import main
 from inbedder.clustering import cluster as run_cluster
@@ -37,20 +38,6 @@ def _own_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 def run(*args: Any, input: str | bytes | None = None) -> Result:
     clean = {f"INBEDDER_{name}": None for name in ("MODEL", "BATCH_SIZE", "NORMALIZE", "DEVICE", "DTYPE")}
     return CliRunner(env=clean, catch_exceptions=False).invoke(main, [os.fspath(a) for a in args], input=input)
-
-
-def ok(result: Result) -> Result:
-    assert result.exit_code == 0, result.output
-    return result
-
-
-def assert_one_error_line(result: Result, *needles: str) -> None:
-    assert result.exit_code == 1, result.output
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("Error: "), result.stderr
-    for needle in needles:
-        assert needle in lines[0], (needle, lines[0])
-    assert result.stdout == ""
 
 
 def read_rows(path: Path) -> list[dict[str, Any]]:
