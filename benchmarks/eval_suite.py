@@ -45,6 +45,12 @@ def items(data: Path, work: Path) -> dict[str, list[str]]:
     sts = str(data / "stsbenchmark" / "sts-test.jsonl")
     absa = str(data / "semeval14_absa" / "restaurants_test_single_category.csv")
     robust = [arg for kind, texts in ROBUST.items() for text in texts for arg in (f"--{kind}", text)]
+    banking = ["classification", "-i", str(data / "banking77" / "train.csv"), "--test",
+               str(data / "banking77" / "test.csv"), "--label-column", "category"]
+    emotion = ["classification", "-i", str(data / "emotion_dair" / "train.txt"), "--test",
+               str(data / "emotion_dair" / "test.txt"), "--delimiter", ";", "--label-column", "label_name"]
+    ag_news = ["clustering", "-i", str(data / "ag_news" / "test.csv"), "--text-column", "title",
+               "--label-column", "label"]
     return {
         "awareness-clinc150": ["awareness", "-i", str(work / "clinc150_test.jsonl"), "--limit", "1000",
                                "--axis", "intent=What does the user want?",
@@ -64,24 +70,14 @@ def items(data: Path, work: Path) -> dict[str, list[str]]:
         "sts-b-instructed": ["sts", "-i", sts, "--instruction", "Represent the sentence for semantic similarity:"],
         "triplet-absa": ["triplet", "-i", str(work / "absa_triplets.jsonl")],
         "triplet-absa-robustness": ["triplet", "-i", str(work / "absa_triplets.jsonl"), *robust],
-        "classification-banking77": ["classification", "-i", str(data / "banking77" / "train.csv"), "--test",
-                                     str(data / "banking77" / "test.csv"), "--label-column", "category",
-                                     "--limit", "2000"],
-        "classification-emotion": ["classification", "-i", str(data / "emotion_dair" / "train.txt"), "--test",
-                                   str(data / "emotion_dair" / "test.txt"), "--delimiter", ";",
-                                   "--label-column", "label_name", "--limit", "2000"],
-        "clustering-ag_news": ["clustering", "-i", str(data / "ag_news" / "test.csv"), "--text-column", "title",
-                               "--label-column", "label", "--limit", "1000"],
+        "classification-banking77": [*banking, "--limit", "2000"],
+        "classification-emotion": [*emotion, "--limit", "2000"],
+        "clustering-ag_news": [*ag_news, "--limit", "1000"],
         # subsamples of STS-B, classification and clustering, for slow models (the answer families on a CPU)
         "sts-b-300": ["sts", "-i", sts, "--limit", "300"],
-        "classification-banking77-300": ["classification", "-i", str(data / "banking77" / "train.csv"), "--test",
-                                         str(data / "banking77" / "test.csv"), "--label-column", "category",
-                                         "--limit", "300"],
-        "classification-emotion-300": ["classification", "-i", str(data / "emotion_dair" / "train.txt"), "--test",
-                                       str(data / "emotion_dair" / "test.txt"), "--delimiter", ";",
-                                       "--label-column", "label_name", "--limit", "300"],
-        "clustering-ag_news-500": ["clustering", "-i", str(data / "ag_news" / "test.csv"), "--text-column", "title",
-                                   "--label-column", "label", "--limit", "500"],
+        "classification-banking77-300": [*banking, "--limit", "300"],
+        "classification-emotion-300": [*emotion, "--limit", "300"],
+        "clustering-ag_news-500": [*ag_news, "--limit", "500"],
         "latency": ["latency", "-i", sts, "--text-column", "sentence1", "--limit", "512", "--batch-size", "32"],
     }
 
