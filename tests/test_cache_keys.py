@@ -141,15 +141,34 @@ def test_library_helper_equals_encode(tiny_bert: Any, model_dir: Path, tmp_path:
     assert again.dtype == np.float32 and again.shape == (3, tiny_bert.dim)
 
 
-def test_fully_cached_cli_run_does_not_import_torch(model_dir: Path, tmp_path: Path) -> None:
+def test_fully_cached_cli_run_imports_neither_torch_nor_numpy(model_dir: Path, tmp_path: Path) -> None:
     cache = tmp_path / "c.sqlite"
     args = ["embed", "-m", str(model_dir), "--device", "cpu", "--cache", str(cache), "-o", str(tmp_path / "v.npy"),
             *TEXTS]
     run(*args)
     code = ("import sys\nfrom inbedder.cli import main\n"
             f"try:\n    main({args!r})\nexcept SystemExit as exit:\n    assert exit.code in (0, None), exit.code\n"
-            "print('torch' in sys.modules)")
+            "print('torch' in sys.modules, 'numpy' in sys.modules)")
     env = {k: v for k, v in os.environ.items() if not k.startswith("INBEDDER_")}
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.strip() == "False"
+    assert proc.stdout.strip() == "False False"
+
+
+@pytest.mark.parametrize("suffix", ["npy", "jsonl", "csv", "json", "parquet"])
+def test_cached_run_writes_what_the_computing_run_wrote(model_dir: Path, tmp_path: Path, suffix: str) -> None:
+    """The packed (numpy-free) writer gives the same file bytes as the first run's numpy writer."""
+    if suffix == "parquet":
+        pytest.importorskip("pyarrow")
+    cache, first, second = tmp_path / "c.sqlite", tmp_path / f"1.{suffix}", tmp_path / f"2.{suffix}"
+    args = ["embed", "-m", model_dir, "--device", "cpu", "--instruction", INSTR, "--cache", cache, *TEXTS]
+    run(*args, "-o", first)
+    run(*args, "-o", second)
+    if suffix == "parquet":
+        import pyarrow.parquet as pq
+
+        assert pq.read_table(second).equals(pq.read_table(first))
+    else:
+        assert second.read_bytes() == first.read_bytes()
+    stdout = [run(*args).stdout_bytes for _ in range(2)]  # jsonl on stdout, the second from the cache
+    assert stdout[0] == stdout[1]

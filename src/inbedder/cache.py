@@ -23,11 +23,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-import numpy as np
-
 from .errors import InputError
 
-if TYPE_CHECKING:  # torch stays unimported: a fully cached CLI run never needs it
+if TYPE_CHECKING:  # torch and numpy stay unimported: a fully cached CLI run needs neither
+    import numpy as np
+
     from .encoders.base import Pair
 
 FORMAT_VERSION = 1
@@ -119,8 +119,15 @@ class EmbeddingCache:
 
     def get_many(self, model_key: str, pairs: Sequence[Pair]) -> dict[Pair, tuple[np.ndarray, str | None]]:
         """The cached rows among ``pairs``: pair → (float32 vector, answer or None)."""
+        import numpy as np
+
+        return {pair: (np.frombuffer(vector, dtype=np.float32).copy(), answer)
+                for pair, (vector, answer) in self.get_many_raw(model_key, pairs).items()}
+
+    def get_many_raw(self, model_key: str, pairs: Sequence[Pair]) -> dict[Pair, tuple[bytes, str | None]]:
+        """As :meth:`get_many`, with each vector as its stored bytes (little-endian float32)."""
         keys = {row_key(model_key, p): p for p in pairs}
-        found: dict[Pair, tuple[np.ndarray, str | None]] = {}
+        found: dict[Pair, tuple[bytes, str | None]] = {}
         items = list(keys)
         with self._connect() as db:
             for start in range(0, len(items), _CHUNK):
@@ -128,11 +135,13 @@ class EmbeddingCache:
                 marks = ",".join("?" * len(chunk))
                 for key, vector, answer in db.execute(
                         f"SELECT key, vector, answer FROM embeddings WHERE key IN ({marks})", chunk):
-                    found[keys[bytes(key)]] = (np.frombuffer(vector, dtype=np.float32).copy(), answer)
+                    found[keys[bytes(key)]] = (bytes(vector), answer)
         return found
 
     def put_many(self, model_key: str, pairs: Sequence[Pair], vectors: np.ndarray,
                  answers: Sequence[str] | None = None) -> None:
+        import numpy as np
+
         now = time.time()
         if len(vectors) != len(pairs):
             raise InputError(f"put_many got {len(vectors)} vectors for {len(pairs)} rows")

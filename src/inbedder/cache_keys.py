@@ -18,13 +18,15 @@ import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from .cache import EmbeddingCache, open_cache
 from .choices import DType, Family, parse_choice
 from .errors import InbedderError, InputError, NonFiniteError
+from .packed import PackedRows
+
+if TYPE_CHECKING:
+    import numpy as np
 
 FORMAT = "inbedder-load-request/1"
 MAX_FILES = 5000  # a model directory with more files than this is not fingerprinted by its files
@@ -83,7 +85,7 @@ def request_key(model: str | os.PathLike[str], *, dtype: Any = "float32", device
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def cached_vectors(store: EmbeddingCache, key: str | None, pairs: Sequence[Pair]) -> np.ndarray | None:
+def cached_vectors(store: EmbeddingCache, key: str | None, pairs: Sequence[Pair]) -> PackedRows | None:
     """Every row's float32 vector from the cache, in order, or None when the request or any row is unknown.
 
     A full hit is recorded as a run (``inbedder cache stats`` shows it); a miss records nothing, since the
@@ -93,13 +95,12 @@ def cached_vectors(store: EmbeddingCache, key: str | None, pairs: Sequence[Pair]
     if model_key is None:
         return None
     unique = list(dict.fromkeys(pairs))
-    found = store.get_many(model_key, unique)
+    found = store.get_many_raw(model_key, unique)
     if len(found) < len(unique):
         return None
     store.record_run(model_key, len(unique), 0)
-    if not pairs:
-        return np.zeros((0, 0), dtype=np.float32)
-    return np.stack([found[p][0] for p in pairs]).astype(np.float32, copy=False)
+    rows = [found[p][0] for p in pairs]
+    return PackedRows(rows, len(rows[0]) // 4 if rows else 0)
 
 
 def remember(store: EmbeddingCache, key: str | None, embedder: Any, encode_options: dict[str, Any]) -> None:
@@ -114,13 +115,15 @@ def remember(store: EmbeddingCache, key: str | None, embedder: Any, encode_optio
 def encode_cached(model: str | os.PathLike[str], texts: Sequence[str], instruction: str | list[str | None] | None
                   = None, *, cache: Any = None, dtype: Any = "float32", device: Any = None, family: str | None = None,
                   batch_size: int = 32, normalize: bool = False, show_progress_bar: bool | None = None,
-                  load_options: dict[str, Any] | None = None, **options: Any) -> np.ndarray:
+                  load_options: dict[str, Any] | None = None, packed: bool = False,
+                  **options: Any) -> np.ndarray | PackedRows:
     """``load(model, ...).encode(texts, instruction, ...)`` as an ``(n, d)`` float32 array, loading the model
     only when some row is missing from ``cache`` (True, a path or an :class:`~inbedder.cache.EmbeddingCache`).
 
     Without a cache this is exactly ``load`` then ``encode``. With one, a call whose rows are all cached and
     whose model files are unchanged since a run that loaded the model reads them and returns; torch is not
-    imported.
+    imported. With ``packed=True`` such a call returns them as :class:`~inbedder.packed.PackedRows` (when not
+    normalizing), and numpy is not imported either.
     """
     if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
         raise InputError(f"batch_size must be a positive int; got {batch_size!r}")
@@ -133,7 +136,7 @@ def encode_cached(model: str | os.PathLike[str], texts: Sequence[str], instructi
                           encode_options=options)
         found = cached_vectors(store, key, pairs)
         if found is not None:
-            return _finish(found, normalize)
+            return found.check_finite() if packed and not normalize else _finish(found.to_numpy(), normalize)
     from .loading import load, quiet_transformers
 
     with quiet_transformers():
@@ -143,6 +146,8 @@ def encode_cached(model: str | os.PathLike[str], texts: Sequence[str], instructi
     if store is not None and key == request_key(model, dtype=dtype, device=device, family=family,
                                                 load_options=load_options, encode_options=options):
         remember(store, key, embedder, options)  # only when no file changed while the model was loading
+    import numpy as np
+
     return np.asarray(vectors, dtype=np.float32)
 
 
@@ -165,6 +170,8 @@ def _pairs(texts: list[str], instruction: str | list[str | None] | None) -> list
 
 
 def _finish(vectors: np.ndarray, normalize: bool) -> np.ndarray:
+    import numpy as np
+
     bad = np.flatnonzero(~np.isfinite(vectors).all(axis=1)).tolist()
     if bad:
         raise NonFiniteError(f"non-finite values in the vectors of rows {bad[:10]}; "

@@ -13,10 +13,12 @@ User errors exit with status 1 and one line on stderr.
 from __future__ import annotations
 
 import contextlib
+import importlib
 import sys
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -70,7 +72,29 @@ def gather_input(texts: tuple[str, ...], input_path: str | None, text_column: st
     return read_stream(sys.stdin.buffer, source="stdin")
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class LazyGroup(click.Group):
+    """A group whose larger subcommands are imported only when used (or listed), so ``embed`` starts fast."""
+
+    def __init__(self, *args: Any, lazy: dict[str, str], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.lazy = lazy  # command name -> "module:attribute"
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted([*super().list_commands(ctx), *self.lazy])
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in self.lazy:
+            module, attribute = self.lazy[cmd_name].split(":")
+            command: click.Command = getattr(importlib.import_module(module, __package__), attribute)
+            return command
+        return super().get_command(ctx, cmd_name)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]},
+             lazy={"eval": ".cli_eval:eval_group", "cluster": ".cli_usecases:cluster",
+                   "similarity": ".cli_usecases:similarity", "search": ".cli_usecases:search",
+                   "cache": ".cli_usecases:cache_group", "data": ".cli_train:data_group",
+                   "train": ".cli_train:train_group", "serve": ".serve.command:serve", "bench": ".cli_bench:bench"})
 @click.version_option(__version__, prog_name="inbedder")
 def main() -> None:
     """Instruction-following text embeddings."""
@@ -144,7 +168,7 @@ def embed(texts: tuple[str, ...], model: str | None, instruction: str | None, in
         with warnings_as_lines():
             vectors = encode_cached(model, [r.text for r in records], instructions if per_row else instruction,
                                     cache=cache_path, device=device, dtype=dtype, batch_size=batch_size,
-                                    normalize=normalize, show_progress_bar=progress)
+                                    normalize=normalize, show_progress_bar=progress, packed=True)
         target = sys.stdout.buffer if output in (None, "-") else output
         write_embeddings(records, vectors, instructions, fmt, target)
 
@@ -158,28 +182,3 @@ def models() -> None:
         original = first.setdefault(id(alias), name)
         description = alias.description if original == name else f"same as {original}"
         click.echo(f"{name:<{width}}  {description}")
-
-
-from .cli_eval import eval_group  # noqa: E402
-
-main.add_command(eval_group, "eval")
-
-from .cli_usecases import cache_group, cluster, search, similarity  # noqa: E402
-
-main.add_command(cluster)
-main.add_command(similarity)
-main.add_command(search)
-main.add_command(cache_group)
-
-from .cli_train import data_group, train_group  # noqa: E402
-
-main.add_command(data_group)
-main.add_command(train_group)
-
-from .serve.command import serve  # noqa: E402
-
-main.add_command(serve)
-
-from .cli_bench import bench  # noqa: E402
-
-main.add_command(bench)

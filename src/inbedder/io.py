@@ -18,11 +18,14 @@ import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
-
-import numpy as np
+from typing import IO, TYPE_CHECKING, Any
 
 from .errors import InputError, InputTypeError, did_you_mean, require
+from .packed import PackedRows
+
+if TYPE_CHECKING:
+    import numpy as np
+
 
 INPUT_SUFFIXES = {".txt": "txt", ".text": "txt", ".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv",
                   ".parquet": "parquet"}
@@ -265,7 +268,8 @@ def pick_format(path: str | os.PathLike[str] | None, fmt: str | None, valid: tup
     return chosen
 
 
-def rows(records: list[Record], vectors: np.ndarray, instructions: list[str | None]) -> Iterator[dict[str, Any]]:
+def rows(records: list[Record], vectors: np.ndarray | PackedRows,
+         instructions: list[str | None]) -> Iterator[dict[str, Any]]:
     """Output rows: index, (id,) text, the instruction used, and the embedding as a list of floats."""
     for i, (record, vector, instruction) in enumerate(zip(records, vectors, instructions, strict=True)):
         row: dict[str, Any] = {"index": i}
@@ -275,16 +279,26 @@ def rows(records: list[Record], vectors: np.ndarray, instructions: list[str | No
         yield row
 
 
-def write_embeddings(records: list[Record], vectors: np.ndarray, instructions: list[str | None], fmt: str,
-                     target: str | os.PathLike[str] | IO[bytes]) -> None:
-    """Write one row per record to ``target`` (a path, or a binary stream for the text formats)."""
+def write_embeddings(records: list[Record], vectors: np.ndarray | PackedRows, instructions: list[str | None],
+                     fmt: str, target: str | os.PathLike[str] | IO[bytes]) -> None:
+    """Write one row per record to ``target`` (a path, or a binary stream for the text formats).
+
+    :class:`~inbedder.packed.PackedRows` (a fully cached run) are written without numpy, except to parquet.
+    """
     if len(records) != len(vectors) or len(records) != len(instructions):
         raise InputError(f"got {len(vectors)} vectors and {len(instructions)} instructions for {len(records)} texts")
-    vectors = np.asarray(vectors, dtype=np.float32)
+    if not isinstance(vectors, PackedRows):
+        import numpy as np
+
+        vectors = np.asarray(vectors, dtype=np.float32)
     if fmt == "npy":
-        np.save(target, vectors)  # type: ignore[arg-type]
+        if isinstance(vectors, PackedRows):
+            vectors.write_npy(target)
+        else:
+            np.save(target, vectors)  # type: ignore[arg-type]
     elif fmt == "parquet":
-        _write_parquet(records, vectors, instructions, target)
+        _write_parquet(records, vectors.to_numpy() if isinstance(vectors, PackedRows) else vectors, instructions,
+                       target)
     elif fmt == "csv":
         write_rows([{**row, "embedding": json.dumps(row["embedding"])} for row in rows(records, vectors, instructions)],
                    target, "csv")
@@ -298,7 +312,7 @@ def write_embeddings(records: list[Record], vectors: np.ndarray, instructions: l
         raise InputError(f"format {fmt!r} is not valid; choose one of {list(OUTPUT_FORMATS)}")
 
 
-def _write_json(records: list[Record], vectors: np.ndarray, instructions: list[str | None], fmt: str,
+def _write_json(records: list[Record], vectors: np.ndarray | PackedRows, instructions: list[str | None], fmt: str,
                 f: IO[bytes]) -> None:
     lines = (json.dumps(row, ensure_ascii=False) for row in rows(records, vectors, instructions))
     if fmt == "jsonl":
