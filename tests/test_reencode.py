@@ -53,3 +53,27 @@ def test_reencoder_errors(llama, tiny_bert) -> None:
         llama.encode(TEXTS, instruction=ANIMAL, reencoder=tiny_bert, output="token")
     with pytest.raises(InputError, match="encode"):
         llama.encode(TEXTS, instruction=ANIMAL, reencoder=42)
+
+
+def test_a_model_directory_carries_its_defaults(llama_dir: Path, tiny_bert_dir: Path, tiny_bert,
+                                                tmp_path: Path) -> None:
+    """``inbedder.json`` {"defaults": {...}} in a model directory: load() options the caller can override."""
+    import json
+    import shutil
+
+    from inbedder.errors import ModelLoadError
+
+    model_dir = Path(shutil.copytree(llama_dir, tmp_path / "trained"))
+    defaults = {"output_value": "avg_gen", "max_new_tokens": 4, "reencoder": str(tiny_bert_dir)}
+    (model_dir / "inbedder.json").write_text(json.dumps({"defaults": defaults}), encoding="utf-8")
+    model = load(model_dir, device="cpu")
+    assert model.default_reencoder is not None and model.dim == tiny_bert.dim
+    vectors, answers = model.encode(TEXTS, instruction=ANIMAL, return_generations=True)
+    np.testing.assert_allclose(vectors, tiny_bert.encode(answers), atol=1e-6)
+    own = load(model_dir, device="cpu", reencoder=False, output_value="fst_gen")  # the caller's options win
+    assert own.default_reencoder is None and own.encoder.output_value.value == "fst_gen"
+    np.testing.assert_allclose(own.encode(TEXTS, instruction=ANIMAL),
+                               load(llama_dir, device="cpu").encode(TEXTS, instruction=ANIMAL), atol=1e-6)
+    (model_dir / "inbedder.json").write_text('{"defaults": [1]}', encoding="utf-8")
+    with pytest.raises(ModelLoadError, match="inbedder.json"):
+        load(model_dir, device="cpu")

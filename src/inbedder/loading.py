@@ -61,7 +61,9 @@ def load(name_or_path: str | os.PathLike[str], *, family: str | None = None, dev
     ``dtype`` is the dtype of the weights and of the computation (pooling and normalization stay float32).
     ``quantize="int8"`` (CPU only; ``device=None`` then means CPU) replaces the linear layers by int8 ones
     after loading (:mod:`inbedder.speed`).
-    ``reencoder`` (a name or a loaded model) makes an answer family embed its generated answers with that model.
+    ``reencoder`` (a name or a loaded model) makes an answer family embed its generated answers with that model;
+    ``reencoder=False`` turns off one that the model's defaults name. A model directory's defaults are the
+    ``{"defaults": {...}}`` of its ``inbedder.json`` (a trained model's readout, say); options given here win.
     """
     dt = parse_choice(DType, dtype, "dtype")
     quant = parse_quantize(quantize)
@@ -71,8 +73,11 @@ def load(name_or_path: str | os.PathLike[str], *, family: str | None = None, dev
     check_dtype(dt, dev)
     location = resolve(name_or_path)
     fam = parse_choice(Family, family, "family") if family is not None else detect_family(location)
+    options = {**location.options, **options}  # the model's defaults (alias, inbedder.json), then the caller's
+    default_reencoder = options.pop("reencoder", None)
+    reencoder = default_reencoder if reencoder is None else reencoder
     with quiet_transformers():
-        encoder = _build(fam, location.path, dt.torch, trust_remote_code, {**location.options, **options})
+        encoder = _build(fam, location.path, dt.torch, trust_remote_code, options)
     model = Embedder(encoder, name=str(name_or_path), source=str(location.path))
     model.to(dev)
     if quant is not None:

@@ -7,16 +7,18 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import UnknownModelError, did_you_mean
+from .errors import ModelLoadError, UnknownModelError, did_you_mean
 from .prompts import INBEDDER_PATTERN
 
 INSTALL_HINT = 'pip install "inbedder[models]"'
+DEFAULTS_FILE = "inbedder.json"  # in a model directory: {"defaults": {load() options}}, e.g. a trained model's readout
 
 
 @dataclass(frozen=True)
@@ -84,6 +86,21 @@ class Location:
     options: dict[str, Any] = field(default_factory=dict)  # defaults for load(); the caller's options win
 
 
+def directory_defaults(path: Path) -> dict[str, Any]:
+    """The ``load()`` defaults a model directory carries in ``inbedder.json`` (none when it has no such file)."""
+    file = path / DEFAULTS_FILE
+    if not file.is_file():
+        return {}
+    try:
+        about = json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ModelLoadError(f"cannot read {file}: {exc}") from exc
+    defaults = about.get("defaults", {}) if isinstance(about, dict) else None
+    if not isinstance(defaults, dict):
+        raise ModelLoadError(f'{file}: expected {{"defaults": {{option: value, ...}}}}; got {about!r}')
+    return defaults
+
+
 def user_data_dir() -> Path:
     """Where inbedder keeps models it trains: ``$XDG_DATA_HOME/inbedder`` (platformdirs' choice elsewhere)."""
     if os.environ.get("XDG_DATA_HOME"):
@@ -117,7 +134,7 @@ def resolve(name: str | os.PathLike[str]) -> Location:
             if not (trained / "config.json").exists():
                 raise UnknownModelError(f"model alias {text!r} is trained locally and is not at {trained} yet; make "
                                         "it with `make train-default` (or `inbedder train recipe`)")
-            return Location(text, trained, "alias", alias.family, dict(alias.options))
+            return Location(text, trained, "alias", alias.family, {**directory_defaults(trained), **alias.options})
         if alias.target.startswith("package:"):
             path = _package_path(alias.target)
             if path is None:
@@ -130,7 +147,7 @@ def resolve(name: str | os.PathLike[str]) -> Location:
 
     path = Path(text).expanduser()
     if path.is_dir():
-        return Location(text, path.resolve(), "directory")
+        return Location(text, path.resolve(), "directory", options=directory_defaults(path))
     if path.is_file() and path.suffix == ".gguf":
         return Location(text, path.resolve(), "gguf", "causal")
     if path.exists():
