@@ -6,9 +6,12 @@ from __future__ import annotations
 import csv
 import json
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pytest
 
+from inbedder import load
 from inbedder.errors import InputError, UnknownModelError
 from inbedder.training.recipe import RecipeSettings, build_data, run_recipe
 from tiny_causal import build_tiny_llama
@@ -70,14 +73,20 @@ def test_data_mix_every_source_and_no_heldout_text(tmp_path: Path) -> None:
         build_data(tmp_path / "nowhere", tmp_path / "work", RecipeSettings())
 
 
-def test_recipe_trains_saves_and_reports_heldout(tmp_path: Path) -> None:
+def test_recipe_trains_saves_and_reports_heldout(tmp_path: Path, tiny_bert_dir: Path, tiny_bert: Any) -> None:
     root = fake_root(tmp_path / "data")
     llama = build_tiny_llama(tmp_path / "llama")
     settings = RecipeSettings(qa_records=6, per_axis=4, steps=3, batch_size=4, lr=1e-3, max_length=64,
-                              base_model=str(llama))
+                              base_model=str(llama), reencoder=str(tiny_bert_dir))
     report = run_recipe(tmp_path / "models" / "m", root, settings, eval_limit=12, progress=False)
     assert report["finished"] and len(report["train_loss"]) == 3
-    for name in ("base", "trained"):
+    saved = json.loads((tmp_path / "models" / "m" / "inbedder.json").read_text())
+    assert saved["readout"] == "re_encode" and saved["defaults"]["reencoder"] == str(tiny_bert_dir)
+    trained = load(tmp_path / "models" / "m", device="cpu")  # embeds the way it was measured: answers re-encoded
+    vectors, answers = trained.encode(["a cat sat"], instruction="Which animal?", return_generations=True)
+    np.testing.assert_allclose(vectors, tiny_bert.encode(answers), atol=1e-6)
+    assert set(report["heldout"]) == {"base", "base, same readout", "trained"}
+    for name in report["heldout"]:
         assert set(report["heldout"][name]) == {"semeval14", "mlma"}
         matrix = report["heldout"][name]["mlma"]["matrix"]
         assert set(matrix) == {"target", "directness"}

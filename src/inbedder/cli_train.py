@@ -193,9 +193,13 @@ def instructor(**o: Any) -> None:
               help="Held-out awareness (SemEval-14, MLMA) of the base and the trained model.")
 @click.option("--eval-limit", type=int, default=400, show_default=True, help="Rows per held-out dataset.")
 @click.option("--stop-after", type=int, help="Stop after N steps; run again to resume.")
+@click.option("--readout", type=click.Choice(["re_encode", "avg_gen", "fst_gen", "avg_ppt"]), default="re_encode",
+              show_default=True, help="How the trained model embeds (saved in its inbedder.json): its answer "
+              "re-encoded by --reencoder, or its hidden states.")
+@click.option("--reencoder", default="minilm", show_default=True, help="The model that embeds answers (re_encode).")
 def recipe(data_root: str | None, output: str | None, steps: int, qa_records: int, per_axis: int, dev_records: int,
            max_length: int, batch_size: int, lr: float, lora: bool, seed: int, threads: int, evaluate: bool,
-           eval_limit: int, stop_after: int | None) -> None:
+           eval_limit: int, stop_after: int | None, readout: str, reencoder: str) -> None:
     """Train the default answer model (SmolLM2-135M-Instruct) and measure it on held-out datasets."""
     import torch
 
@@ -205,7 +209,8 @@ def recipe(data_root: str | None, output: str | None, steps: int, qa_records: in
     torch.set_num_threads(threads)
     with user_errors(), warnings_as_lines():
         settings = RecipeSettings(qa_records=qa_records, per_axis=per_axis, dev_records=dev_records, steps=steps,
-                                  batch_size=batch_size, lr=lr, max_length=max_length, lora=lora, seed=seed)
+                                  batch_size=batch_size, lr=lr, max_length=max_length, lora=lora, seed=seed,
+                                  readout=readout, reencoder=reencoder)
         out = Path(output) if output else default_output()
         report = run_recipe(out, Path(data_root) if data_root else None, settings, evaluate=evaluate,
                             eval_limit=eval_limit, stop_after=stop_after)
@@ -213,7 +218,7 @@ def recipe(data_root: str | None, output: str | None, steps: int, qa_records: in
         click.echo(f"stopped after step {report['steps']}; run the same command again to resume", err=True)
         return
     click.echo(f"saved to {out} ({report['train_records']} training records, {report['steps']} steps)", err=True)
-    for dataset in (report.get("heldout") or {}).get("base", {}):
-        base = report["heldout"]["base"][dataset]["metrics"]["summary"]
-        trained = report["heldout"]["trained"][dataset]["metrics"]["summary"]
-        click.echo(f"held-out awareness {dataset}: base {base:+.3f} → trained {trained:+.3f}", err=True)
+    heldout = report.get("heldout") or {}
+    for dataset in heldout.get("base", {}):
+        scores = ", ".join(f"{name} {heldout[name][dataset]['metrics']['summary']:+.3f}" for name in heldout)
+        click.echo(f"held-out awareness (summary) {dataset}: {scores}", err=True)

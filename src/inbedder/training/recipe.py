@@ -10,6 +10,9 @@ Training data (from a local copy of public datasets, ``--data-root``):
 
 SemEval-2014 restaurants (aspect category × polarity) and MLMA hate speech (target × directness) are never used
 for training: :func:`heldout_awareness` measures the instruction-awareness matrix on them, base against trained.
+
+The saved model's ``inbedder.json`` names its readout (``settings.readout``; chosen on a selection set by
+``benchmarks/trained_readouts.py``, see docs/training.md), so ``load()`` embeds the way it was measured.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InputError
+from ..registry import DEFAULTS_FILE
 from .data import LabelSpec, from_labels, read_labelled
 
 BASE_MODEL = "smollm2-135m-instruct"
@@ -46,6 +50,17 @@ HELDOUT = {
 }
 
 
+def readout_defaults(readout: str, reencoder: str = "minilm") -> dict[str, Any]:
+    """The ``load()`` options of a readout of an answer model: hidden states, or the generated answer re-encoded."""
+    options: dict[str, dict[str, Any]] = {
+        "fst_gen": {"output_value": "fst_gen"}, "avg_ppt": {"output_value": "avg_ppt"},
+        "avg_gen": {"output_value": "avg_gen", "max_new_tokens": 8},
+        "re_encode": {"max_new_tokens": 8, "reencoder": reencoder}}
+    if readout not in options:
+        raise InputError(f"readout must be one of {sorted(options)}; got {readout!r}")
+    return options[readout]
+
+
 @dataclass(frozen=True)
 class RecipeSettings:
     """The recipe's size: how many records of each kind, and how long to train (a full run: ~45 min on 2 cores)."""
@@ -61,6 +76,8 @@ class RecipeSettings:
     lora: bool = False
     seed: int = 0
     base_model: str = BASE_MODEL
+    readout: str = "re_encode"  # how the trained model embeds (readout_defaults); written to its inbedder.json
+    reencoder: str = "minilm"
 
 
 def default_output() -> Path:
@@ -217,15 +234,21 @@ def run_recipe(output: Path | None = None, root: Path | None = None, settings: R
     report: dict[str, Any] = {"settings": asdict(settings), "train_records": len(train), "dev_records": len(dev),
                               "finished": result.loop.finished, "steps": result.loop.step,
                               "train_loss": result.loop.losses, "dev_loss": result.dev_loss}
+    readout = readout_defaults(settings.readout, settings.reencoder)
     if result.loop.finished:  # the model is saved: the checkpoint (weights + optimizer, ~1.6 GB) is not needed
         shutil.rmtree(work / "checkpoint", ignore_errors=True)
+        (output / DEFAULTS_FILE).write_text(json.dumps({"defaults": readout, "readout": settings.readout}, indent=2),
+                                            encoding="utf-8")
     if result.loop.finished and evaluate:
         report["heldout"] = {}
         report["examples"] = {}
-        for name, where in (("base", settings.base_model), ("trained", str(output))):
-            model = load(where)
+        for name, where, options in (("base", settings.base_model, {}),
+                                     ("base, same readout", settings.base_model, readout),
+                                     ("trained", str(output), {})):
+            model = load(where, **options)
             report["heldout"][name] = heldout_awareness(model, root, work, eval_limit, settings.seed)
-            report["examples"][name] = example_answers(model, root, work, seed=settings.seed)
+            if not options:  # answers do not depend on the readout
+                report["examples"][name] = example_answers(model, root, work, seed=settings.seed)
         (output / "heldout.json").write_text(json.dumps(report["heldout"], indent=2), encoding="utf-8")
     (work / "report.json").write_text(json.dumps(report, indent=2, ensure_ascii=False), encoding="utf-8")
     return report
