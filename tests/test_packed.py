@@ -52,3 +52,14 @@ def test_non_finite_rows_are_named() -> None:
 def test_rows_of_the_wrong_length_are_refused() -> None:
     with pytest.raises(InputError, match=r"rows \[1\] do not have 3 float32 values"):
         PackedRows([b"\0" * 12, b"\0" * 8], 3)
+
+
+def test_huge_finite_values_pass_and_every_non_finite_pattern_is_caught() -> None:
+    array = np.zeros((3, 4), dtype=np.float32)
+    array[0, 1] = 2.0 ** 127  # top byte 0x7f, finite: the quick scan looks closer and lets it pass
+    array[1, 3] = -(2.0 ** 127)
+    assert packed(array).check_finite().shape == (3, 4)
+    for bad in (np.inf, -np.inf, np.nan, -np.nan):
+        array[2, 0] = bad
+        with pytest.raises(NonFiniteError, match=r"rows \[2\]"):
+            packed(array).check_finite()

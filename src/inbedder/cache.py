@@ -31,7 +31,8 @@ if TYPE_CHECKING:  # torch and numpy stay unimported: a fully cached CLI run nee
     from .encoders.base import Pair
 
 FORMAT_VERSION = 1
-_CHUNK = 500  # keys per SELECT (SQLite's variable limit is 32766 on recent builds, 999 on old ones)
+# keys per SELECT: SQLite's variable limit is 32766 from 3.32 on, 999 before
+_CHUNK = 30000 if sqlite3.sqlite_version_info >= (3, 32, 0) else 900
 T = TypeVar("T")
 
 _SCHEMA = """
