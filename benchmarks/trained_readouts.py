@@ -1,0 +1,140 @@
+"""Which readout makes the answer-trained model (``make train-default``) instruction-aware, and by how much.
+
+For the base model and the trained one, every readout is scored with the instruction-awareness matrix
+(``inbedder.evaluation``: k-means V-measure of every label axis under every axis' instruction; summary = mean
+diagonal − mean off-diagonal):
+
+* ``fst_gen`` / ``avg_ppt`` — hidden states of the last layer (one forward pass);
+* ``avg_gen`` — the last prompt state and the generated answer's states (greedy, ``--new-tokens``);
+* ``re_encode`` — the generated answer, embedded by MiniLM (the reference's ``re_encode`` output).
+
+The readout is *chosen* on the selection set — CLINC150 test queries, domain × intent (5 domains, 4 intents each),
+an axis pair seen in training on texts that were not — and then *reported* on the held-out sets, whose datasets
+and question types never appear in training: SemEval-14 restaurants (aspect category × polarity) and MLMA hate
+speech (target × directness). One greedy generation per (model, texts, instruction) serves both ``avg_gen``
+and ``re_encode``; the answers are saved in the report.
+
+    HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/trained_readouts.py --json trained_readouts.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import datetime as dt
+import json
+import platform
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from inbedder import load
+from inbedder.evaluation import EvalSettings, load_awareness
+from inbedder.training.recipe import BASE_MODEL, HELDOUT, default_output, heldout_tables
+
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+CLINC_DOMAINS = ("banking", "travel", "kitchen_and_dining", "auto_and_commute", "home")
+SELECTION = {"domain": "Which area of life is this request about?", "intent": "What does the user want to do?"}
+READOUTS = ("fst_gen", "avg_ppt", "avg_gen", "re_encode")
+
+
+def clinc_table(root: Path, work: Path) -> Path:
+    """CLINC150 test queries of five domains, four intents each, as a csv with ``domain`` and ``intent``."""
+    data = json.loads((root / "clinc150" / "data_full.json").read_text(encoding="utf-8"))
+    domains = json.loads((root / "clinc150" / "domains.json").read_text(encoding="utf-8"))
+    domain_of = {i: d for d in CLINC_DOMAINS for i in domains[d][:4]}
+    path = work / "clinc_selection.csv"
+    with open(path, "w", encoding="utf-8", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["text", "domain", "intent"])
+        writer.writerows([t, domain_of[i], i] for t, i in data["test"] if i in domain_of)
+    return path
+
+
+class Readout:
+    """``encode(texts, instruction)`` of one readout of one model; generations are shared through ``memo``."""
+
+    def __init__(self, model: Any, readout: str, reencoder: Any, new_tokens: int, memo: dict) -> None:
+        self.model, self.readout, self.reencoder = model, readout, reencoder
+        self.new_tokens, self.memo = new_tokens, memo
+
+    def generate(self, texts: list[str], instruction: str | None, batch_size: int) -> tuple[np.ndarray, list[str]]:
+        key = (tuple(texts), instruction)
+        if key not in self.memo:
+            self.memo[key] = self.model.encode(texts, instruction, output_value="avg_gen", batch_size=batch_size,
+                                               max_new_tokens=self.new_tokens, return_generations=True,
+                                               show_progress_bar=False)
+        return self.memo[key]
+
+    def encode(self, texts: list[str], instruction: str | None = None, batch_size: int = 16, **_: Any) -> np.ndarray:
+        if self.readout in ("fst_gen", "avg_ppt"):
+            return self.model.encode(texts, instruction, output_value=self.readout, batch_size=batch_size,
+                                     show_progress_bar=False)
+        vectors, answers = self.generate(texts, instruction, batch_size)
+        if self.readout == "avg_gen":
+            return vectors
+        return self.reencoder.encode([a.strip() for a in answers], batch_size=64, show_progress_bar=False)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--base", default=BASE_MODEL)
+    parser.add_argument("--trained", default=str(default_output()), help="the trained model's folder")
+    parser.add_argument("--data", type=Path, default=DATA)
+    parser.add_argument("--limit", type=int, default=400, help="rows per dataset")
+    parser.add_argument("--new-tokens", type=int, default=8)
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+
+    work = Path(tempfile.mkdtemp(prefix="trained-readouts-"))
+    datasets = {"clinc150 (selection)": (clinc_table(args.data, work), SELECTION)}
+    datasets.update({name: (path, HELDOUT[name])
+                     for name, path in heldout_tables(args.data, work, args.seed).items()})
+    tasks = {name: load_awareness(path, axes, limit=args.limit, seed=args.seed)
+             for name, (path, axes) in datasets.items()}
+    settings = EvalSettings(batch_size=args.batch_size, seed=args.seed, progress=False)
+    minilm = load("minilm")
+    results: dict[str, Any] = {}
+    answers: dict[str, Any] = {}
+    for label, where in (("base", args.base), ("trained", args.trained)):
+        model = load(where)
+        memo: dict = {}
+        for readout in READOUTS:
+            view = Readout(model, readout, minilm, args.new_tokens, memo)
+            for name, task in tasks.items():
+                start = time.perf_counter()
+                run = task.run(view, settings)
+                results.setdefault(label, {}).setdefault(readout, {})[name] = {
+                    **run.metrics(), "matrix": run.matrix, "seconds": round(time.perf_counter() - start, 1)}
+                m = run.metrics()
+                print(f"{label:8s} {readout:10s} {name:22s} summary {m['summary']:+.3f}  diag {m['diagonal_mean']:.3f}"
+                      f"  off {m['off_diagonal_mean']:.3f}", flush=True)
+        answers[label] = {f"{name} | {instruction}": list(gen[1][:10]) for (texts, instruction), gen in memo.items()
+                          for name, task in tasks.items() if tuple(task.texts) == texts}
+    chosen = max(READOUTS, key=lambda r: results["trained"][r]["clinc150 (selection)"]["summary"])
+    print(f"chosen on the selection set: {chosen}")
+    for name in tasks:
+        if name.startswith("clinc"):
+            continue
+        t = results["trained"][chosen][name]["summary"]
+        b_same = results["base"][chosen][name]["summary"]
+        b_best = max(results["base"][r][name]["summary"] for r in READOUTS)
+        print(f"{name}: trained ({chosen}) {t:+.3f}; base ({chosen}) {b_same:+.3f}; base (best readout) {b_best:+.3f}")
+    if args.json:
+        report = {"date": dt.date.today().isoformat(), "machine": platform.processor() or platform.machine(),
+                  "threads": args.threads, "args": {k: str(v) for k, v in vars(args).items()},
+                  "rows": {n: len(t.texts) for n, t in tasks.items()}, "chosen": chosen, "results": results,
+                  "answers": answers}
+        args.json.write_text(json.dumps(report, indent=2, ensure_ascii=False), encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()
