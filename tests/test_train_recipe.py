@@ -40,10 +40,11 @@ def fake_root(root: Path) -> Path:
     (root / "ag_news" / "classes.txt").write_text("World\nSports\n")
     _csv(root / "ag_news" / "test.csv", ["label", "title", "description"],
          [[str(1 + i % 2), f"{a} news", f"about a {a} {i}"] for i, a in enumerate(ANIMALS * 2)])
-    (root / "goemotions" / "ekman").mkdir(parents=True)
-    (root / "goemotions" / "ekman" / "labels.txt").write_text("anger\njoy\n")
-    (root / "goemotions" / "ekman" / "dev.tsv").write_text("".join(
-        f"so {a} {i}\t{i % 2}\tid{i}\n" for i, a in enumerate(ANIMALS * 2)) + "mixed\t0,1\tidx\n")
+    for labels, names in (("ekman", "anger\njoy\n"), ("group", "negative\npositive\n")):
+        (root / "goemotions" / labels).mkdir(parents=True)
+        (root / "goemotions" / labels / "labels.txt").write_text(names)
+        (root / "goemotions" / labels / "dev.tsv").write_text("".join(
+            f"so {a} {i}\t{i % 2}\tid{i}\n" for i, a in enumerate(ANIMALS * 2)) + "mixed\t0,1\tidx\n")
     for name in ("tweetqa", "qed_nq", "fairytaleqa"):
         (root / "qa" / name).mkdir(parents=True)
         (root / "qa" / name / f"{name}.jsonl").write_text("".join(json.dumps(
@@ -63,9 +64,9 @@ def test_data_mix_every_source_and_no_heldout_text(tmp_path: Path) -> None:
     root = fake_root(tmp_path / "data")
     train, dev = build_data(root, tmp_path / "work", RecipeSettings(qa_records=6, per_axis=4))
     axes = {r["axis"] for r in train + dev}
-    assert {"intent", "domain", "emotion", "topic"} <= axes and any(a.startswith("qa:") for a in axes)
+    assert {"intent", "domain", "emotion", "sentiment", "topic"} <= axes and any(a.startswith("qa:") for a in axes)
     answers = {r["answer"] for r in train}
-    assert {"card arrival", "play music", "media", "World"} <= answers
+    assert {"card arrival", "play music", "media", "World", "positive", "negative"} <= answers
     texts = {r["input"] for r in train + dev}
     assert not [t for t in texts if "soup" in t or t.startswith("bad ")]  # held-out data never trained on
     assert "mixed" not in texts  # multi-label GoEmotions rows are left out
@@ -76,7 +77,7 @@ def test_data_mix_every_source_and_no_heldout_text(tmp_path: Path) -> None:
 def test_recipe_trains_saves_and_reports_heldout(tmp_path: Path, tiny_bert_dir: Path, tiny_bert: Any) -> None:
     root = fake_root(tmp_path / "data")
     llama = build_tiny_llama(tmp_path / "llama")
-    settings = RecipeSettings(qa_records=6, per_axis=4, steps=3, batch_size=4, lr=1e-3, max_length=64,
+    settings = RecipeSettings(qa_records=6, per_axis=4, steps=3, batch_size=4, lr=1e-3, max_length=96,
                               base_model=str(llama), reencoder=str(tiny_bert_dir))
     report = run_recipe(tmp_path / "models" / "m", root, settings, eval_limit=12, progress=False)
     assert report["finished"] and len(report["train_loss"]) == 3

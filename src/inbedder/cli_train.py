@@ -178,8 +178,8 @@ def instructor(**o: Any) -> None:
 @click.option("-o", "--output", metavar="DIR",
               help="Where to save [default: the user data dir's models/inbedder-smollm2, which the "
                    "`inbedder-smollm2` alias loads].")
-@click.option("--steps", type=int, default=300, show_default=True, help="Optimizer steps.")
-@click.option("--qa-records", type=int, default=1200, show_default=True, help="Free-form QA records.")
+@click.option("--steps", type=int, default=450, show_default=True, help="Optimizer steps.")
+@click.option("--qa-records", type=int, default=2400, show_default=True, help="Free-form QA records.")
 @click.option("--per-axis", type=int, default=240, show_default=True,
               help="Label-question records per labelled axis (balanced over its classes).")
 @click.option("--dev-records", type=int, default=200, show_default=True, help="Dev records (loss before/after).")

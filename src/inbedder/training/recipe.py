@@ -5,7 +5,8 @@ Training data (from a local copy of public datasets, ``--data-root``):
 * free-form QA with short answers (TweetQA, QED/NQ, FairytaleQA train splits; answers of at most 6 words,
   passages of at most 600 characters), ``qa_records`` of them;
 * label questions from labelled datasets, through :func:`~inbedder.training.data.from_labels`: banking77
-  (intent), clinc150 (intent and domain), emotion (dair), AG News (topic), GoEmotions/Ekman (emotion): about
+  (intent), clinc150 (intent and domain), emotion (dair), AG News (topic), GoEmotions (Ekman emotion, and
+  sentiment: positive / negative / neutral / ambiguous): about
   ``per_axis`` records for each, balanced over the axis' classes.
 
 SemEval-2014 restaurants (aspect category × polarity) and MLMA hate speech (target × directness) are never used
@@ -40,7 +41,9 @@ LABELLED: dict[str, dict[str, tuple[str, ...]]] = {
                  "domain": ("Which area is this request about?", "What domain does this request belong to?")},
     "emotion": {"emotion": ("What emotion is expressed here?", "How does the writer feel?")},
     "ag_news": {"topic": ("What is the topic of this news?", "Which section of a newspaper is this from?")},
-    "goemotions": {"emotion": ("What emotion does the commenter express?", "How does this person feel?")},
+    "goemotions": {"emotion": ("What emotion does the commenter express?", "How does this person feel?"),
+                   "sentiment": ("What is the sentiment of this comment?",
+                                 "Is this comment positive, negative, neutral or ambiguous?")},
 }
 HELDOUT = {
     "semeval14": {"category": "What aspect of the restaurant is discussed?",
@@ -63,12 +66,12 @@ def readout_defaults(readout: str, reencoder: str = "minilm") -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class RecipeSettings:
-    """The recipe's size: how many records of each kind, and how long to train (a full run: ~45 min on 2 cores)."""
+    """The recipe's size: how many records of each kind, and how long to train (a full run: ~27 min on 2 cores)."""
 
-    qa_records: int = 1200
+    qa_records: int = 2400
     per_axis: int = 240
     dev_records: int = 200
-    steps: int = 300
+    steps: int = 450
     batch_size: int = 8
     grad_accum: int = 1
     lr: float = 1e-4
@@ -122,11 +125,15 @@ def labelled_tables(root: Path, work: Path) -> dict[str, Path]:
     with open(_need(root / "ag_news" / "test.csv"), encoding="utf-8", newline="") as f:
         news = [[f"{r['title']}. {r['description']}", topics[int(r["label"]) - 1]] for r in csv.DictReader(f)]
     out["ag_news"] = _write_csv(work / "ag_news.csv", ["text", "topic"], news)
-    names = (root / "goemotions" / "ekman" / "labels.txt").read_text().split()
-    with open(_need(root / "goemotions" / "ekman" / "dev.tsv"), encoding="utf-8") as f:
-        rows = [line.rstrip("\n").split("\t") for line in f]
-    out["goemotions"] = _write_csv(work / "goemotions.csv", ["text", "emotion"],
-                                   [[r[0], names[int(r[1])]] for r in rows if len(r) >= 2 and "," not in r[1]])
+    single = {}  # comment id -> (text, label name) on each label set, single-label rows only
+    for labels in ("ekman", "group"):
+        names = (root / "goemotions" / labels / "labels.txt").read_text().split()
+        with open(_need(root / "goemotions" / labels / "dev.tsv"), encoding="utf-8") as f:
+            rows = [line.rstrip("\n").split("\t") for line in f]
+        single[labels] = {r[2]: (r[0], names[int(r[1])]) for r in rows if len(r) >= 3 and "," not in r[1]}
+    out["goemotions"] = _write_csv(work / "goemotions.csv", ["text", "emotion", "sentiment"],
+                                   [[text, emotion, single["group"][i][1]] for i, (text, emotion)
+                                    in single["ekman"].items() if i in single["group"]])
     return out
 
 
