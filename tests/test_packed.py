@@ -63,3 +63,11 @@ def test_huge_finite_values_pass_and_every_non_finite_pattern_is_caught() -> Non
         array[2, 0] = bad
         with pytest.raises(NonFiniteError, match=r"rows \[2\]"):
             packed(array).check_finite()
+
+
+def test_from_array_keeps_values_and_refuses_other_shapes() -> None:
+    array = np.random.default_rng(2).standard_normal((3, 5))
+    rows = PackedRows.from_array(array)
+    np.testing.assert_array_equal(rows.to_numpy(), array.astype(np.float32))
+    with pytest.raises(InputError, match=r"\(n, d\) array.*\(5,\)"):
+        PackedRows.from_array(array[0])

@@ -268,8 +268,7 @@ def pick_format(path: str | os.PathLike[str] | None, fmt: str | None, valid: tup
     return chosen
 
 
-def rows(records: list[Record], vectors: np.ndarray | PackedRows,
-         instructions: list[str | None]) -> Iterator[dict[str, Any]]:
+def rows(records: list[Record], vectors: PackedRows, instructions: list[str | None]) -> Iterator[dict[str, Any]]:
     """Output rows: index, (id,) text, the instruction used, and the embedding as a list of floats."""
     for i, (record, vector, instruction) in enumerate(zip(records, vectors, instructions, strict=True)):
         row: dict[str, Any] = {"index": i}
@@ -283,22 +282,17 @@ def write_embeddings(records: list[Record], vectors: np.ndarray | PackedRows, in
                      fmt: str, target: str | os.PathLike[str] | IO[bytes]) -> None:
     """Write one row per record to ``target`` (a path, or a binary stream for the text formats).
 
-    :class:`~inbedder.packed.PackedRows` (a fully cached run) are written without numpy, except to parquet.
+    Every format is written from :class:`~inbedder.packed.PackedRows`, which a fully cached run hands over as read
+    from the cache: numpy is then not needed, except for parquet.
     """
     if len(records) != len(vectors) or len(records) != len(instructions):
         raise InputError(f"got {len(vectors)} vectors and {len(instructions)} instructions for {len(records)} texts")
     if not isinstance(vectors, PackedRows):
-        import numpy as np
-
-        vectors = np.asarray(vectors, dtype=np.float32)
+        vectors = PackedRows.from_array(vectors)
     if fmt == "npy":
-        if isinstance(vectors, PackedRows):
-            vectors.write_npy(target)
-        else:
-            np.save(target, vectors)  # type: ignore[arg-type]
+        vectors.write_npy(target)
     elif fmt == "parquet":
-        _write_parquet(records, vectors.to_numpy() if isinstance(vectors, PackedRows) else vectors, instructions,
-                       target)
+        _write_parquet(records, vectors.to_numpy(), instructions, target)
     elif fmt == "csv":
         write_rows([{**row, "embedding": json.dumps(row["embedding"])} for row in rows(records, vectors, instructions)],
                    target, "csv")
@@ -312,7 +306,7 @@ def write_embeddings(records: list[Record], vectors: np.ndarray | PackedRows, in
         raise InputError(f"format {fmt!r} is not valid; choose one of {list(OUTPUT_FORMATS)}")
 
 
-def _write_json(records: list[Record], vectors: np.ndarray | PackedRows, instructions: list[str | None], fmt: str,
+def _write_json(records: list[Record], vectors: PackedRows, instructions: list[str | None], fmt: str,
                 f: IO[bytes]) -> None:
     lines = (json.dumps(row, ensure_ascii=False) for row in rows(records, vectors, instructions))
     if fmt == "jsonl":

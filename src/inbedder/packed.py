@@ -31,6 +31,16 @@ class PackedRows:
             raise InputError(f"cached vectors of rows {bad[:10]} do not have {dim} float32 values")
         self.rows, self.dim = rows, dim
 
+    @classmethod
+    def from_array(cls, vectors: Any) -> PackedRows:
+        """An ``(n, d)`` array (or anything ``np.asarray`` takes) as float32 rows."""
+        import numpy as np
+
+        array2d = np.ascontiguousarray(vectors, dtype=FLOAT32)
+        if array2d.ndim != 2:
+            raise InputError(f"expected an (n, d) array of vectors; got shape {array2d.shape}")
+        return cls([row.tobytes() for row in array2d], array2d.shape[1])
+
     @property
     def shape(self) -> tuple[int, int]:
         return len(self.rows), self.dim
