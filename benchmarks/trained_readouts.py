@@ -77,7 +77,7 @@ class Readout:
         vectors, answers = self.generate(texts, instruction, batch_size)
         if self.readout == "avg_gen":
             return vectors
-        return self.reencoder.encode([a.strip() for a in answers], batch_size=64, show_progress_bar=False)
+        return self.reencoder.encode(answers, batch_size=64, show_progress_bar=False)  # as encode(reencoder=) does
 
 
 def main() -> None:
@@ -120,8 +120,9 @@ def main() -> None:
                 m = run.metrics()
                 print(f"{label:8s} {readout:10s} {name:22s} summary {m['summary']:+.3f}  diag {m['diagonal_mean']:.3f}"
                       f"  off {m['off_diagonal_mean']:.3f}", flush=True)
-        answers[label] = {f"{name} | {instruction}": list(gen[1][:10]) for (texts, instruction), gen in memo.items()
-                          for name, task in tasks.items() if tuple(task.texts) == texts}
+        names = {tuple(task.texts): name for name, task in tasks.items()}
+        answers[label] = {f"{names[texts]} | {instruction}": list(generated[:10])
+                          for (texts, instruction), (_, generated) in memo.items()}
     chosen = max(readouts, key=lambda r: results["trained"][r]["clinc150 (selection)"]["summary"])
     print(f"chosen on the selection set: {chosen}")
     for name in tasks:
