@@ -26,7 +26,8 @@ def test_bench_runs_on_a_tiny_model_and_writes_json(tiny_bert_dir: Path, tmp_pat
     assert set(report["variants"]) == {"inbedder float32", "inbedder bfloat16", "inbedder int8"}
     for row in report["variants"].values():
         assert len(row["seconds"]) == 2 and row["texts_per_s"] > 0 and row["min_cosine"] > 0.98
-        assert 0 < row["roofline_bfloat16"] < row["roofline_float32"] * 10
+        for dtype, peak in report["peak_flops_per_s"].items():  # bf16 peaks differ by orders of magnitude by CPU
+            assert peak > 0 and row[f"roofline_{dtype}"] == pytest.approx(row["flops_per_s"] / peak)
     assert report["variants"]["inbedder float32"]["min_cosine"] == pytest.approx(1.0, abs=1e-6)
     assert report["texts"] == 20 and report["tokens"] > 20 and report["flops"] > 0
 

@@ -39,6 +39,15 @@ def test_numpy_top_k_is_the_exact_cosine_ranking() -> None:
     np.testing.assert_allclose(np.linalg.norm(index.vectors, axis=1), 1.0, rtol=1e-6)
 
 
+def test_unit_vectors_are_kept_bit_for_bit() -> None:
+    x = np.random.default_rng(0).normal(size=(300, 32)).astype(np.float32)
+    unit = (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+    config = {"model": {"name": "x", "dim": 32}}
+    np.testing.assert_array_equal(SearchIndex(unit, range(300), ["t"] * 300, config, backend="numpy").vectors, unit)
+    scaled = SearchIndex(3 * unit, range(300), ["t"] * 300, config, backend="numpy").vectors
+    np.testing.assert_allclose(np.linalg.norm(scaled, axis=1), 1.0, rtol=1e-6)
+
+
 def test_ties_are_broken_by_row_and_k_is_clipped_to_the_corpus() -> None:
     config = {"model": {"name": "x", "dim": 2}}
     index = SearchIndex(np.array([[0, 1], [1, 0], [2, 0], [0, 3]]), ["a", "b", "c", "d"], list("abcd"), config,

@@ -315,10 +315,13 @@ def hits_table(queries: Sequence[str], hits: Sequence[Sequence[Hit]], width: int
 
 
 def _unit(x: np.ndarray) -> np.ndarray:
+    """Rows scaled to length 1; rows already of length 1 (to float32 precision) are kept bit for bit, so that
+    saving and loading an index, or indexing normalized vectors, never moves the last bits."""
     if x.ndim != 2:
         raise InputError(f"expected vectors as an (n, d) array; got shape {x.shape}")
-    norms = np.linalg.norm(x, axis=1, keepdims=True)
-    return (x / np.where(norms == 0, 1, norms)).astype(np.float32)
+    norms = np.linalg.norm(x.astype(np.float64), axis=1, keepdims=True)
+    scale = np.where((norms == 0) | (np.abs(norms - 1) <= 1e-6), 1, norms)
+    return (x / scale).astype(np.float32)
 
 
 def _check_distinct(ids: list[Any]) -> None:
