@@ -15,6 +15,7 @@ import torch
 
 from inbedder import load
 from inbedder.compat import CausalLMEncoder
+from inbedder.encoders import causal
 from inbedder.encoders.base import Output
 from inbedder.encoders.causal import INBEDDER_PATTERN, pool
 from inbedder.encoders.causal_settings import OutputValue, fill
@@ -96,6 +97,47 @@ def test_return_generations_with_a_one_pass_value(llama) -> None:
     vectors, answers = llama.encode(TEXTS, instruction=ANIMAL, return_generations=True)
     assert len(answers) == 4 and all(isinstance(a, str) for a in answers)
     assert np.abs(vectors - fast).max() <= 1e-5
+
+
+@pytest.mark.parametrize("name", ["llama", "opt"])
+@pytest.mark.parametrize("pattern", [INBEDDER_PATTERN, "chat"])
+def test_a_shared_prefix_is_computed_once_with_the_same_states(request, monkeypatch, name: str, pattern: str) -> None:
+    model = request.getfixturevalue(name)
+    enc = model.encoder
+    pairs = [(ANIMAL, t) for t in [*TEXTS, LONG]]
+    prompts, _, _ = enc.prompts(pairs, pattern)
+    ids, mask, _, _ = enc.tokenize(prompts, pattern == "chat", [False] * len(pairs), False)
+    shared = causal.shared_prefix(ids, mask)
+    assert shared >= causal.MIN_SHARED_PREFIX
+    assert causal.shared_prefix(ids[:, :-1], mask[:, :-1]) == shared  # the first tokens, not the last, are shared
+    calls = []
+    monkeypatch.setattr(type(enc), "_shared_pass", lambda *a, _f=enc._shared_pass.__func__: calls.append(1) or _f(*a))
+    with torch.inference_mode():
+        for layer in (1, enc.num_layers):
+            fast = enc.one_pass(ids, mask, layer)
+            with monkeypatch.context() as m:
+                m.setattr(causal, "MIN_SHARED_PREFIX", 10**6)
+                plain = enc.one_pass(ids, mask, layer)
+            real = mask.bool()
+            assert fast.shape == plain.shape and (fast[real] - plain[real]).abs().max() <= 1e-5
+    assert len(calls) == 2
+    for value in ("fst_gen", "avg_ppt"):  # through encode, with per-token states too
+        sentence, tokens, _ = model.encode([t for _, t in pairs], instruction=ANIMAL, pattern=pattern,
+                                           output_value=value, output="all")
+        with monkeypatch.context() as m:
+            m.setattr(causal, "MIN_SHARED_PREFIX", 10**6)
+            want, want_tokens, _ = model.encode([t for _, t in pairs], instruction=ANIMAL, pattern=pattern,
+                                                output_value=value, output="all")
+        assert np.abs(sentence - want).max() <= 1e-5
+        assert all(np.abs(a - b).max() <= 1e-5 for a, b in zip(tokens, want_tokens, strict=True))
+
+
+def test_rows_without_a_common_start_take_the_plain_pass() -> None:
+    ids = torch.tensor([[0, 5, 6, 7], [4, 5, 6, 8], [4, 5, 9, 9]])
+    mask = torch.tensor([[0, 1, 1, 1], [1, 1, 1, 1], [1, 1, 1, 1]])
+    assert causal.shared_prefix(ids, mask) == 0
+    ids[0, 1:] = torch.tensor([4, 5, 7])
+    assert causal.shared_prefix(ids, mask) == 2  # [4, 5]; at most the shortest row's length minus one
 
 
 def test_input_is_cut_never_the_instruction_or_cue(llama_dir: Path) -> None:

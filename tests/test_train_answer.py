@@ -105,3 +105,15 @@ def test_cli_trains_and_reports(llama_dir: Path, tmp_path: Path) -> None:
     bad = CliRunner().invoke(main, ["train", "answer", "-m", str(llama_dir), "-d", str(tmp_path / "bad.jsonl"),
                                     "-o", str(tmp_path / "n")])
     assert bad.exit_code == 1 and "no column 'answer'" in bad.output
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_bf16_autocast_by_default_only_where_it_is_fast(monkeypatch: pytest.MonkeyPatch, fast: bool) -> None:
+    from inbedder import speed
+
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: fast)
+    assert speed.fast_bf16(torch.device("cpu")) is fast
+    cpu = torch.device("cpu")
+    assert LoopSettings().autocast(cpu) is fast
+    assert LoopSettings(bf16=True).autocast(cpu) and not LoopSettings(bf16=False).autocast(cpu)
+    assert not LoopSettings(bf16=True).autocast(torch.device("meta"))

@@ -112,6 +112,14 @@ def check_device_for(encoder: Any, device: torch.device) -> None:
                          f"cannot move it to {str(device)!r}. Load it without quantize= for that device")
 
 
+def fast_bf16(device: torch.device) -> bool:
+    """Whether ``device`` has fast bfloat16 matrix kernels (CPUs without AVX-512 BF16 or AMX run bf16 matmuls
+    orders of magnitude slower than float32)."""
+    if device.type == "cuda":
+        return bool(torch.cuda.is_bf16_supported())
+    return device.type == "cpu" and bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
 def check_dtype(dtype: DType, device: torch.device) -> None:
     """Warn when a half-precision dtype has no fast kernels on this CPU (it is still correct, only slower)."""
     if device.type != "cpu" or dtype is DType.FLOAT32:

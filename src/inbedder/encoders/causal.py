@@ -208,16 +208,58 @@ class CausalEncoder(Encoder):
             handle.remove()
 
     def one_pass(self, ids: torch.Tensor, mask: torch.Tensor, layer: int) -> torch.Tensor:
-        """States ``(b, t, h)`` at ``layer`` from one forward pass of the base model, stopped at that layer."""
+        """States ``(b, t, h)`` at ``layer`` from one forward pass of the base model, stopped at that layer.
+
+        Tokens that begin every row (the pattern's ``### Input:``, a chat template's system prompt) are computed
+        once for the batch: their keys and values are reused by every row (see :meth:`_shared_pass`)."""
+        params = _parameters(self.base.forward)
+        cache_arg = next((k for k in ("cache", "past_key_values") if k in params), None)  # transformers 5.x, 4.x
+        shared = shared_prefix(ids, mask) if layer > 0 and cache_arg and "position_ids" in params else 0
+        if shared >= MIN_SHARED_PREFIX and ids.shape[0] > 1:
+            return self._shared_pass(ids, mask, layer, shared, cache_arg)  # type: ignore[arg-type]
         kwargs: dict[str, Any] = {"input_ids": ids, "attention_mask": mask, "use_cache": False}
-        if "position_ids" in _parameters(self.base.forward):  # as generate() sets them for left padding
-            kwargs["position_ids"] = (mask.cumsum(-1) - 1).masked_fill(mask == 0, 0)
+        if "position_ids" in params:  # as generate() sets them for left padding
+            kwargs["position_ids"] = _position_ids(mask)
+        return self._forward_to(layer, kwargs)
+
+    def _forward_to(self, layer: int, kwargs: dict[str, Any]) -> torch.Tensor:
         with self._tap(layer, stop=True) as states:
             try:
                 self.base(**kwargs)
             except _Stop:
                 pass
         return states[0]
+
+    def _shared_pass(self, ids: torch.Tensor, mask: torch.Tensor, layer: int, shared: int, cache_arg: str
+                     ) -> torch.Tensor:
+        """:meth:`one_pass` for rows whose first ``shared`` real tokens are the same.
+
+        The prefix runs once (one row) into a key/value cache that is repeated for the batch; the rest of each
+        row runs over it, left-padded *after* the prefix (``prefix, pads, tokens``: the mask hides the pads and
+        the position ids skip them, so every token sees what it sees in the plain pass). The states come back in
+        the plain pass' layout (``pads, prefix, tokens``)."""
+        from transformers import DynamicCache
+
+        b, width = ids.shape
+        start = (width - mask.sum(1))[:, None]  # each row's first real column
+        prefix = ids[:1, int(start[0]):int(start[0]) + shared]
+        cache = DynamicCache(config=self.model.config) if "config" in _parameters(DynamicCache) else DynamicCache()
+        head = self._forward_to(layer, {"input_ids": prefix, "attention_mask": torch.ones_like(prefix),
+                                        "position_ids": torch.arange(shared, device=ids.device)[None],
+                                        cache_arg: cache, "use_cache": True})
+        cache.batch_repeat_interleave(b)
+        # A row's k-th token after the prefix moves from column start + shared + k to start + k.
+        rest_mask = mask[:, :width - shared]
+        rest_ids = ids[:, shared:].masked_fill(rest_mask == 0, self.tokenizer.pad_token_id)
+        tail = self._forward_to(layer, {"input_ids": rest_ids,
+                                        "attention_mask": torch.cat([mask.new_ones(b, shared), rest_mask], 1),
+                                        "position_ids": shared + _position_ids(rest_mask),
+                                        cache_arg: cache, "use_cache": True})
+        joined = torch.cat([head.expand(b, -1, -1), tail], dim=1)  # prefix, pads, tokens
+        target = torch.arange(width, device=ids.device)[None]
+        source = torch.where(target < start, shared + target, torch.where(target < start + shared, target - start,
+                                                                          target))
+        return torch.gather(joined, 1, source[..., None].expand(-1, -1, joined.shape[-1]))
 
     def generate(self, ids: torch.Tensor, mask: torch.Tensor, layer: int, generation: Generation
                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -355,6 +397,26 @@ def answer_keep(new: torch.Tensor, tokenizer: Any, filter_words: list[str] | Non
     skip = set(tokenizer.all_special_ids) | _word_ids(tokenizer, filter_words)
     rows = [[int(t) not in skip for t in row[1:]] for row in new.tolist()]
     return torch.tensor(rows, dtype=torch.bool).reshape(new.shape[0], max(new.shape[1] - 1, 0))
+
+
+MIN_SHARED_PREFIX = 2  # fewer shared tokens are not worth a second forward call
+
+
+def shared_prefix(ids: torch.Tensor, mask: torch.Tensor) -> int:
+    """How many real tokens begin every left-padded row, at most the shortest row's length minus one."""
+    lengths = mask.sum(1)
+    shortest = int(lengths.min())
+    if shortest < 2:
+        return 0
+    width = ids.shape[1]
+    index = (width - lengths)[:, None] + torch.arange(shortest - 1, device=ids.device)[None]
+    heads = torch.gather(ids, 1, index)  # each row's first `shortest - 1` real tokens
+    same = (heads == heads[:1]).all(0)
+    return int(same.long().cumprod(0).sum())
+
+
+def _position_ids(mask: torch.Tensor) -> torch.Tensor:
+    return (mask.cumsum(-1) - 1).masked_fill(mask == 0, 0)
 
 
 def _token_states(prompt: torch.Tensor, offsets: list[list[tuple[int, int]]] | None, spans: Spans

@@ -108,8 +108,8 @@ def answer_loss(model: Any, batch: dict[str, torch.Tensor], reduction: str = "me
     return torch.nn.functional.cross_entropy(logits.float(), labels[where], reduction=reduction)
 
 
-def dev_loss(model: Any, examples: list[tuple[list[int], list[int]]], pad: int, batch_size: int = 16,
-             bf16: bool = True) -> float:
+def dev_loss(model: Any, examples: list[tuple[list[int], list[int]]], pad: int, *, bf16: bool,
+             batch_size: int = 16) -> float:
     """Mean answer-token loss over ``examples`` (token-weighted)."""
     total, count = 0.0, 0
     device = next(model.parameters()).device
@@ -148,7 +148,7 @@ def train_answer(model: str | os.PathLike[str], data: str | os.PathLike[str] | l
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     losses: dict[str, float] = {}
     if dev_examples:
-        losses["before"] = dev_loss(lm, dev_examples, pad, bf16=loop.bf16)
+        losses["before"] = dev_loss(lm, dev_examples, pad, bf16=loop.autocast(next(lm.parameters()).device))
     torch.manual_seed(loop.seed)
     if settings.lora:
         require("peft", "train")
@@ -171,7 +171,7 @@ def train_answer(model: str | os.PathLike[str], data: str | os.PathLike[str] | l
         lm = lm.merge_and_unload()
     lm.config.use_cache = True
     if dev_examples and result.finished:
-        losses["after"] = dev_loss(lm, dev_examples, pad, bf16=loop.bf16)
+        losses["after"] = dev_loss(lm, dev_examples, pad, bf16=loop.autocast(next(lm.parameters()).device))
     saved = None
     if output is not None and result.finished:
         saved = save_answer_model(lm, tokenizer, Path(output), {

@@ -46,7 +46,7 @@ class LoopSettings:
     max_grad_norm: float = 1.0
     seed: int = 0
     save_every: int = 50
-    bf16: bool = True
+    bf16: bool | None = None  # None: on where the device has fast bf16 kernels (speed.fast_bf16)
     stop_after: int | None = None
     progress: bool | None = None
 
@@ -64,6 +64,12 @@ class LoopSettings:
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not low < value <= high \
                     or (name == "warmup" and value >= 1):
                 raise InputError(f"{name}={value!r} is not valid; give a number {valid}")
+
+    def autocast(self, device: torch.device) -> bool:
+        """Whether this run uses bfloat16 autocast on ``device``."""
+        from ..speed import fast_bf16
+
+        return fast_bf16(device) if self.bf16 is None else self.bf16 and device.type in ("cpu", "cuda")
 
     def identity(self) -> dict[str, Any]:
         """The settings that decide the result (not when to save, stop or show progress)."""
@@ -135,7 +141,7 @@ def run_loop(module: nn.Module, loss_fn: Callable[[list[int]], torch.Tensor], pl
             result.step = result.resumed_from = int(state["step"])
             result.losses = [float(x) for x in state["losses"]]
     device = next(p.device for _, p in named)
-    autocast = settings.bf16 and device.type in ("cpu", "cuda")
+    autocast = settings.autocast(device)
     show = settings.progress if settings.progress is not None else None
     module.train()
     bar = tqdm(total=total, initial=result.step, desc="train", unit="step", disable=show is False,

@@ -234,7 +234,7 @@ def run_recipe(output: Path | None = None, root: Path | None = None, settings: R
     work.mkdir(parents=True, exist_ok=True)
     train, dev = build_data(root, work, settings)
     loop = LoopSettings(steps=settings.steps, batch_size=settings.batch_size, grad_accum=settings.grad_accum,
-                        lr=settings.lr, seed=settings.seed, save_every=25, bf16=True, stop_after=stop_after,
+                        lr=settings.lr, seed=settings.seed, save_every=25, stop_after=stop_after,
                         progress=progress)
     result = train_answer(settings.base_model, train, output, dev=dev, checkpoint=work / "checkpoint", loop=loop,
                           settings=AnswerSettings(max_length=settings.max_length, lora=settings.lora))
