@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -127,3 +128,19 @@ def test_flops_per_token_counts_linear_weights_and_attention(tiny_bert: Any) -> 
                  and "pooler" not in n for p in m.parameters())
     want = 2 * linear + 4 * config.num_hidden_layers * 10 * config.hidden_size
     assert flops_per_token(transformer, config, 10) == want
+
+
+@pytest.mark.parametrize("bf16", [True, False])
+def test_a_slow_half_precision_is_named_with_what_to_use_instead(tiny_bert_dir: Path, monkeypatch: Any,
+                                                                 bf16: bool) -> None:
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: bf16)
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_fp16_supported", lambda: False)
+    with pytest.warns(UserWarning, match="no fast float16 matrix kernels") as caught:
+        load(tiny_bert_dir, device="cpu", dtype="float16")
+    assert ("dtype='bfloat16'" in str(caught[0].message)) is bf16
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        load(tiny_bert_dir, device="cpu", dtype="bfloat16")
+    slow = [w for w in seen if "no fast bfloat16" in str(w.message)]
+    assert len(slow) == (0 if bf16 else 1)
+    assert not slow or "dtype='float32'" in str(slow[0].message)

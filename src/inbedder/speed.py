@@ -124,11 +124,11 @@ def check_dtype(dtype: DType, device: torch.device) -> None:
     """Warn when a half-precision dtype has no fast kernels on this CPU (it is still correct, only slower)."""
     if device.type != "cpu" or dtype is DType.FLOAT32:
         return
-    fast = {DType.BFLOAT16: torch.ops.mkldnn._is_mkldnn_bf16_supported,
-            DType.FLOAT16: torch.ops.mkldnn._is_mkldnn_fp16_supported}[dtype]
-    if not fast():
+    fast = {DType.BFLOAT16: fast_bf16(device), DType.FLOAT16: torch.ops.mkldnn._is_mkldnn_fp16_supported()}
+    if not fast[dtype]:
+        other = "dtype='bfloat16', " if fast[DType.BFLOAT16] else ""
         warnings.warn(f"dtype={dtype.value!r}: this CPU has no fast {dtype.value} matrix kernels, so it may run "
-                      "slower than float32; try dtype='bfloat16' (or quantize='int8')", stacklevel=3)
+                      f"much slower than float32; try {other}dtype='float32' or quantize='int8'", stacklevel=3)
 
 
 # -- roofline arithmetic ---------------------------------------------------------------------------------
