@@ -132,6 +132,38 @@ def test_a_shared_prefix_is_computed_once_with_the_same_states(request, monkeypa
         assert all(np.abs(a - b).max() <= 1e-5 for a, b in zip(tokens, want_tokens, strict=True))
 
 
+ARCHITECTURES = {  # tiny random configs of other decoder families, read with the tiny Llama's tokenizer
+    "qwen2": ("Qwen2Config", {}), "mistral": ("MistralConfig", {}), "gemma2": ("Gemma2Config", {"head_dim": 8}),
+    "gpt2": ("GPT2Config", {"n_embd": 32, "n_layer": 2, "n_head": 4, "n_positions": 96}),
+    "gpt_neox": ("GPTNeoXConfig", {}), "mistral, sliding window 8": ("MistralConfig", {"sliding_window": 8})}
+
+
+@pytest.mark.parametrize("arch", list(ARCHITECTURES))
+def test_the_shared_start_is_exact_for_other_decoder_families(llama, monkeypatch, arch: str) -> None:
+    import transformers
+
+    from inbedder.encoders.causal import CausalEncoder
+
+    name, extra = ARCHITECTURES[arch]
+    sizes = {} if name == "GPT2Config" else {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
+                                             "num_attention_heads": 4, "max_position_embeddings": 96}
+    if name in ("Qwen2Config", "MistralConfig", "Gemma2Config"):
+        sizes["num_key_value_heads"] = 2
+    config = getattr(transformers, name)(vocab_size=len(llama.encoder.tokenizer), **sizes, **extra)
+    torch.manual_seed(0)
+    enc = CausalEncoder(transformers.AutoModelForCausalLM.from_config(config).eval(), llama.encoder.tokenizer)
+    prompts, _, _ = enc.prompts([(ANIMAL, t) for t in TEXTS])
+    ids, mask, _, _ = enc.tokenize(prompts, False, [False] * len(TEXTS), False)
+    calls = []
+    monkeypatch.setattr(type(enc), "_shared_pass", lambda *a, _f=enc._shared_pass.__func__: calls.append(1) or _f(*a))
+    with torch.inference_mode():
+        fast = enc.one_pass(ids, mask, enc.num_layers)
+        monkeypatch.setattr(causal, "MIN_SHARED_PREFIX", 10**6)
+        plain = enc.one_pass(ids, mask, enc.num_layers)
+    assert (fast[mask.bool()] - plain[mask.bool()]).abs().max() <= 1e-5
+    assert len(calls) == (0 if "sliding" in arch else 1)  # a window shorter than the prompts: the plain pass
+
+
 def test_rows_without_a_common_start_take_the_plain_pass() -> None:
     ids = torch.tensor([[0, 5, 6, 7], [4, 5, 6, 8], [4, 5, 9, 9]])
     mask = torch.tensor([[0, 1, 1, 1], [1, 1, 1, 1], [1, 1, 1, 1]])

@@ -214,7 +214,9 @@ class CausalEncoder(Encoder):
         once for the batch: their keys and values are reused by every row (see :meth:`_shared_pass`)."""
         params = _parameters(self.base.forward)
         cache_arg = next((k for k in ("cache", "past_key_values") if k in params), None)  # transformers 5.x, 4.x
-        shared = shared_prefix(ids, mask) if layer > 0 and cache_arg and "position_ids" in params else 0
+        window = getattr(_text_config(self.model), "sliding_window", None)  # a cache that drops old tokens
+        fits = not isinstance(window, int) or ids.shape[1] <= window
+        shared = shared_prefix(ids, mask) if layer > 0 and cache_arg and "position_ids" in params and fits else 0
         if shared >= MIN_SHARED_PREFIX and ids.shape[0] > 1:
             return self._shared_pass(ids, mask, layer, shared, cache_arg)  # type: ignore[arg-type]
         kwargs: dict[str, Any] = {"input_ids": ids, "attention_mask": mask, "use_cache": False}
