@@ -99,6 +99,14 @@ def test_return_generations_with_a_one_pass_value(llama) -> None:
     assert np.abs(vectors - fast).max() <= 1e-5
 
 
+def spy_shared_pass(monkeypatch: pytest.MonkeyPatch, enc: causal.CausalEncoder) -> list[int]:
+    """A list that grows by one each time ``enc`` takes the shared-start pass."""
+    calls: list[int] = []
+    real = causal.CausalEncoder._shared_pass
+    monkeypatch.setattr(type(enc), "_shared_pass", lambda *a: calls.append(1) or real(*a))
+    return calls
+
+
 @pytest.mark.parametrize("name", ["llama", "opt"])
 @pytest.mark.parametrize("pattern", [INBEDDER_PATTERN, "chat"])
 def test_a_shared_prefix_is_computed_once_with_the_same_states(request, monkeypatch, name: str, pattern: str) -> None:
@@ -110,8 +118,7 @@ def test_a_shared_prefix_is_computed_once_with_the_same_states(request, monkeypa
     shared = causal.shared_prefix(ids, mask)
     assert shared >= causal.MIN_SHARED_PREFIX
     assert causal.shared_prefix(ids[:, :-1], mask[:, :-1]) == shared  # the first tokens, not the last, are shared
-    calls = []
-    monkeypatch.setattr(type(enc), "_shared_pass", lambda *a, _f=enc._shared_pass.__func__: calls.append(1) or _f(*a))
+    calls = spy_shared_pass(monkeypatch, enc)
     with torch.inference_mode():
         for layer in (1, enc.num_layers):
             fast = enc.one_pass(ids, mask, layer)
@@ -154,8 +161,7 @@ def test_the_shared_start_is_exact_for_other_decoder_families(llama, monkeypatch
     enc = CausalEncoder(transformers.AutoModelForCausalLM.from_config(config).eval(), llama.encoder.tokenizer)
     prompts, _, _ = enc.prompts([(ANIMAL, t) for t in TEXTS])
     ids, mask, _, _ = enc.tokenize(prompts, False, [False] * len(TEXTS), False)
-    calls = []
-    monkeypatch.setattr(type(enc), "_shared_pass", lambda *a, _f=enc._shared_pass.__func__: calls.append(1) or _f(*a))
+    calls = spy_shared_pass(monkeypatch, enc)
     with torch.inference_mode():
         fast = enc.one_pass(ids, mask, enc.num_layers)
         monkeypatch.setattr(causal, "MIN_SHARED_PREFIX", 10**6)
