@@ -147,8 +147,10 @@ def train_answer(model: str | os.PathLike[str], data: str | os.PathLike[str] | l
                       f"{settings.max_length}: the start of their input was cut", UserWarning, stacklevel=2)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     losses: dict[str, float] = {}
+    dev_device = next(lm.parameters()).device
+    autocast = loop.autocast(dev_device)
     if dev_examples:
-        losses["before"] = dev_loss(lm, dev_examples, pad, bf16=loop.autocast(next(lm.parameters()).device))
+        losses["before"] = dev_loss(lm, dev_examples, pad, bf16=autocast)
     torch.manual_seed(loop.seed)
     if settings.lora:
         require("peft", "train")
@@ -157,7 +159,6 @@ def train_answer(model: str | os.PathLike[str], data: str | os.PathLike[str] | l
         lm = get_peft_model(lm, LoraConfig(r=settings.lora_r, lora_alpha=settings.lora_alpha,
                                            lora_dropout=settings.lora_dropout, target_modules="all-linear",
                                            task_type="CAUSAL_LM"))
-    dev_device = next(lm.parameters()).device
 
     def loss_fn(rows: list[int]) -> torch.Tensor:
         batch = {k: v.to(dev_device) for k, v in collate([examples[i] for i in rows], pad).items()}
@@ -171,7 +172,7 @@ def train_answer(model: str | os.PathLike[str], data: str | os.PathLike[str] | l
         lm = lm.merge_and_unload()
     lm.config.use_cache = True
     if dev_examples and result.finished:
-        losses["after"] = dev_loss(lm, dev_examples, pad, bf16=loop.autocast(next(lm.parameters()).device))
+        losses["after"] = dev_loss(lm, dev_examples, pad, bf16=autocast)
     saved = None
     if output is not None and result.finished:
         saved = save_answer_model(lm, tokenizer, Path(output), {
