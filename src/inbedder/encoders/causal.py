@@ -243,7 +243,7 @@ class CausalEncoder(Encoder):
         from transformers import DynamicCache
 
         b, width = ids.shape
-        start = (width - mask.sum(1))[:, None]  # each row's first real column
+        start = _first_columns(mask)[:, None]
         prefix = ids[:1, int(start[0]):int(start[0]) + shared]
         cache = DynamicCache(config=self.model.config) if "config" in _parameters(DynamicCache) else DynamicCache()
         head = self._forward_to(layer, {"input_ids": prefix, "attention_mask": torch.ones_like(prefix),
@@ -406,15 +406,18 @@ MIN_SHARED_PREFIX = 2  # fewer shared tokens are not worth a second forward call
 
 def shared_prefix(ids: torch.Tensor, mask: torch.Tensor) -> int:
     """How many real tokens begin every left-padded row, at most the shortest row's length minus one."""
-    lengths = mask.sum(1)
-    shortest = int(lengths.min())
+    shortest = int(mask.sum(1).min())
     if shortest < 2:
         return 0
-    width = ids.shape[1]
-    index = (width - lengths)[:, None] + torch.arange(shortest - 1, device=ids.device)[None]
+    index = _first_columns(mask)[:, None] + torch.arange(shortest - 1, device=ids.device)[None]
     heads = torch.gather(ids, 1, index)  # each row's first `shortest - 1` real tokens
     same = (heads == heads[:1]).all(0)
     return int(same.long().cumprod(0).sum())
+
+
+def _first_columns(mask: torch.Tensor) -> torch.Tensor:
+    """Each left-padded row's first real column."""
+    return mask.shape[1] - mask.sum(1)
 
 
 def _position_ids(mask: torch.Tensor) -> torch.Tensor:
