@@ -117,3 +117,30 @@ def test_bf16_autocast_by_default_only_where_it_is_fast(monkeypatch: pytest.Monk
     assert LoopSettings().autocast(cpu) is fast
     assert LoopSettings(bf16=True).autocast(cpu) and not LoopSettings(bf16=False).autocast(cpu)
     assert not LoopSettings(bf16=True).autocast(torch.device("meta"))
+
+
+def test_length_grouped_batches_cover_every_row_and_pad_less() -> None:
+    from inbedder.training.loop import BatchPlan
+
+    rng = __import__("random").Random(1)
+    lengths = [rng.choice([rng.randint(10, 30), rng.randint(100, 128)]) for _ in range(1000)]
+    rows = [list(range(1000))]
+
+    def padded(plan: BatchPlan, epoch: int) -> int:
+        return sum(max(lengths[i] for i in batch) * len(batch) for batch in plan.epoch(epoch))
+
+    grouped, plain = BatchPlan(rows, 8, seed=3, lengths=lengths), BatchPlan(rows, 8, seed=3)
+    for epoch in (0, 1):
+        assert sorted(i for b in grouped.epoch(epoch) for i in b) == list(range(1000))
+        assert padded(grouped, epoch) < 0.75 * padded(plain, epoch)
+    assert grouped.epoch(0) != grouped.epoch(1)  # still shuffled from epoch to epoch
+    assert BatchPlan(rows, 8, seed=3, lengths=lengths).epoch(1) == grouped.epoch(1)  # a pure function of the seed
+
+
+def test_training_without_length_groups_is_another_run(llama_dir: Path, tmp_path: Path) -> None:
+    data = QA * 3
+    loop = LoopSettings(steps=2, batch_size=4, lr=1e-3, progress=False)
+    grouped = train_answer(llama_dir, data, None, settings=SETTINGS, loop=loop, checkpoint=tmp_path / "a")
+    plain = train_answer(llama_dir, data, None, loop=loop, checkpoint=tmp_path / "b",
+                         settings=AnswerSettings(max_length=64, max_answer_tokens=8, group_by_length=False))
+    assert grouped.loop.losses != plain.loop.losses

@@ -142,6 +142,8 @@ def train_group() -> None:
 @click.option("--lora/--full", default=False, show_default=True, help="LoRA adapters (merged on save) or all weights.")
 @click.option("--lora-r", type=int, default=16, show_default=True)
 @click.option("--lora-alpha", type=int, default=32, show_default=True)
+@click.option("--group-by-length/--no-group-by-length", default=True, show_default=True,
+              help="Batches of examples of similar length (less padding, faster steps).")
 def answer(**o: Any) -> None:
     """Fine-tune a causal LM to answer questions about texts (loss on the answer only)."""
     from .cli import user_errors, warnings_as_lines
@@ -149,7 +151,7 @@ def answer(**o: Any) -> None:
 
     with user_errors(), warnings_as_lines():
         settings = AnswerSettings(max_length=o["max_length"], lora=o["lora"], lora_r=o["lora_r"],
-                                  lora_alpha=o["lora_alpha"])
+                                  lora_alpha=o["lora_alpha"], group_by_length=o["group_by_length"])
         result = train_answer(o["model"], o["data_path"], o["output"], dev=o["dev_path"], settings=settings,
                               loop=_loop(o), checkpoint=o["checkpoint"], device=o["device"])
     _report(result, o["output"])

@@ -29,7 +29,9 @@ from .records import read_qa
 
 @dataclass(frozen=True)
 class AnswerSettings:
-    """What to train and how: the prompt pattern, the token budget of one example, full fine-tuning or LoRA."""
+    """What to train and how: the prompt pattern, the token budget of one example, full fine-tuning or LoRA, and
+    whether batches gather examples of similar length (``group_by_length``: far less padding when short label
+    questions and long passages are mixed; see :class:`~inbedder.training.loop.BatchPlan`)."""
 
     pattern: str = INBEDDER_PATTERN
     max_length: int = 256
@@ -38,6 +40,7 @@ class AnswerSettings:
     lora_r: int = 16
     lora_alpha: int = 32
     lora_dropout: float = 0.0
+    group_by_length: bool = True
 
     def __post_init__(self) -> None:
         check_pattern(self.pattern)
@@ -110,7 +113,8 @@ def answer_loss(model: Any, batch: dict[str, torch.Tensor], reduction: str = "me
 
 def dev_loss(model: Any, examples: list[tuple[list[int], list[int]]], pad: int, *, bf16: bool,
              batch_size: int = 16) -> float:
-    """Mean answer-token loss over ``examples`` (token-weighted)."""
+    """Mean answer-token loss over ``examples`` (token-weighted; batched by length, which pads least)."""
+    examples = sorted(examples, key=lambda e: len(e[0]))
     total, count = 0.0, 0
     device = next(model.parameters()).device
     model.eval()
@@ -166,8 +170,9 @@ def train_answer(model: str | os.PathLike[str], data: str | os.PathLike[str] | l
 
     ckpt = Path(checkpoint) if checkpoint is not None else (Path(output) / "checkpoint" if output else None)
     fingerprint = {"model": str(model), "data": fingerprint_rows(records), "settings": asdict(settings)}
-    result = run_loop(lm, loss_fn, BatchPlan([list(range(len(examples)))], loop.batch_size, loop.seed), loop,
-                      ckpt, fingerprint)
+    lengths = [len(ids) for ids, _ in examples] if settings.group_by_length else None
+    result = run_loop(lm, loss_fn, BatchPlan([list(range(len(examples)))], loop.batch_size, loop.seed, lengths),
+                      loop, ckpt, fingerprint)
     if settings.lora:
         lm = lm.merge_and_unload()
     lm.config.use_cache = True
