@@ -45,6 +45,11 @@ def fake_root(root: Path) -> Path:
         (root / "goemotions" / labels / "labels.txt").write_text(names)
         (root / "goemotions" / labels / "dev.tsv").write_text("".join(
             f"so {a} {i}\t{i % 2}\tid{i}\n" for i, a in enumerate(ANIMALS * 2)) + "mixed\t0,1\tidx\n")
+    (root / "fewrel").mkdir()
+    (root / "fewrel" / "pid2name.json").write_text(json.dumps({"P25": ["mother", "a parent"], "P26": ["spouse", "-"]}))
+    (root / "fewrel" / "val_wiki.json").write_text(json.dumps({pid: [
+        {"tokens": ["Ann", "is", "the", word, "of", "Bo", str(i)], "h": ["bo", "Q1", [[5]]], "t": ["ann", "Q2", [[0]]]}
+        for i in range(3)] for pid, word in (("P25", "mother"), ("P26", "wife"))}))
     for name in ("tweetqa", "qed_nq", "fairytaleqa"):
         (root / "qa" / name).mkdir(parents=True)
         (root / "qa" / name / f"{name}.jsonl").write_text("".join(json.dumps(
@@ -62,11 +67,20 @@ def fake_root(root: Path) -> Path:
 
 def test_data_mix_every_source_and_no_heldout_text(tmp_path: Path) -> None:
     root = fake_root(tmp_path / "data")
-    train, dev = build_data(root, tmp_path / "work", RecipeSettings(qa_records=6, per_axis=4))
+    train, dev = build_data(root, tmp_path / "work", RecipeSettings(qa_records=6, per_axis=4, yes_no_per_axis=4,
+                                                                     relation_records=4))
     axes = {r["axis"] for r in train + dev}
-    assert {"intent", "domain", "emotion", "sentiment", "topic"} <= axes and any(a.startswith("qa:") for a in axes)
+    assert {"intent", "domain", "emotion", "sentiment", "topic", "relation"} <= axes
+    assert any(a.startswith("qa:") for a in axes)
     answers = {r["answer"] for r in train}
-    assert {"card arrival", "play music", "media", "World", "positive", "negative"} <= answers
+    assert {"card arrival", "play music", "media", "World", "positive", "negative", "mother", "spouse"} <= answers
+    relation = [r for r in train if r["axis"] == "relation"]
+    assert len(relation) == 4 and all("bo" in r["instruction"] and "ann" in r["instruction"] for r in relation)
+    yes_no = [r for r in train if r["axis"] == "topic:yes-no"]
+    assert len(yes_no) >= 2 and [r["answer"] for r in yes_no].count("yes") == (len(yes_no) + 1) // 2
+    for r in yes_no:  # "yes" exactly when the question names the text's own topic
+        own = "World" if any(x["input"] == r["input"] and x["answer"] == "World" for x in train) else "Sports"
+        assert (r["answer"] == "yes") == r["instruction"].endswith(f" {own}?")
     texts = {r["input"] for r in train + dev}
     assert not [t for t in texts if "soup" in t or t.startswith("bad ")]  # held-out data never trained on
     assert "mixed" not in texts  # multi-label GoEmotions rows are left out

@@ -182,9 +182,13 @@ def instructor(**o: Any) -> None:
               help="Where to save [default: the user data dir's models/inbedder-smollm2, which the "
                    "`inbedder-smollm2` alias loads].")
 @click.option("--steps", type=int, default=450, show_default=True, help="Optimizer steps.")
-@click.option("--qa-records", type=int, default=2400, show_default=True, help="Free-form QA records.")
+@click.option("--qa-records", type=int, default=2000, show_default=True, help="Free-form QA records.")
 @click.option("--per-axis", type=int, default=240, show_default=True,
               help="Label-question records per labelled axis (balanced over its classes).")
+@click.option("--yes-no-per-axis", type=int, default=40, show_default=True,
+              help="Yes/no questions about one label, per labelled axis (half answered yes).")
+@click.option("--relation-records", type=int, default=240, show_default=True,
+              help="FewRel questions on how two entities of a sentence are related.")
 @click.option("--dev-records", type=int, default=200, show_default=True, help="Dev records (loss before/after).")
 @click.option("--max-length", type=int, default=128, show_default=True, help="Tokens per training example.")
 @click.option("--batch-size", type=int, default=8, show_default=True)
@@ -200,8 +204,8 @@ def instructor(**o: Any) -> None:
               show_default=True, help="How the trained model embeds (saved in its inbedder.json): its answer "
               "re-encoded by --reencoder, or its hidden states.")
 @click.option("--reencoder", default="minilm", show_default=True, help="The model that embeds answers (re_encode).")
-def recipe(data_root: str | None, output: str | None, steps: int, qa_records: int, per_axis: int, dev_records: int,
-           max_length: int, batch_size: int, lr: float, lora: bool, seed: int, threads: int, evaluate: bool,
+def recipe(data_root: str | None, output: str | None, steps: int, qa_records: int, per_axis: int,
+           yes_no_per_axis: int, relation_records: int, dev_records: int, max_length: int, batch_size: int, lr: float, lora: bool, seed: int, threads: int, evaluate: bool,
            eval_limit: int, stop_after: int | None, readout: str, reencoder: str) -> None:
     """Train the default answer model (SmolLM2-135M-Instruct) and measure it on held-out datasets."""
     import torch
@@ -211,7 +215,8 @@ def recipe(data_root: str | None, output: str | None, steps: int, qa_records: in
 
     torch.set_num_threads(threads)
     with user_errors(), warnings_as_lines():
-        settings = RecipeSettings(qa_records=qa_records, per_axis=per_axis, dev_records=dev_records, steps=steps,
+        settings = RecipeSettings(qa_records=qa_records, per_axis=per_axis, yes_no_per_axis=yes_no_per_axis,
+                                  relation_records=relation_records, dev_records=dev_records, steps=steps,
                                   batch_size=batch_size, lr=lr, max_length=max_length, lora=lora, seed=seed,
                                   readout=readout, reencoder=reencoder)
         out = Path(output) if output else default_output()

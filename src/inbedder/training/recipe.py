@@ -36,15 +36,30 @@ QA_SETS = ("tweetqa", "qed_nq", "fairytaleqa")
 
 LABELLED: dict[str, dict[str, tuple[str, ...]]] = {
     "banking77": {"category": ("What does the customer want?", "What is the customer asking about?",
-                             "What is the purpose of this message?")},
-    "clinc150": {"intent": ("What does the user want to do?", "What is the user's intent?"),
-                 "domain": ("Which area is this request about?", "What domain does this request belong to?")},
-    "emotion": {"emotion": ("What emotion is expressed here?", "How does the writer feel?")},
-    "ag_news": {"topic": ("What is the topic of this news?", "Which section of a newspaper is this from?")},
+                             "What is the purpose of this message?", "What aspect of banking is this about?")},
+    "clinc150": {"intent": ("What does the user want to do?", "What is the user's intent?",
+                            "What kind of request is this?"),
+                 "domain": ("Which area is this request about?", "What domain does this request belong to?",
+                            "What category does this request fall into?")},
+    "emotion": {"emotion": ("What emotion is expressed here?", "How does the writer feel?",
+                            "What feeling is described?")},
+    "ag_news": {"topic": ("What is the topic of this news?", "Which section of a newspaper is this from?",
+                          "What category of news is this?")},
     "goemotions": {"emotion": ("What emotion does the commenter express?", "How does this person feel?"),
                    "sentiment": ("What is the sentiment of this comment?",
                                  "Is this comment positive, negative, neutral or ambiguous?")},
 }
+# yes/no questions about one label of an axis: "yes" for the text's own label, "no" for another one of the axis
+YES_NO: dict[str, dict[str, str]] = {
+    "banking77": {"category": "Is the customer's request about {label}?"},
+    "clinc150": {"intent": "Is the user's intent {label}?", "domain": "Is this request in the area of {label}?"},
+    "emotion": {"emotion": "Is the emotion here {label}?"},
+    "ag_news": {"topic": "Is the topic of this news {label}?"},
+    "goemotions": {"emotion": "Does the commenter express {label}?",
+                   "sentiment": "Is the sentiment of this comment {label}?"},
+}
+RELATION_QUESTIONS = ("How is {head} related to {tail}?", "What is the relation of {head} to {tail}?",
+                      "What relationship between {head} and {tail} does the text state?")
 HELDOUT = {
     "semeval14": {"category": "What aspect of the restaurant is discussed?",
                   "polarity": "What is the sentiment of the reviewer?"},
@@ -68,8 +83,10 @@ def readout_defaults(readout: str, reencoder: str = "minilm") -> dict[str, Any]:
 class RecipeSettings:
     """The recipe's size: how many records of each kind, and how long to train (a full run: ~27 min on 2 cores)."""
 
-    qa_records: int = 2400
+    qa_records: int = 2000
     per_axis: int = 240
+    yes_no_per_axis: int = 40
+    relation_records: int = 240
     dev_records: int = 200
     steps: int = 450
     batch_size: int = 8
@@ -153,10 +170,40 @@ def qa_records(root: Path, n: int, seed: int) -> list[dict[str, str]]:
     return pool[:n]
 
 
+def relation_records(root: Path, n: int, seed: int) -> list[dict[str, str]]:
+    """FewRel sentences asked how their two marked entities are related; the answer is the relation's name.
+    About ``n`` records, the same number for each relation, with the seed."""
+    names = json.loads(_need(root / "fewrel" / "pid2name.json").read_text(encoding="utf-8"))
+    relations = json.loads(_need(root / "fewrel" / "val_wiki.json").read_text(encoding="utf-8"))
+    rng = random.Random(seed)
+    out = []
+    for pid, rows in sorted(relations.items()):
+        for row in rng.sample(rows, min(len(rows), max(1, n // len(relations)))):
+            question = rng.choice(RELATION_QUESTIONS).format(head=row["h"][0], tail=row["t"][0])
+            out.append({"input": " ".join(row["tokens"]), "instruction": question, "answer": names[pid][0],
+                        "axis": "relation"})
+    return out
+
+
+def yes_no_records(label_records: list[dict[str, Any]], dataset: str, axis: str, n: int,
+                   rng: random.Random) -> list[dict[str, str]]:
+    """``n`` yes/no questions about one label of ``axis``, half of them asking about the text's own label."""
+    labels = sorted({r["answer"] for r in label_records})
+    if len(labels) < 2:
+        return []
+    out = []
+    for i, r in enumerate(rng.sample(label_records, min(n, len(label_records)))):
+        asked = r["answer"] if i % 2 == 0 else rng.choice([x for x in labels if x != r["answer"]])
+        out.append({"input": r["input"], "instruction": YES_NO[dataset][axis].format(label=asked),
+                    "answer": "yes" if asked == r["answer"] else "no", "axis": f"{axis}:yes-no"})
+    return out
+
+
 def build_data(root: Path, work: Path, settings: RecipeSettings) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Train and dev QA records: free-form QA mixed with label questions (the held-out datasets never appear)."""
     train: list[dict[str, Any]] = []
     dev: list[dict[str, Any]] = []
+    rng = random.Random(settings.seed)
     for name, path in labelled_tables(root, work).items():
         for axis, questions in LABELLED[name].items():  # one axis at a time: each gets per_axis records
             classes = len(set(read_labelled(path).labels(axis)))
@@ -165,10 +212,11 @@ def build_data(root: Path, work: Path, settings: RecipeSettings) -> tuple[list[d
             built = from_labels([path], spec, "qa")
             train += built.train[:settings.per_axis]
             dev += built.dev
+            train += yes_no_records(built.train, name, axis, settings.yes_no_per_axis, rng)
+    train += relation_records(root, settings.relation_records, settings.seed)
     qa = qa_records(root, settings.qa_records + settings.qa_records // 10, settings.seed)
     train += qa[:settings.qa_records]
     dev += qa[settings.qa_records:]
-    rng = random.Random(settings.seed)
     rng.shuffle(train)
     rng.shuffle(dev)
     return train, dev[:settings.dev_records]
