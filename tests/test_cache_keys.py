@@ -141,18 +141,17 @@ def test_library_helper_equals_encode(tiny_bert: Any, model_dir: Path, tmp_path:
     assert again.dtype == np.float32 and again.shape == (3, tiny_bert.dim)
 
 
-def test_fully_cached_cli_run_imports_neither_torch_nor_numpy(model_dir: Path, tmp_path: Path) -> None:
+def test_fully_cached_cli_run_imports_neither_torch_nor_numpy_nor_click(model_dir: Path, tmp_path: Path) -> None:
     cache = tmp_path / "c.sqlite"
     args = ["embed", "-m", str(model_dir), "--device", "cpu", "--cache", str(cache), "-o", str(tmp_path / "v.npy"),
             *TEXTS]
     run(*args)
-    code = ("import sys\nfrom inbedder.cli import main\n"
-            f"try:\n    main({args!r})\nexcept SystemExit as exit:\n    assert exit.code in (0, None), exit.code\n"
-            "print('torch' in sys.modules, 'numpy' in sys.modules)")
+    code = (f"import sys\nsys.argv = ['inbedder', *{args!r}]\nfrom inbedder.cli_fast import main\nmain()\n"
+            "print('torch' in sys.modules, 'numpy' in sys.modules, 'click' in sys.modules)")
     env = {k: v for k, v in os.environ.items() if not k.startswith("INBEDDER_")}
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.strip() == "False False"
+    assert proc.stdout.strip() == "False False False"
 
 
 @pytest.mark.parametrize("suffix", ["npy", "jsonl", "csv", "json", "parquet"])

@@ -129,14 +129,10 @@ def encode_cached(model: str | os.PathLike[str], texts: Sequence[str], instructi
         raise InputError(f"batch_size must be a positive int; got {batch_size!r}")
     store = open_cache(cache)
     texts = list(texts)
-    key = None
-    if store is not None and texts and _plain(texts, instruction) and "reencoder" not in options:
-        pairs = _pairs(texts, instruction)
-        key = request_key(model, dtype=dtype, device=device, family=family, load_options=load_options,
-                          encode_options=options)
-        found = cached_vectors(store, key, pairs)
-        if found is not None:
-            return found.check_finite() if packed and not normalize else _finish(found.to_numpy(), normalize)
+    key, found = served_from_cache(store, model, texts, instruction, dtype=dtype, device=device, family=family,
+                                   load_options=load_options, normalize=normalize, packed=packed, **options)
+    if found is not None:
+        return found
     from .loading import load, quiet_transformers
 
     with quiet_transformers():
@@ -149,6 +145,23 @@ def encode_cached(model: str | os.PathLike[str], texts: Sequence[str], instructi
     import numpy as np
 
     return np.asarray(vectors, dtype=np.float32)
+
+
+def served_from_cache(store: EmbeddingCache | None, model: str | os.PathLike[str], texts: list[str],
+                      instruction: str | list[str | None] | None, *, dtype: Any = "float32", device: Any = None,
+                      family: str | None = None, load_options: dict[str, Any] | None = None,
+                      normalize: bool = False, packed: bool = False, **options: Any
+                      ) -> tuple[str | None, np.ndarray | PackedRows | None]:
+    """The request key and, when ``store`` holds every row for it, the vectors as :func:`encode_cached` returns
+    them (else None). Loads no model and imports no torch."""
+    if store is None or not texts or not _plain(texts, instruction) or "reencoder" in options:
+        return None, None
+    key = request_key(model, dtype=dtype, device=device, family=family, load_options=load_options,
+                      encode_options=options)
+    found = cached_vectors(store, key, _pairs(texts, instruction))
+    if found is None:
+        return key, None
+    return key, found.check_finite() if packed and not normalize else _finish(found.to_numpy(), normalize)
 
 
 def _plain(texts: list[Any], instruction: Any) -> bool:

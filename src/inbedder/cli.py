@@ -25,7 +25,7 @@ import click
 from . import __version__
 from .choices import DType
 from .errors import InbedderError
-from .io import OUTPUT_FORMATS, Record, output_format, read_records, read_stream, write_embeddings
+from .io import OUTPUT_FORMATS, Record, output_format, read_records, read_stream
 from .registry import ALIASES
 
 
@@ -145,7 +145,7 @@ def embed(texts: tuple[str, ...], model: str | None, instruction: str | None, in
     inbedder embed -m minilm --instruction "Represent the title:" "Deep learning" "Cats"
     inbedder embed -m minilm -i docs.csv --text-column body -o vectors.npy
     """
-    from .cache_keys import encode_cached  # loads the model only when the cache lacks a row
+    from .cli_fast import embed_records  # loads the model only when the cache lacks a row
 
     if ray:
         from .cli_ray import run_ray
@@ -163,14 +163,9 @@ def embed(texts: tuple[str, ...], model: str | None, instruction: str | None, in
             raise click.ClickException(f"cannot write {output!r}: the folder {str(Path(output).parent)!r} "
                                        "does not exist")
         records = gather_input(texts, input_path, text_column, instruction_column)
-        instructions = [instruction if r.instruction is None else r.instruction for r in records]
-        per_row = any(r.instruction is not None for r in records)
         with warnings_as_lines():
-            vectors = encode_cached(model, [r.text for r in records], instructions if per_row else instruction,
-                                    cache=cache_path, device=device, dtype=dtype, batch_size=batch_size,
-                                    normalize=normalize, show_progress_bar=progress, packed=True)
-        target = sys.stdout.buffer if output in (None, "-") else output
-        write_embeddings(records, vectors, instructions, fmt, target)
+            embed_records(records, model, instruction, output=output, fmt=fmt, cache_path=cache_path, device=device,
+                          dtype=dtype, batch_size=batch_size, normalize=normalize, show_progress_bar=progress)
 
 
 @main.command("models")

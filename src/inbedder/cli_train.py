@@ -205,8 +205,9 @@ def instructor(**o: Any) -> None:
               "re-encoded by --reencoder, or its hidden states.")
 @click.option("--reencoder", default="minilm", show_default=True, help="The model that embeds answers (re_encode).")
 def recipe(data_root: str | None, output: str | None, steps: int, qa_records: int, per_axis: int,
-           yes_no_per_axis: int, relation_records: int, dev_records: int, max_length: int, batch_size: int, lr: float, lora: bool, seed: int, threads: int, evaluate: bool,
-           eval_limit: int, stop_after: int | None, readout: str, reencoder: str) -> None:
+           yes_no_per_axis: int, relation_records: int, dev_records: int, max_length: int, batch_size: int,
+           lr: float, lora: bool, seed: int, threads: int, evaluate: bool, eval_limit: int, stop_after: int | None,
+           readout: str, reencoder: str) -> None:
     """Train the default answer model (SmolLM2-135M-Instruct) and measure it on held-out datasets."""
     import torch
 

