@@ -15,7 +15,7 @@ def packed(array: np.ndarray) -> PackedRows:
     return PackedRows([row.tobytes() for row in array], array.shape[1] if array.size else 0)
 
 
-@pytest.mark.parametrize("shape", [(1, 3), (5, 384), (7, 1), (2, 1000)])
+@pytest.mark.parametrize("shape", [(1, 3), (5, 384), (7, 1), (2, 1000), (7, 400_000)])  # the last: 3 writes of rows
 def test_npy_bytes_equal_numpy_save(shape: tuple[int, int]) -> None:
     array = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
     ours, theirs = io.BytesIO(), io.BytesIO()

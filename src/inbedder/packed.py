@@ -84,9 +84,14 @@ class PackedRows:
         data = b"\x93NUMPY\x01\x00" + len(header).to_bytes(2, "little") + header.encode("latin1")
         if isinstance(target, (str, os.PathLike)):
             with open(target, "wb") as f:
-                f.write(data)
-                f.writelines(self.rows)
+                self._write_rows(data, f)
         else:
-            target.write(data)
-            target.writelines(self.rows)
+            self._write_rows(data, target)
+
+    def _write_rows(self, header: bytes, f: IO[bytes]) -> None:
+        """``header`` then the rows, joined into writes of about 4 MB: one call per row is ~3x slower."""
+        step = max(1, (4 << 20) // max(1, 4 * self.dim))
+        f.write(header)
+        for start in range(0, len(self.rows), step):
+            f.write(b"".join(self.rows[start:start + step]))
 
