@@ -7,7 +7,11 @@ Training data (from a local copy of public datasets, ``--data-root``):
 * label questions from labelled datasets, through :func:`~inbedder.training.data.from_labels`: banking77
   (intent), clinc150 (intent and domain), emotion (dair), AG News (topic), GoEmotions (Ekman emotion, and
   sentiment: positive / negative / neutral / ambiguous): about
-  ``per_axis`` records for each, balanced over the axis' classes.
+  ``per_axis`` records for each, balanced over the axis' classes, with 3–4 phrasings per question (among
+  them category-style ones: "What category of news is this?");
+* yes/no questions about one label of each of those axes ("Is the topic of this news Sports?"), half of them
+  answered yes, ``yes_no_per_axis`` per axis;
+* FewRel relation questions ("How is {head} related to {tail}?" → "mother"), ``relation_records`` of them.
 
 SemEval-2014 restaurants (aspect category × polarity) and MLMA hate speech (target × directness) are never used
 for training: :func:`heldout_awareness` measures the instruction-awareness matrix on them, base against trained.
@@ -122,7 +126,7 @@ def _write_csv(path: Path, header: list[str], rows: list[list[str]]) -> Path:
 def _need(path: Path) -> Path:
     if not path.exists():
         raise InputError(f"{path} is missing: give --data-root (or INBEDDER_DATA) pointing at the public datasets "
-                         "folder with banking77/, clinc150/, emotion_dair/, ag_news/, goemotions/, qa/, "
+                         "folder with banking77/, clinc150/, emotion_dair/, ag_news/, goemotions/, fewrel/, qa/, "
                          "semeval14_absa/ and mlma_hate_speech/")
     return path
 
