@@ -84,6 +84,9 @@ def test_data_mix_every_source_and_no_heldout_text(tmp_path: Path) -> None:
     texts = {r["input"] for r in train + dev}
     assert not [t for t in texts if "soup" in t or t.startswith("bad ")]  # held-out data never trained on
     assert "mixed" not in texts  # multi-label GoEmotions rows are left out
+    none = build_data(root, tmp_path / "work", RecipeSettings(qa_records=6, per_axis=4, yes_no_per_axis=0,
+                                                             relation_records=0))[0]
+    assert not [r for r in none if r["axis"] == "relation" or r["axis"].endswith(":yes-no")]
     with pytest.raises(InputError, match="--data-root"):
         build_data(tmp_path / "nowhere", tmp_path / "work", RecipeSettings())
 
