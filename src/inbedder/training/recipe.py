@@ -85,7 +85,7 @@ def readout_defaults(readout: str, reencoder: str = "minilm") -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class RecipeSettings:
-    """The recipe's size: how many records of each kind, and how long to train (a full run on 2 cores: ~43 min in
+    """The recipe's size: how many records of each kind, and how long to train (a full run on 2 cores: ~40 min in
     float32 on AVX2 cores, less with bf16 kernels)."""
 
     qa_records: int = 2000
