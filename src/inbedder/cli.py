@@ -14,10 +14,8 @@ from __future__ import annotations
 
 import contextlib
 import importlib
-import sys
 import warnings
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import click
@@ -25,7 +23,7 @@ import click
 from . import __version__
 from .choices import DType
 from .errors import InbedderError
-from .io import OUTPUT_FORMATS, Record, output_format, read_records, read_stream
+from .io import OUTPUT_FORMATS, check_target, gather_input, output_format
 from .registry import ALIASES
 
 
@@ -56,20 +54,6 @@ def warnings_as_lines() -> Iterator[None]:
     for warning in caught:
         if issubclass(warning.category, UserWarning):
             click.echo(f"Warning: {_one_line(str(warning.message))}", err=True)
-
-
-def gather_input(texts: tuple[str, ...], input_path: str | None, text_column: str,
-                 instruction_column: str | None) -> list[Record]:
-    """Texts from the arguments, from ``-i FILE`` (``-`` for stdin) or, when neither is given, from stdin."""
-    if texts and input_path is not None:
-        raise click.ClickException("give texts as arguments or with -i/--input, not both")
-    if texts:
-        return [Record(text) for text in texts]
-    if input_path is not None and input_path != "-":
-        return read_records(input_path, text_column=text_column, instruction_column=instruction_column)
-    if sys.stdin.isatty():
-        click.echo("Reading texts from stdin, one per line (end with Ctrl-D)...", err=True)
-    return read_stream(sys.stdin.buffer, source="stdin")
 
 
 class LazyGroup(click.Group):
@@ -159,9 +143,7 @@ def embed(texts: tuple[str, ...], model: str | None, instruction: str | None, in
             raise click.ClickException("no model given: pass -m/--model NAME or set INBEDDER_MODEL "
                                        f"(aliases: {', '.join(sorted(ALIASES))})")
         fmt = output_format(output, fmt)
-        if output not in (None, "-") and not Path(output).parent.is_dir():
-            raise click.ClickException(f"cannot write {output!r}: the folder {str(Path(output).parent)!r} "
-                                       "does not exist")
+        check_target(output)
         records = gather_input(texts, input_path, text_column, instruction_column)
         with warnings_as_lines():
             embed_records(records, model, instruction, output=output, fmt=fmt, cache_path=cache_path, device=device,

@@ -15,7 +15,8 @@ from typing import Any
 import click
 import numpy as np
 
-from .cli import gather_input, user_errors, warnings_as_lines
+from .cli import user_errors, warnings_as_lines
+from .io import gather_input
 
 
 @click.command("bench")

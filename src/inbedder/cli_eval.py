@@ -26,6 +26,7 @@ import click
 
 from .choices import DType
 from .errors import InputError
+from .io import check_target
 
 TaskBuilder = Callable[[], Any]
 
@@ -83,8 +84,8 @@ def _run(task_name: str, build: TaskBuilder, opts: dict[str, Any], data: list[st
     from .loading import load, parse_device, quiet_transformers
 
     with user_errors():
-        _check_output(opts.get("output"))
-        _check_output(awareness.get("png") if awareness else None)
+        check_target(opts.get("output"))
+        check_target(awareness.get("png") if awareness else None)
         lists = _instruction_lists(opts, read_instruction_lists, parse_instruction_lists)
         run_settings = EvalSettings(batch_size=opts["batch_size"], seed=opts["seed"], progress=opts["progress"])
         parse_device(opts["device"])
@@ -138,11 +139,6 @@ def _model_name(opts: dict[str, Any]) -> str:
         raise click.ClickException("no model given: pass -m/--model NAME or set INBEDDER_MODEL "
                                    f"(aliases: {', '.join(sorted(ALIASES))})")
     return str(opts["model"])
-
-
-def _check_output(path: str | None) -> None:
-    if path not in (None, "-") and not Path(path).parent.is_dir():
-        raise click.ClickException(f"cannot write {path!r}: the folder {str(Path(path).parent)!r} does not exist")
 
 
 def _emit(result: dict[str, Any], output: str | None) -> None:
@@ -345,5 +341,5 @@ def report_command(files: tuple[str, ...], output: str | None) -> None:
         if output in (None, "-"):
             sys.stdout.write(table)
         else:
-            _check_output(output)
+            check_target(output)
             Path(output).write_text(table, encoding="utf-8")

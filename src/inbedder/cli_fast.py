@@ -14,10 +14,9 @@ from __future__ import annotations
 
 import os
 import sys
-from pathlib import Path
 from typing import Any
 
-from .io import Record, output_format, read_records, write_embeddings
+from .io import Record, check_target, gather_input, output_format, write_embeddings
 
 # option → parameter of ``inbedder embed`` (options that take a value)
 VALUE_OPTIONS = {"-m": "model", "--model": "model", "--instruction": "instruction", "-i": "input_path",
@@ -93,10 +92,8 @@ def serve_cached(args: list[str]) -> bool:
         return False  # both or neither (stdin): the click command decides
     output = params.get("output")
     try:
-        if output not in (None, "-") and not Path(output).parent.is_dir():
-            return False
-        records = [Record(t) for t in texts] if texts else read_records(
-            str(input_path), text_column=params["text_column"], instruction_column=params.get("instruction_column"))
+        check_target(output)  # before the cache records a run
+        records = gather_input(texts, input_path, params["text_column"], params.get("instruction_column"))
         return embed_records(records, params["model"], params.get("instruction"), output=output,
                              fmt=output_format(output, params.get("fmt")), cached_only=True,
                              cache_path=params["cache_path"], dtype=params["dtype"], device=params.get("device"),

@@ -25,7 +25,7 @@ import click
 
 from .choices import DType
 from .errors import InputError
-from .io import ROW_FORMATS
+from .io import ROW_FORMATS, check_target, gather_input
 
 FC = Callable[..., Any]
 QUERY_FORMATS = ("jsonl", "json", "csv", "parquet", "table")
@@ -89,13 +89,6 @@ def load_model(model: str | None, device: str | None, dtype: str | None) -> Any:
         return load(model, device=device, dtype=dtype or "float32")
 
 
-def check_target(path: str | None, what: str) -> None:
-    """Fail before any work when ``path``'s folder does not exist."""
-    if path not in (None, "-") and not Path(path).parent.is_dir():  # type: ignore[arg-type]
-        raise click.ClickException(f"cannot write {what} {path!r}: the folder {str(Path(path).parent)!r} "  # type: ignore[arg-type]
-                                   "does not exist")
-
-
 def read_column(path: str | None, column: str, option: str) -> list[Any]:
     """The values of one field of the -i .jsonl, .csv or .parquet file, in order (see ``io.read_column``)."""
     from .io import read_column as read_field
@@ -108,7 +101,6 @@ def read_column(path: str | None, column: str, option: str) -> list[Any]:
 def _records(texts: tuple[str, ...], input_path: str | None, text_column: str,
              instruction_column: str | None, instruction: str | None) -> tuple[list[Any], Any]:
     """Input records and the ``instruction=`` argument for encode (one string, or one per row)."""
-    from .cli import gather_input
 
     records = gather_input(texts, input_path, text_column, instruction_column)
     if any(r.instruction is not None for r in records):

@@ -15,7 +15,8 @@ from __future__ import annotations
 import csv
 import json
 import os
-from collections.abc import Iterable, Iterator
+import sys
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, NamedTuple
 
@@ -229,7 +230,29 @@ def _optional_string(value: Any, where: str, key: str) -> str | None:
     return None if value is None else _string(value, where, key)
 
 
+def gather_input(texts: Sequence[str], input_path: str | None, text_column: str,
+                 instruction_column: str | None) -> list[Record]:
+    """The CLI's input: texts from the arguments, from ``-i FILE`` (``-`` for stdin) or, when neither is given,
+    from stdin."""
+    if texts and input_path is not None:
+        raise InputError("give texts as arguments or with -i/--input, not both")
+    if texts:
+        return [Record(text) for text in texts]
+    if input_path is not None and input_path != "-":
+        return read_records(input_path, text_column=text_column, instruction_column=instruction_column)
+    if sys.stdin.isatty():
+        print("Reading texts from stdin, one per line (end with Ctrl-D)...", file=sys.stderr)
+    return read_stream(sys.stdin.buffer, source="stdin")
+
+
 # -- output ---------------------------------------------------------------------------------------------------
+def check_target(path: str | os.PathLike[str] | None, what: str = "") -> None:
+    """Fail before any work when the folder ``path`` would be written in does not exist (None or ``-``: stdout)."""
+    if path is not None and os.fspath(path) != "-" and not Path(path).parent.is_dir():
+        raise InputError(f"cannot write {what + ' ' if what else ''}{os.fspath(path)!r}: the folder "
+                         f"{str(Path(path).parent)!r} does not exist")
+
+
 def output_format(path: str | os.PathLike[str] | None, fmt: str | None) -> str:
     """The output format: ``fmt`` when given, else from the extension of ``path``, else ``jsonl`` (stdout).
 
