@@ -122,3 +122,14 @@ def test_alias_says_how_to_make_the_default_model(tmp_path: Path, monkeypatch: p
     llama = build_tiny_llama(tmp_path / "inbedder" / "models" / "inbedder-smollm2")
     location = resolve("inbedder-smollm2")
     assert location.path == llama and location.family == "causal"
+
+
+def test_cli_defaults_are_the_recipe_settings_defaults() -> None:
+    from dataclasses import asdict
+
+    from inbedder.cli_train import recipe
+
+    parsed = recipe.make_context("recipe", []).params
+    assert {k: v for k, v in parsed.items() if k in asdict(RecipeSettings())} == {
+        k: v for k, v in asdict(RecipeSettings()).items() if k not in ("grad_accum", "base_model")}
+

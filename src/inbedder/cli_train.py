@@ -204,10 +204,8 @@ def instructor(**o: Any) -> None:
               show_default=True, help="How the trained model embeds (saved in its inbedder.json): its answer "
               "re-encoded by --reencoder, or its hidden states.")
 @click.option("--reencoder", default="minilm", show_default=True, help="The model that embeds answers (re_encode).")
-def recipe(data_root: str | None, output: str | None, steps: int, qa_records: int, per_axis: int,
-           yes_no_per_axis: int, relation_records: int, dev_records: int, max_length: int, batch_size: int,
-           lr: float, lora: bool, seed: int, threads: int, evaluate: bool, eval_limit: int, stop_after: int | None,
-           readout: str, reencoder: str) -> None:
+def recipe(data_root: str | None, output: str | None, threads: int, evaluate: bool, eval_limit: int,
+           stop_after: int | None, **settings: Any) -> None:
     """Train the default answer model (SmolLM2-135M-Instruct) and measure it on held-out datasets."""
     import torch
 
@@ -216,12 +214,8 @@ def recipe(data_root: str | None, output: str | None, steps: int, qa_records: in
 
     torch.set_num_threads(threads)
     with user_errors(), warnings_as_lines():
-        settings = RecipeSettings(qa_records=qa_records, per_axis=per_axis, yes_no_per_axis=yes_no_per_axis,
-                                  relation_records=relation_records, dev_records=dev_records, steps=steps,
-                                  batch_size=batch_size, lr=lr, max_length=max_length, lora=lora, seed=seed,
-                                  readout=readout, reencoder=reencoder)
         out = Path(output) if output else default_output()
-        report = run_recipe(out, Path(data_root) if data_root else None, settings, evaluate=evaluate,
+        report = run_recipe(out, Path(data_root) if data_root else None, RecipeSettings(**settings), evaluate=evaluate,
                             eval_limit=eval_limit, stop_after=stop_after)
     if not report["finished"]:
         click.echo(f"stopped after step {report['steps']}; run the same command again to resume", err=True)
