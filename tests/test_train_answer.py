@@ -144,3 +144,80 @@ def test_training_without_length_groups_is_another_run(llama_dir: Path, tmp_path
     plain = train_answer(llama_dir, data, None, loop=loop, checkpoint=tmp_path / "b",
                          settings=AnswerSettings(max_length=64, max_answer_tokens=8, group_by_length=False))
     assert grouped.loop.losses != plain.loop.losses
+
+
+@pytest.fixture(scope="module")
+def mlm_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from tiny_lms import build_tiny_roberta_mlm
+
+    return build_tiny_roberta_mlm(tmp_path_factory.mktemp("tiny_roberta_mlm"))
+
+
+def test_masked_lm_labels_sit_at_the_masks_the_encoder_appends(mlm_dir: Path) -> None:
+    from inbedder.training.answer import encode_masked_qa
+
+    encoder = load(mlm_dir).encoder
+    tokenizer = encoder.tokenizer
+    record = {"input": "I love cat!", "instruction": "What is the animal mentioned here?", "answer": "a cat"}
+    (ids, labels), = encode_masked_qa(encoder, [record], SETTINGS)[0]
+    answer = tokenizer(" a cat", add_special_tokens=False)["input_ids"]
+    masks = [i for i, t in enumerate(ids) if t == tokenizer.mask_token_id]
+    assert len(answer) >= 2 and len(masks) == len(answer) and [labels[i] for i in masks] == answer
+    assert all(label == -100 for i, label in enumerate(labels) if i not in masks)
+    # the same ids the masked family builds at inference, with as many masks as the answer has tokens
+    inference, _ = encoder.__class__(encoder.model, tokenizer, encoder.spec.__class__(pattern=SETTINGS.pattern)
+                                     ).tokenize([(record["instruction"], record["input"])], len(answer))
+    assert inference["input_ids"][0].tolist() == ids
+
+
+def test_masked_lm_learns_the_answers_and_reloads_with_its_pattern(mlm_dir: Path, tmp_path: Path) -> None:
+    loop = LoopSettings(steps=40, batch_size=3, lr=5e-3, seed=1, bf16=False, progress=False)
+    result = train_answer(mlm_dir, QA, tmp_path / "out", dev=QA[:2], settings=SETTINGS, loop=loop)
+    assert sum(result.loop.losses[-3:]) < 0.3 * sum(result.loop.losses[:3])
+    assert result.dev_loss["after"] < result.dev_loss["before"]
+    reloaded = load(tmp_path / "out")
+    assert reloaded.family == "masked" and reloaded.encoder.spec.pattern == SETTINGS.pattern
+    texts, ins = list(TEXTS), "What is the animal mentioned here?"
+    from inbedder.encoders.masked import MaskedEncoder
+
+    in_memory = Embedder(MaskedEncoder(result.model, result.tokenizer, reloaded.encoder.spec))
+    assert torch.equal(torch.as_tensor(in_memory.encode(texts, instruction=ins)),
+                       torch.as_tensor(reloaded.encode(texts, instruction=ins)))
+    _, answers = reloaded.encode(texts, instruction=ins, n_mask=1, return_generations=True)
+    assert [a.strip() for a in answers] == list(TEXTS.values())  # the toy task is learned
+
+
+def test_masked_lm_lora_merges_into_a_plain_directory(mlm_dir: Path, tmp_path: Path) -> None:
+    settings = AnswerSettings(max_length=64, max_answer_tokens=8, lora=True, lora_r=4, lora_alpha=8)
+    train_answer(mlm_dir, QA, tmp_path / "out", settings=settings,
+                 loop=LoopSettings(steps=3, batch_size=3, lr=1e-2, progress=False))
+    from safetensors import safe_open
+
+    with safe_open(str(tmp_path / "out" / "model.safetensors"), "pt") as f:
+        assert not [k for k in f.keys() if "lora" in k]
+    ins = "Which animal?"
+    base = load(mlm_dir, pattern=settings.pattern).encode(list(TEXTS), instruction=ins)
+    trained = load(tmp_path / "out").encode(list(TEXTS), instruction=ins)
+    assert not torch.allclose(torch.as_tensor(base), torch.as_tensor(trained))
+
+
+def test_a_custom_pattern_is_what_the_saved_model_loads_with(llama_dir: Path, tmp_path: Path) -> None:
+    pattern = "Text: {input}\nQuestion: {instruction}\nAnswer:"
+    train_answer(llama_dir, QA, tmp_path / "out", settings=AnswerSettings(pattern=pattern, max_length=64),
+                 loop=LoopSettings(steps=1, batch_size=3, progress=False))
+    assert load(tmp_path / "out").encoder.pattern == pattern
+
+
+def test_an_encoder_without_an_lm_head_is_refused(tiny_bert_dir: Path, tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="causal or masked language model.*instructor family"):
+        train_answer(tiny_bert_dir, QA, tmp_path / "out", loop=LoopSettings(steps=1, progress=False))
+
+
+def test_cli_trains_a_masked_lm_with_a_pattern(mlm_dir: Path, tmp_path: Path) -> None:
+    write_jsonl(tmp_path / "qa.jsonl", QA)
+    pattern = "Text: {input} Question: {instruction} Answer:"
+    result = CliRunner().invoke(main, ["train", "answer", "-m", str(mlm_dir), "-d", str(tmp_path / "qa.jsonl"),
+                                       "-o", str(tmp_path / "m"), "--steps", "2", "--pattern", pattern])
+    assert result.exit_code == 0 and "trained 2 steps" in result.output, result.output
+    reloaded = load(tmp_path / "m")
+    assert reloaded.family == "masked" and reloaded.encoder.spec.pattern == pattern

@@ -133,25 +133,28 @@ def _report(result: Any, output: str) -> None:
 
 @click.group("train")
 def train_group() -> None:
-    """Train models: answer (causal LMs), instructor (contrastive), recipe (the default model)."""
+    """Train models: answer (causal and masked LMs), instructor (contrastive), recipe (the default model)."""
 
 
 @train_group.command("answer")
 @_loop_options
 @click.option("--max-length", type=int, default=256, show_default=True, help="Tokens per example (input cut first).")
+@click.option("--pattern", help="The prompt, with {input} and {instruction} (saved with the model) "
+                                "[default: InBedder's '### Input: ... ### Response:'].")
 @click.option("--lora/--full", default=False, show_default=True, help="LoRA adapters (merged on save) or all weights.")
 @click.option("--lora-r", type=int, default=16, show_default=True)
 @click.option("--lora-alpha", type=int, default=32, show_default=True)
 @click.option("--group-by-length/--no-group-by-length", default=True, show_default=True,
               help="Batches of examples of similar length (less padding, faster steps).")
 def answer(**o: Any) -> None:
-    """Fine-tune a causal LM to answer questions about texts (loss on the answer only)."""
+    """Fine-tune a causal or masked LM to answer questions about texts (loss on the answer only)."""
     from .cli import user_errors, warnings_as_lines
     from .training.answer import AnswerSettings, train_answer
 
     with user_errors(), warnings_as_lines():
         settings = AnswerSettings(max_length=o["max_length"], lora=o["lora"], lora_r=o["lora_r"],
-                                  lora_alpha=o["lora_alpha"], group_by_length=o["group_by_length"])
+                                  lora_alpha=o["lora_alpha"], group_by_length=o["group_by_length"],
+                                  **({"pattern": o["pattern"]} if o["pattern"] else {}))
         result = train_answer(o["model"], o["data_path"], o["output"], dev=o["dev_path"], settings=settings,
                               loop=_loop(o), checkpoint=o["checkpoint"], device=o["device"])
     _report(result, o["output"])

@@ -1,10 +1,16 @@
-"""Answer training (InBedder's recipe): fine-tune a causal LM to answer questions about a text, briefly.
+"""Answer training (InBedder's recipe): fine-tune a language model to answer questions about a text, briefly.
 
 Each QA record ``{input, instruction, answer}`` becomes the model's prompt (the InBedder pattern by default,
-``### Input:\\n{input}\\n\\n### Instruction:\\n{instruction}\\n\\n### Response:``) followed by `` {answer}`` and the
-end-of-sequence token; the loss is on the answer tokens and the end token only. A prompt that is too long loses
-the start of its input, as at inference. The saved model is a plain transformers directory (safetensors, no
-``quantization_config``) that ``inbedder.load()`` opens as the causal family with the same pattern.
+``### Input:\\n{input}\\n\\n### Instruction:\\n{instruction}\\n\\n### Response:``) and its answer:
+
+* a causal LM reads the prompt followed by `` {answer}`` and the end-of-sequence token; the loss is on the answer
+  tokens and the end token only;
+* a masked LM (RoBERTa, BERT) reads the prompt followed by one mask token per answer token, laid out exactly as
+  the masked family reads it at inference; the loss is on the answer tokens predicted at the masks.
+
+A prompt that is too long loses the start of its input, as at inference. The saved model is a plain transformers
+directory (safetensors, no ``quantization_config``) whose ``inbedder.json`` names the pattern, so that
+``inbedder.load()`` opens it in the same family with the same prompt.
 
 >>> result = train_answer("smollm2-135m-instruct", "qa.train.jsonl", "out/")   # doctest: +SKIP
 """
@@ -14,7 +20,7 @@ from __future__ import annotations
 import json
 import os
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +29,7 @@ import torch
 from ..encoders.causal_settings import build_prompts, check_pattern
 from ..errors import InputError, require
 from ..prompts import INBEDDER_PATTERN
+from ..registry import DEFAULTS_FILE
 from .loop import BatchPlan, LoopResult, LoopSettings, fingerprint_rows, run_loop
 from .records import read_qa
 
@@ -91,6 +98,36 @@ def encode_qa(tokenizer: Any, records: list[dict[str, str]], settings: AnswerSet
     return out, cut
 
 
+def encode_masked_qa(encoder: Any, records: list[dict[str, str]], settings: AnswerSettings
+                     ) -> tuple[list[tuple[list[int], list[int]]], int]:
+    """Token ids and labels per record for a masked LM: the prompt followed by one mask per answer token (at most
+    ``max_answer_tokens``), as the masked family lays it out at inference; the labels are the answer tokens at the
+    masks and -100 elsewhere. Also how many records had their input cut."""
+    from ..encoders.masked import MaskedEncoder
+
+    layout = MaskedEncoder(encoder.model, encoder.tokenizer,
+                           replace(encoder.spec, pattern=settings.pattern, max_length=settings.max_length))
+    tokenizer = encoder.tokenizer
+    out, cut = [], 0
+    for row, record in enumerate(records):
+        answer = tokenizer(" " + record["answer"].strip(), add_special_tokens=False)["input_ids"]
+        answer = answer[:settings.max_answer_tokens]
+        if not answer:
+            raise InputError(f"record {row}: the answer {record['answer']!r} has no tokens")
+        try:
+            features, n = layout.tokenize([(record["instruction"], record["input"])], len(answer))
+        except InputError as exc:
+            raise InputError(f"record {row}: {exc}") from None
+        cut += n
+        ids = features["input_ids"][0].tolist()
+        masks = [i for i, t in enumerate(ids) if t == tokenizer.mask_token_id][-len(answer):]  # the appended ones
+        labels = [-100] * len(ids)
+        for i, token in zip(masks, answer, strict=True):
+            labels[i] = token
+        out.append((ids, labels))
+    return out, cut
+
+
 def collate(examples: list[tuple[list[int], list[int]]], pad: int) -> dict[str, torch.Tensor]:
     """Right-padded ids, mask and labels (-100 on padding)."""
     width = max(len(ids) for ids, _ in examples)
@@ -111,9 +148,20 @@ def answer_loss(model: Any, batch: dict[str, torch.Tensor], reduction: str = "me
     return torch.nn.functional.cross_entropy(logits.float(), labels[where], reduction=reduction)
 
 
+def masked_answer_loss(encoder: Any, batch: dict[str, torch.Tensor], reduction: str = "mean") -> torch.Tensor:
+    """Cross-entropy of the answer tokens predicted at the masks (the LM head runs only there)."""
+    model = encoder.model
+    states = model.base_model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]
+                              ).last_hidden_state
+    where = batch["labels"] != -100
+    logits = model.get_output_embeddings()(encoder.head_transform(states[where]))
+    return torch.nn.functional.cross_entropy(logits.float(), batch["labels"][where], reduction=reduction)
+
+
 def dev_loss(model: Any, examples: list[tuple[list[int], list[int]]], pad: int, *, bf16: bool,
-             batch_size: int = 16) -> float:
-    """Mean answer-token loss over ``examples`` (token-weighted; batched by length, which pads least)."""
+             batch_size: int = 16, loss: Any = answer_loss) -> float:
+    """Mean answer-token loss (``loss(model, batch, reduction)``) over ``examples`` (token-weighted; batched by
+    length, which pads least)."""
     examples = sorted(examples, key=lambda e: len(e[0]))
     total, count = 0.0, 0
     device = next(model.parameters()).device
@@ -121,8 +169,8 @@ def dev_loss(model: Any, examples: list[tuple[list[int], list[int]]], pad: int, 
     with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
         for i in range(0, len(examples), batch_size):
             batch = {k: v.to(device) for k, v in collate(examples[i:i + batch_size], pad).items()}
-            total += float(answer_loss(model, batch, reduction="sum"))
-            count += int((batch["labels"][:, 1:] != -100).sum())
+            total += float(loss(model, batch, reduction="sum"))
+            count += int((batch["labels"] != -100).sum())
     return total / max(count, 1)
 
 
@@ -130,7 +178,8 @@ def train_answer(model: str | os.PathLike[str], data: str | os.PathLike[str] | l
                  output: str | os.PathLike[str] | None, *, dev: str | os.PathLike[str] | list[dict[str, str]] | None
                  = None, settings: AnswerSettings | None = None, loop: LoopSettings | None = None,
                  checkpoint: str | os.PathLike[str] | None = None, device: str | None = "cpu") -> AnswerResult:
-    """Fine-tune the causal LM ``model`` (alias, directory or .gguf) on QA records and save it to ``output``.
+    """Fine-tune the causal or masked LM ``model`` (alias, directory or .gguf) on QA records and save it to
+    ``output``.
 
     ``checkpoint`` (default ``output/checkpoint``) holds the resumable state; a finished run removes nothing, so
     running the same command again only re-saves the model."""
@@ -140,12 +189,23 @@ def train_answer(model: str | os.PathLike[str], data: str | os.PathLike[str] | l
     records = data if isinstance(data, list) else read_qa(data)
     dev_records = dev if isinstance(dev, list) or dev is None else read_qa(dev)
     with quiet_transformers():
-        embedder = load(model, family="causal", device=device)
+        embedder = load(model, device=device)
     encoder: Any = embedder.encoder
+    if encoder.family not in ("causal", "masked"):
+        raise InputError(f"answer training takes a causal or masked language model; {str(model)!r} loads as the "
+                         f"{encoder.family} family (train it with `inbedder train instructor`)")
+    masked = encoder.family == "masked"
     lm, tokenizer = encoder.model, encoder.tokenizer
     lm.config.use_cache = False
-    examples, cut = encode_qa(tokenizer, records, settings)
-    dev_examples = encode_qa(tokenizer, dev_records, settings)[0] if dev_records else []
+
+    def encode(rows: list[dict[str, str]]) -> tuple[list[tuple[list[int], list[int]]], int]:
+        return encode_masked_qa(encoder, rows, settings) if masked else encode_qa(tokenizer, rows, settings)
+
+    def loss(module: Any, batch: dict[str, torch.Tensor], reduction: str = "mean") -> torch.Tensor:
+        return masked_answer_loss(encoder, batch, reduction) if masked else answer_loss(module, batch, reduction)
+
+    examples, cut = encode(records)
+    dev_examples = encode(dev_records)[0] if dev_records else []
     if cut:
         warnings.warn(f"{cut} of {len(records)} training records were too long for max_length="
                       f"{settings.max_length}: the start of their input was cut", UserWarning, stacklevel=2)
@@ -154,7 +214,7 @@ def train_answer(model: str | os.PathLike[str], data: str | os.PathLike[str] | l
     dev_device = next(lm.parameters()).device
     autocast = loop.autocast(dev_device)
     if dev_examples:
-        losses["before"] = dev_loss(lm, dev_examples, pad, bf16=autocast)
+        losses["before"] = dev_loss(lm, dev_examples, pad, bf16=autocast, loss=loss)
     torch.manual_seed(loop.seed)
     if settings.lora:
         require("peft", "train")
@@ -162,11 +222,11 @@ def train_answer(model: str | os.PathLike[str], data: str | os.PathLike[str] | l
 
         lm = get_peft_model(lm, LoraConfig(r=settings.lora_r, lora_alpha=settings.lora_alpha,
                                            lora_dropout=settings.lora_dropout, target_modules="all-linear",
-                                           task_type="CAUSAL_LM"))
+                                           task_type=None if masked else "CAUSAL_LM"))
 
     def loss_fn(rows: list[int]) -> torch.Tensor:
         batch = {k: v.to(dev_device) for k, v in collate([examples[i] for i in rows], pad).items()}
-        return answer_loss(lm, batch)
+        return loss(lm, batch)
 
     ckpt = Path(checkpoint) if checkpoint is not None else (Path(output) / "checkpoint" if output else None)
     fingerprint = {"model": str(model), "data": fingerprint_rows(records), "settings": asdict(settings)}
@@ -177,18 +237,21 @@ def train_answer(model: str | os.PathLike[str], data: str | os.PathLike[str] | l
         lm = lm.merge_and_unload()
     lm.config.use_cache = True
     if dev_examples and result.finished:
-        losses["after"] = dev_loss(lm, dev_examples, pad, bf16=autocast)
+        losses["after"] = dev_loss(lm, dev_examples, pad, bf16=autocast, loss=loss)
     saved = None
     if output is not None and result.finished:
         saved = save_answer_model(lm, tokenizer, Path(output), {
-            "base_model": str(model), "examples": len(examples), "cut": cut, "settings": asdict(settings),
+            "base_model": str(model), "family": encoder.family, "examples": len(examples), "cut": cut,
+            "settings": asdict(settings),
             "loop": loop.identity(), "train_loss_first": result.losses[:1], "train_loss_last": result.losses[-1:],
-            "dev_loss": losses})
+            "dev_loss": losses}, {"pattern": settings.pattern})
     return AnswerResult(lm, tokenizer, saved, result, losses, len(examples), cut)
 
 
-def save_answer_model(model: Any, tokenizer: Any, directory: Path, about: dict[str, Any]) -> Path:
-    """A transformers directory (safetensors) that ``inbedder.load()`` opens as the causal family."""
+def save_answer_model(model: Any, tokenizer: Any, directory: Path, about: dict[str, Any],
+                      defaults: dict[str, Any]) -> Path:
+    """A transformers directory (safetensors) that ``inbedder.load()`` opens in the model's family, with
+    ``defaults`` (the prompt pattern) as its ``load()`` defaults."""
     from ..encoders.portable import make_portable
 
     directory.mkdir(parents=True, exist_ok=True)
@@ -196,6 +259,8 @@ def save_answer_model(model: Any, tokenizer: Any, directory: Path, about: dict[s
         del model.config.quantization_config
     model.save_pretrained(directory, safe_serialization=True)
     tokenizer.save_pretrained(directory)
-    make_portable(directory)
+    if about.get("family") == "causal":
+        make_portable(directory)
     (directory / "inbedder_training.json").write_text(json.dumps(about, indent=2), encoding="utf-8")
+    (directory / DEFAULTS_FILE).write_text(json.dumps({"defaults": defaults}, indent=2), encoding="utf-8")
     return directory

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InputError
-from ..registry import DEFAULTS_FILE
+from ..registry import DEFAULTS_FILE, directory_defaults
 from .data import LabelSpec, from_labels, read_labelled
 
 BASE_MODEL = "smollm2-135m-instruct"
@@ -299,7 +299,8 @@ def run_recipe(output: Path | None = None, root: Path | None = None, settings: R
     readout = readout_defaults(settings.readout, settings.reencoder)
     if result.loop.finished:  # the model is saved: the checkpoint (weights + optimizer, ~1.6 GB) is not needed
         shutil.rmtree(work / "checkpoint", ignore_errors=True)
-        (output / DEFAULTS_FILE).write_text(json.dumps({"defaults": readout, "readout": settings.readout}, indent=2),
+        defaults = {**directory_defaults(output), **readout}  # the prompt pattern train_answer wrote, and the readout
+        (output / DEFAULTS_FILE).write_text(json.dumps({"defaults": defaults, "readout": settings.readout}, indent=2),
                                             encoding="utf-8")
     if result.loop.finished and evaluate:
         report["heldout"] = {}
