@@ -221,3 +221,21 @@ def test_cli_trains_a_masked_lm_with_a_pattern(mlm_dir: Path, tmp_path: Path) ->
     assert result.exit_code == 0 and "trained 2 steps" in result.output, result.output
     reloaded = load(tmp_path / "m")
     assert reloaded.family == "masked" and reloaded.encoder.spec.pattern == pattern
+
+
+def test_cli_scores_awareness_while_training_and_saves_the_best(llama_dir: Path, tmp_path: Path) -> None:
+    write_jsonl(tmp_path / "qa.jsonl", QA)
+    rows = ["text,animal,mood"] + [f"{t},{a},{m}" for (t, a), m in zip(TEXTS.items(), "abbaab", strict=True)]
+    (tmp_path / "eval.csv").write_text("\n".join(rows) + "\n")
+    args = ["train", "answer", "-m", str(llama_dir), "-d", str(tmp_path / "qa.jsonl"), "-o", str(tmp_path / "m"),
+            "--steps", "4", "--batch-size", "3", "--max-length", "64", "--eval-data", str(tmp_path / "eval.csv"),
+            "--eval-axis", "animal=Which animal?", "--eval-axis", "mood=Which mood?", "--eval-every", "2"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert "step 2: evaluation" in result.output and "step 4: evaluation" in result.output
+    assert "saved the weights of step" in result.output
+    training = json.loads((tmp_path / "m" / "inbedder_training.json").read_text())
+    assert training["loop"]["eval_every"] == 2 and [s for s, _ in training["evals"]] == [2, 4]
+    assert training["best_step"] in (2, 4) and f"saved the weights of step {training['best_step']}" in result.output
+    bad = CliRunner().invoke(main, args[:10] + ["--eval-every", "2", "-o", str(tmp_path / "n")])
+    assert bad.exit_code == 1 and "need --eval-data" in bad.output

@@ -101,3 +101,22 @@ def test_bad_records_name_the_row(tmp_path: Path, bad: dict[str, object]) -> Non
     write_jsonl(tmp_path / "m.jsonl", [*_medi()[:1], bad])
     with pytest.raises(InputError, match=r"row 2 .*'query'"):
         read_medi(tmp_path / "m.jsonl")
+
+
+def test_periodic_awareness_evaluation_keeps_the_best_model(tiny_bert_dir: Path, tmp_path: Path) -> None:
+    from inbedder.evaluation import AwarenessTask
+
+    task = AwarenessTask([s for s, _, _ in SENTENCES], {"animal": [a for _, a, _ in SENTENCES],
+                                                         "feeling": [f for _, _, f in SENTENCES]},
+                         {"animal": ANIMAL, "feeling": FEELING})
+    seen: list[Embedder] = []
+
+    def score(model: Embedder) -> float:
+        seen.append(model)
+        return task.scorer()(model)
+
+    loop = LoopSettings(steps=4, batch_size=6, lr=3e-3, bf16=False, progress=False, eval_every=2)
+    result = train_instructor(tiny_bert_dir, _medi(), tmp_path / "out", loop=loop, evaluate=score)
+    assert [s for s, _ in result.loop.evals] == [2, 4] and len(seen) == 2 and seen[0].encoder is result.encoder
+    best = dict(result.loop.evals)[result.loop.best_step]
+    assert task.scorer()(load(tmp_path / "out")) == pytest.approx(best, abs=1e-9)  # the best weights were saved

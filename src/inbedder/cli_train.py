@@ -98,6 +98,15 @@ def _loop_options(f: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--threads", type=int, help="torch threads [default: torch's]."),
         click.option("--device", default="cpu", show_default=True, help="cpu, cuda, ..."),
         click.option("--dev", "dev_path", metavar="FILE", help="Dev records: loss before and after training."),
+        click.option("--eval-data", metavar="FILE", help="A labelled table to score the model on while it trains "
+                     "(instruction awareness, with --eval-axis); the best scored weights are saved."),
+        click.option("--eval-axis", "eval_axes", multiple=True, metavar="COLUMN=INSTRUCTION",
+                     help="A label column of --eval-data and its instruction (two or more)."),
+        click.option("--eval-every", type=int, help="Score every N steps (and after the last) [default: after the "
+                                                    "last only]."),
+        click.option("--eval-limit", type=int, default=200, show_default=True, help="Rows of --eval-data scored."),
+        click.option("--eval-reencoder", metavar="MODEL",
+                     help="Score the answers embedded by MODEL (e.g. minilm) instead of the hidden states."),
         click.option("-d", "--data", "data_path", required=True, metavar="FILE", help="Training records (.jsonl)."),
         click.option("-o", "--output", required=True, metavar="DIR", help="Where to save the trained model."),
         click.option("-m", "--model", required=True, help="Base model: alias, directory or .gguf file."),
@@ -116,7 +125,25 @@ def _loop(o: dict[str, Any]) -> Any:
         torch.set_num_threads(o["threads"])
     return LoopSettings(steps=o["steps"], batch_size=o["batch_size"], grad_accum=o["grad_accum"], lr=o["lr"],
                         warmup=o["warmup"], weight_decay=o["weight_decay"], seed=o["seed"],
-                        save_every=o["save_every"], bf16=o["bf16"], stop_after=o["stop_after"])
+                        save_every=o["save_every"], bf16=o["bf16"], stop_after=o["stop_after"],
+                        eval_every=o["eval_every"])
+
+
+def _evaluation(o: dict[str, Any]) -> Any:
+    """``score(model)`` from the --eval-* options: the awareness summary on --eval-data; None without it."""
+    from .errors import InputError
+
+    if not o["eval_data"]:
+        if o["eval_axes"] or o["eval_every"] or o["eval_reencoder"]:
+            raise InputError("--eval-axis, --eval-every and --eval-reencoder need --eval-data FILE")
+        return None
+    from .evaluation import EvalSettings, load_awareness
+    from .evaluation.data import parse_assignments
+
+    axes = parse_assignments(o["eval_axes"], "--eval-axis")
+    task = load_awareness(o["eval_data"], axes, limit=o["eval_limit"], seed=o["seed"])
+    options = {"reencoder": o["eval_reencoder"]} if o["eval_reencoder"] else {}
+    return task.scorer(EvalSettings(batch_size=16, seed=o["seed"], progress=False), **options)
 
 
 def _report(result: Any, output: str) -> None:
@@ -127,8 +154,11 @@ def _report(result: Any, output: str) -> None:
         return
     first = f"{loop.losses[0]:.4f}" if loop.losses else "-"
     dev = ", ".join(f"dev loss {k} {v:.4f}" for k, v in result.dev_loss.items())
+    best = (f"; saved the weights of step {loop.best_step} (evaluation "
+            f"{dict(loop.evals)[loop.best_step]:.4f}; at each step: "
+            f"{', '.join(f'{s}: {v:.4f}' for s, v in loop.evals)})" if loop.evals else "")
     click.echo(f"trained {loop.step} steps (resumed from {loop.resumed_from}); train loss {first} → "
-               f"{loop.losses[-1]:.4f}{'; ' + dev if dev else ''}; saved to {output}", err=True)
+               f"{loop.losses[-1]:.4f}{'; ' + dev if dev else ''}; saved to {output}{best}", err=True)
 
 
 @click.group("train")
@@ -156,7 +186,7 @@ def answer(**o: Any) -> None:
                                   lora_alpha=o["lora_alpha"], group_by_length=o["group_by_length"],
                                   **({"pattern": o["pattern"]} if o["pattern"] else {}))
         result = train_answer(o["model"], o["data_path"], o["output"], dev=o["dev_path"], settings=settings,
-                              loop=_loop(o), checkpoint=o["checkpoint"], device=o["device"])
+                              loop=_loop(o), checkpoint=o["checkpoint"], device=o["device"], evaluate=_evaluation(o))
     _report(result, o["output"])
 
 
@@ -174,7 +204,8 @@ def instructor(**o: Any) -> None:
     with user_errors(), warnings_as_lines():
         settings = ContrastiveSettings(o["temperature"], o["symmetric"], o["max_length"])
         result = train_instructor(o["model"], o["data_path"], o["output"], dev=o["dev_path"], settings=settings,
-                                  loop=_loop(o), checkpoint=o["checkpoint"], device=o["device"])
+                                  loop=_loop(o), checkpoint=o["checkpoint"], device=o["device"],
+                                  evaluate=_evaluation(o))
     _report(result, o["output"])
 
 

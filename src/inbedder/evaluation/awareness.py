@@ -16,10 +16,10 @@ itself (same labels, same k).
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -112,12 +112,27 @@ class AwarenessTask:
         ari.pop(BASELINE, None)
         return AwarenessResult(matrix, dict(self.instructions), base, ari)
 
+    def scorer(self, settings: EvalSettings | None = None, **options: Any) -> Callable[[TextEncoder], float]:
+        """``score(model)``: the summary of ``model`` with these ``encode`` options (a readout, a reencoder), for a
+        trainer's periodic evaluation (``train_answer(..., evaluate=task.scorer(reencoder="minilm"))``)."""
+        return lambda model: self.run(_WithOptions(model, options), settings).summary
+
     def evaluate(self, model: TextEncoder, *, instruction: str | None = None,
                  settings: EvalSettings | None = None) -> dict[str, float]:
         """The metrics of :meth:`run` (``summary`` first); each axis brings its own instruction."""
         if instruction is not None:
             raise InputError("awareness takes one instruction per axis, not a single instruction")
         return self.run(model, settings).metrics()
+
+
+class _WithOptions:
+    """A model whose ``encode`` always gets ``options`` too."""
+
+    def __init__(self, model: TextEncoder, options: dict[str, Any]) -> None:
+        self.model, self.options = model, options
+
+    def encode(self, texts: Any, instruction: Any = None, **options: Any) -> Any:
+        return self.model.encode(texts, instruction, **{**options, **self.options})
 
 
 def load_awareness(path: str | os.PathLike[str], axes: Mapping[str, str], *, text_column: str = "text",

@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import os
 import warnings
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -177,12 +178,15 @@ def dev_loss(model: Any, examples: list[tuple[list[int], list[int]]], pad: int, 
 def train_answer(model: str | os.PathLike[str], data: str | os.PathLike[str] | list[dict[str, str]],
                  output: str | os.PathLike[str] | None, *, dev: str | os.PathLike[str] | list[dict[str, str]] | None
                  = None, settings: AnswerSettings | None = None, loop: LoopSettings | None = None,
-                 checkpoint: str | os.PathLike[str] | None = None, device: str | None = "cpu") -> AnswerResult:
+                 checkpoint: str | os.PathLike[str] | None = None, device: str | None = "cpu",
+                 evaluate: Callable[[Any], float] | None = None) -> AnswerResult:
     """Fine-tune the causal or masked LM ``model`` (alias, directory or .gguf) on QA records and save it to
     ``output``.
 
     ``checkpoint`` (default ``output/checkpoint``) holds the resumable state; a finished run removes nothing, so
-    running the same command again only re-saves the model."""
+    running the same command again only re-saves the model. ``evaluate(model)`` (higher is better; e.g. an
+    awareness task's ``scorer()``) scores the model being trained every ``loop.eval_every`` steps and after the
+    last; the saved model is the best scored."""
     from ..loading import load, quiet_transformers
 
     settings, loop = settings or AnswerSettings(), loop or LoopSettings()
@@ -232,7 +236,7 @@ def train_answer(model: str | os.PathLike[str], data: str | os.PathLike[str] | l
     fingerprint = {"model": str(model), "data": fingerprint_rows(records), "settings": asdict(settings)}
     lengths = [len(ids) for ids, _ in examples] if settings.group_by_length else None
     result = run_loop(lm, loss_fn, BatchPlan([list(range(len(examples)))], loop.batch_size, loop.seed, lengths),
-                      loop, ckpt, fingerprint)
+                      loop, ckpt, fingerprint, None if evaluate is None else _scoring(evaluate, embedder))
     if settings.lora:
         lm = lm.merge_and_unload()
     lm.config.use_cache = True
@@ -244,8 +248,21 @@ def train_answer(model: str | os.PathLike[str], data: str | os.PathLike[str] | l
             "base_model": str(model), "family": encoder.family, "examples": len(examples), "cut": cut,
             "settings": asdict(settings),
             "loop": loop.identity(), "train_loss_first": result.losses[:1], "train_loss_last": result.losses[-1:],
-            "dev_loss": losses}, {"pattern": settings.pattern})
+            "dev_loss": losses, "evals": result.evals, "best_step": result.best_step}, {"pattern": settings.pattern})
     return AnswerResult(lm, tokenizer, saved, result, losses, len(examples), cut)
+
+
+def _scoring(evaluate: Callable[[Any], float], embedder: Any) -> Callable[[], float]:
+    """``evaluate(embedder)`` with the model's generation cache on (training runs without it)."""
+    config = embedder.encoder.model.config
+
+    def score() -> float:
+        config.use_cache = True
+        try:
+            return evaluate(embedder)
+        finally:
+            config.use_cache = False
+    return score
 
 
 def save_answer_model(model: Any, tokenizer: Any, directory: Path, about: dict[str, Any],

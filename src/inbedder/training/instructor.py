@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -68,9 +69,12 @@ def train_instructor(model: str | os.PathLike[str], data: str | os.PathLike[str]
                      output: str | os.PathLike[str] | None, *,
                      dev: str | os.PathLike[str] | list[dict[str, Any]] | None = None,
                      settings: ContrastiveSettings | None = None, loop: LoopSettings | None = None,
-                     checkpoint: str | os.PathLike[str] | None = None, device: str | None = "cpu"
-                     ) -> InstructorResult:
-    """Train an INSTRUCTOR-family model (alias or directory) on MEDI records; save it to ``output``."""
+                     checkpoint: str | os.PathLike[str] | None = None, device: str | None = "cpu",
+                     evaluate: Callable[[Any], float] | None = None) -> InstructorResult:
+    """Train an INSTRUCTOR-family model (alias or directory) on MEDI records; save it to ``output``.
+
+    ``evaluate(model)`` (higher is better; e.g. an awareness task's ``scorer()``) scores the model being trained
+    every ``loop.eval_every`` steps and after the last; the saved model is the best scored."""
     from ..loading import load, quiet_transformers
 
     settings, loop = settings or ContrastiveSettings(), loop or LoopSettings()
@@ -78,7 +82,8 @@ def train_instructor(model: str | os.PathLike[str], data: str | os.PathLike[str]
     dev_records = dev if isinstance(dev, list) or dev is None else read_medi(dev)
     options: dict[str, Any] = {"max_length": settings.max_length} if settings.max_length else {}
     with quiet_transformers():
-        encoder: Any = load(model, family="instructor", device=device, **options).encoder
+        embedder = load(model, family="instructor", device=device, **options)
+    encoder: Any = embedder.encoder
     tasks: dict[Any, list[int]] = defaultdict(list)
     for i, record in enumerate(records):
         tasks[record["task_id"]].append(i)
@@ -90,7 +95,8 @@ def train_instructor(model: str | os.PathLike[str], data: str | os.PathLike[str]
                                 "max_length": encoder.max_length}}
     ckpt = Path(checkpoint) if checkpoint is not None else (Path(output) / "checkpoint" if output else None)
     result = run_loop(encoder, lambda rows: contrastive_loss(encoder, [records[i] for i in rows], settings),
-                      BatchPlan(list(tasks.values()), loop.batch_size, loop.seed), loop, ckpt, fingerprint)
+                      BatchPlan(list(tasks.values()), loop.batch_size, loop.seed), loop, ckpt, fingerprint,
+                      None if evaluate is None else lambda: evaluate(embedder))
     if dev_records and result.finished:
         losses["after"] = _dev_loss(encoder, dev_records, settings, loop.batch_size)
     saved = None
@@ -99,7 +105,8 @@ def train_instructor(model: str | os.PathLike[str], data: str | os.PathLike[str]
         (saved / "inbedder_training.json").write_text(json.dumps({
             "base_model": str(model), "records": len(records), "tasks": len(tasks), "loop": loop.identity(),
             "temperature": settings.temperature, "symmetric": settings.symmetric, "dev_loss": losses,
-            "train_loss_first": result.losses[:1], "train_loss_last": result.losses[-1:]}, indent=2), encoding="utf-8")
+            "train_loss_first": result.losses[:1], "train_loss_last": result.losses[-1:], "evals": result.evals,
+            "best_step": result.best_step}, indent=2), encoding="utf-8")
     return InstructorResult(encoder, saved, result, losses)
 
 

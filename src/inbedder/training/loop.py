@@ -1,5 +1,6 @@
 """The optimisation loop both trainers share: seeded batches, AdamW with linear warmup and decay, gradient
-accumulation, bf16 autocast, a tqdm bar with the loss, and checkpoints that make a run resumable.
+accumulation, bf16 autocast, a tqdm bar with the loss, checkpoints that make a run resumable, and optional
+periodic evaluation that keeps the best weights.
 
 The batch of every micro-step is a pure function of the seed and the step (:class:`BatchPlan`), so a run that
 restarts from a checkpoint (trainable weights, optimizer, scheduler, RNG state and step) continues exactly as the
@@ -35,7 +36,9 @@ class LoopSettings:
     """How to optimise: ``steps`` optimizer steps of ``grad_accum`` micro-batches of ``batch_size`` rows each.
 
     ``save_every`` writes a checkpoint every N steps; ``stop_after`` ends the run after N steps without a final
-    checkpoint, as if it had been killed there (for tests and for splitting a run over several sittings)."""
+    checkpoint, as if it had been killed there (for tests and for splitting a run over several sittings). With an
+    evaluation (the trainers' ``evaluate=``), ``eval_every`` scores the model every N steps and after the last, and
+    the run ends with the weights of the best score."""
 
     steps: int = 100
     batch_size: int = 8
@@ -49,14 +52,17 @@ class LoopSettings:
     bf16: bool | None = None  # None: on where the device has fast bf16 kernels (speed.fast_bf16)
     stop_after: int | None = None
     progress: bool | None = None
+    eval_every: int | None = None
 
     def __post_init__(self) -> None:
         for name in ("steps", "batch_size", "grad_accum", "save_every"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise InputError(f"{name} must be an int >= 1; got {value!r}")
-        if self.stop_after is not None and (not isinstance(self.stop_after, int) or self.stop_after < 1):
-            raise InputError(f"stop_after must be an int >= 1 or None; got {self.stop_after!r}")
+        for name in ("stop_after", "eval_every"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+                raise InputError(f"{name} must be an int >= 1 or None; got {value!r}")
         checks = {"lr": (self.lr, 0, 1, "a learning rate in (0, 1]"), "warmup": (self.warmup, -1e-12, 1, "in [0, 1)"),
                   "weight_decay": (self.weight_decay, -1e-12, 10, ">= 0"),
                   "max_grad_norm": (self.max_grad_norm, 0, math.inf, "> 0")}
@@ -129,13 +135,24 @@ class LoopResult:
     step: int = 0
     finished: bool = False
     resumed_from: int = 0
+    evals: list[tuple[int, float]] = field(default_factory=list)  # (step, score) of every evaluation so far
+    best: dict[str, torch.Tensor] | None = field(default=None, repr=False)  # the trainable weights of the best score
+
+    @property
+    def best_step(self) -> int | None:
+        """The step of the best score (the first of equals); None without evaluations."""
+        return max(self.evals, key=lambda e: (e[1], -e[0]))[0] if self.evals else None
 
 
 def run_loop(module: nn.Module, loss_fn: Callable[[list[int]], torch.Tensor], plan: BatchPlan,
-             settings: LoopSettings, checkpoint: Path | None = None, fingerprint: dict[str, Any] | None = None
-             ) -> LoopResult:
+             settings: LoopSettings, checkpoint: Path | None = None, fingerprint: dict[str, Any] | None = None,
+             evaluate: Callable[[], float] | None = None) -> LoopResult:
     """Optimise the trainable parameters of ``module`` on ``loss_fn(rows)``; resume from ``checkpoint`` if it holds
-    one made with the same ``fingerprint`` (settings, data, model)."""
+    one made with the same ``fingerprint`` (settings, data, model).
+
+    ``evaluate()`` (higher is better) runs every ``settings.eval_every`` steps and after the last, with the module
+    in eval mode and the RNG state set aside (training goes on as it would without it); the run ends with the
+    trainable weights of the best score."""
     from tqdm.auto import tqdm
 
     fingerprint = {"loop": settings.identity(), **(fingerprint or {})}
@@ -155,6 +172,8 @@ def run_loop(module: nn.Module, loss_fn: Callable[[list[int]], torch.Tensor], pl
         if state is not None:
             result.step = result.resumed_from = int(state["step"])
             result.losses = [float(x) for x in state["losses"]]
+            result.evals = [(int(s), float(v)) for s, v in state.get("evals", [])]
+            result.best = state.get("best")
     device = next(p.device for _, p in named)
     autocast = settings.autocast(device)
     show = settings.progress if settings.progress is not None else None
@@ -183,13 +202,38 @@ def run_loop(module: nn.Module, loss_fn: Callable[[list[int]], torch.Tensor], pl
             result.losses.append(round(loss_sum, 6))
             bar.set_postfix(loss=f"{loss_sum:.4f}", lr=f"{scheduler.get_last_lr()[0]:.2e}")
             bar.update()
+            if evaluate is not None and (result.step == total or (settings.eval_every is not None
+                                                                  and result.step % settings.eval_every == 0)):
+                _evaluate(module, named, evaluate, result, bar)
             if checkpoint is not None and (result.step % settings.save_every == 0 or result.step == total):
                 save_checkpoint(checkpoint, dict(named), optimizer, scheduler, result, fingerprint)
     finally:
         bar.close()
         module.eval()
+    if result.best is not None and result.best_step != result.step:
+        with torch.no_grad():
+            for name, p in named:
+                p.copy_(result.best[name])
     result.finished = True
     return result
+
+
+def _evaluate(module: nn.Module, named: list[tuple[str, nn.Parameter]], evaluate: Callable[[], float],
+              result: LoopResult, bar: Any) -> None:
+    """Score the model now; keep a copy of its trainable weights when the score is the best so far."""
+    module.eval()
+    try:
+        with torch.random.fork_rng(devices=[]):
+            score = float(evaluate())
+    finally:
+        module.train()
+    if not math.isfinite(score):
+        raise NonFiniteError(f"the evaluation at step {result.step} scored {score}")
+    result.evals.append((result.step, score))
+    if result.best_step == result.step:
+        result.best = {n: p.detach().to("cpu", copy=True) for n, p in named}
+    bar.write(f"step {result.step}: evaluation {score:.4f} (best {max(v for _, v in result.evals):.4f} at step "
+              f"{result.best_step})")
 
 
 def save_checkpoint(directory: Path, params: dict[str, nn.Parameter], optimizer: torch.optim.Optimizer,
@@ -202,10 +246,12 @@ def save_checkpoint(directory: Path, params: dict[str, nn.Parameter], optimizer:
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     save_file({n: p.detach().contiguous() for n, p in params.items()}, str(tmp / "trainable.safetensors"))
+    if result.best is not None:
+        save_file({n: p.contiguous() for n, p in result.best.items()}, str(tmp / "best.safetensors"))
     torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                 "rng": torch.get_rng_state()}, tmp / "optimizer.pt")
     state = {"format_version": FORMAT_VERSION, "step": result.step, "losses": result.losses,
-             "fingerprint": fingerprint}
+             "evals": result.evals, "fingerprint": fingerprint}
     (tmp / "state.json").write_text(json.dumps(state, indent=1), encoding="utf-8")
     with open(tmp / "state.json", "rb") as f:
         os.fsync(f.fileno())
@@ -245,6 +291,8 @@ def load_checkpoint(directory: Path, params: dict[str, nn.Parameter], optimizer:
     optimizer.load_state_dict(extra["optimizer"])
     scheduler.load_state_dict(extra["scheduler"])
     torch.set_rng_state(extra["rng"])
+    if (where / "best.safetensors").exists():
+        state["best"] = load_file(str(where / "best.safetensors"))
     return state
 
 
