@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from click.testing import CliRunner
 
 from inbedder import load
 from inbedder.errors import InputError, UnknownModelError
@@ -133,3 +134,24 @@ def test_cli_defaults_are_the_recipe_settings_defaults() -> None:
     assert {k: v for k, v in parsed.items() if k in asdict(RecipeSettings())} == {
         k: v for k, v in asdict(RecipeSettings()).items() if k not in ("grad_accum", "base_model")}
 
+
+
+@pytest.mark.parametrize("args, device", [([], None), (["--device", "cpu"], "cpu")])
+def test_training_commands_take_cuda_when_present_unless_told(monkeypatch: pytest.MonkeyPatch, args: list[str],
+                                                             device: str | None) -> None:
+    from inbedder import cli_train
+    from inbedder.training import answer, recipe
+
+    seen: dict[str, Any] = {}
+
+    def called(name: str) -> Any:
+        def record(*_: Any, **kwargs: Any) -> None:
+            seen[name] = kwargs["device"]
+            raise SystemExit(0)  # stop before any training
+        return record
+
+    monkeypatch.setattr(recipe, "run_recipe", called("recipe"))
+    monkeypatch.setattr(answer, "train_answer", called("answer"))
+    CliRunner().invoke(cli_train.train_group, ["recipe", "--no-eval", *args])
+    CliRunner().invoke(cli_train.train_group, ["answer", "-m", "x", "-d", "x.jsonl", "-o", "out", *args])
+    assert seen == {"recipe": device, "answer": device}

@@ -96,7 +96,7 @@ def _loop_options(f: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--bf16/--no-bf16", default=None,
                      help="bfloat16 autocast (also on CPU) [default: where the device has fast bf16 kernels]."),
         click.option("--threads", type=int, help="torch threads [default: torch's]."),
-        click.option("--device", default="cpu", show_default=True, help="cpu, cuda, ..."),
+        click.option("--device", help="cpu, cuda, cuda:1, ... [default: cuda when present, else cpu]."),
         click.option("--dev", "dev_path", metavar="FILE", help="Dev records: loss before and after training."),
         click.option("--eval-data", metavar="FILE", help="A labelled table to score the model on while it trains "
                      "(instruction awareness, with --eval-axis); the best scored weights are saved."),
@@ -230,6 +230,7 @@ def instructor(**o: Any) -> None:
 @click.option("--lora/--full", default=False, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--threads", type=int, default=2, show_default=True, help="torch threads.")
+@click.option("--device", help="cpu, cuda, ... [default: cuda when present, else cpu].")
 @click.option("--eval/--no-eval", "evaluate", default=True, show_default=True,
               help="Held-out awareness (SemEval-14, MLMA) of the base and the trained model.")
 @click.option("--eval-limit", type=int, default=400, show_default=True, help="Rows per held-out dataset.")
@@ -238,8 +239,8 @@ def instructor(**o: Any) -> None:
               show_default=True, help="How the trained model embeds (saved in its inbedder.json): its answer "
               "re-encoded by --reencoder, or its hidden states.")
 @click.option("--reencoder", default="minilm", show_default=True, help="The model that embeds answers (re_encode).")
-def recipe(data_root: str | None, output: str | None, threads: int, evaluate: bool, eval_limit: int,
-           stop_after: int | None, **settings: Any) -> None:
+def recipe(data_root: str | None, output: str | None, threads: int, device: str | None, evaluate: bool,
+           eval_limit: int, stop_after: int | None, **settings: Any) -> None:
     """Train the default answer model (SmolLM2-135M-Instruct) and measure it on held-out datasets."""
     import torch
 
@@ -250,7 +251,7 @@ def recipe(data_root: str | None, output: str | None, threads: int, evaluate: bo
     with user_errors(), warnings_as_lines():
         out = Path(output) if output else default_output()
         report = run_recipe(out, Path(data_root) if data_root else None, RecipeSettings(**settings), evaluate=evaluate,
-                            eval_limit=eval_limit, stop_after=stop_after)
+                            eval_limit=eval_limit, stop_after=stop_after, device=device)
     if not report["finished"]:
         click.echo(f"stopped after step {report['steps']}; run the same command again to resume", err=True)
         return

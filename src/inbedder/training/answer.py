@@ -178,13 +178,14 @@ def dev_loss(model: Any, examples: list[tuple[list[int], list[int]]], pad: int, 
 def train_answer(model: str | os.PathLike[str], data: str | os.PathLike[str] | list[dict[str, str]],
                  output: str | os.PathLike[str] | None, *, dev: str | os.PathLike[str] | list[dict[str, str]] | None
                  = None, settings: AnswerSettings | None = None, loop: LoopSettings | None = None,
-                 checkpoint: str | os.PathLike[str] | None = None, device: str | None = "cpu",
+                 checkpoint: str | os.PathLike[str] | None = None, device: str | None = None,
                  evaluate: Callable[[Any], float] | None = None) -> AnswerResult:
     """Fine-tune the causal or masked LM ``model`` (alias, directory or .gguf) on QA records and save it to
     ``output``.
 
     ``checkpoint`` (default ``output/checkpoint``) holds the resumable state; a finished run removes nothing, so
-    running the same command again only re-saves the model. ``evaluate(model)`` (higher is better; e.g. an
+    running the same command again only re-saves the model. ``device=None`` trains on CUDA when present.
+    ``evaluate(model)`` (higher is better; e.g. an
     awareness task's ``scorer()``) scores the model being trained every ``loop.eval_every`` steps and after the
     last; the saved model is the best scored."""
     from ..loading import load, quiet_transformers

@@ -69,7 +69,7 @@ def train_instructor(model: str | os.PathLike[str], data: str | os.PathLike[str]
                      output: str | os.PathLike[str] | None, *,
                      dev: str | os.PathLike[str] | list[dict[str, Any]] | None = None,
                      settings: ContrastiveSettings | None = None, loop: LoopSettings | None = None,
-                     checkpoint: str | os.PathLike[str] | None = None, device: str | None = "cpu",
+                     checkpoint: str | os.PathLike[str] | None = None, device: str | None = None,
                      evaluate: Callable[[Any], float] | None = None) -> InstructorResult:
     """Train an INSTRUCTOR-family model (alias or directory) on MEDI records; save it to ``output``.
 

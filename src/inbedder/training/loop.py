@@ -249,7 +249,8 @@ def save_checkpoint(directory: Path, params: dict[str, nn.Parameter], optimizer:
     if result.best is not None:
         save_file({n: p.contiguous() for n, p in result.best.items()}, str(tmp / "best.safetensors"))
     torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                "rng": torch.get_rng_state()}, tmp / "optimizer.pt")
+                "rng": torch.get_rng_state(),
+                "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}, tmp / "optimizer.pt")
     state = {"format_version": FORMAT_VERSION, "step": result.step, "losses": result.losses,
              "evals": result.evals, "fingerprint": fingerprint}
     (tmp / "state.json").write_text(json.dumps(state, indent=1), encoding="utf-8")
@@ -291,6 +292,8 @@ def load_checkpoint(directory: Path, params: dict[str, nn.Parameter], optimizer:
     optimizer.load_state_dict(extra["optimizer"])
     scheduler.load_state_dict(extra["scheduler"])
     torch.set_rng_state(extra["rng"])
+    if extra.get("cuda_rng") and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(extra["cuda_rng"])
     if (where / "best.safetensors").exists():
         state["best"] = load_file(str(where / "best.safetensors"))
     return state

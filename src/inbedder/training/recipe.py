@@ -277,8 +277,9 @@ def example_answers(model: Any, root: Path, work: Path, n: int = 4, seed: int = 
 
 def run_recipe(output: Path | None = None, root: Path | None = None, settings: RecipeSettings | None = None, *,
                evaluate: bool = True, eval_limit: int | None = 400, stop_after: int | None = None,
-               progress: bool | None = None) -> dict[str, Any]:
-    """Build the data, train, save to ``output`` (the ``inbedder-smollm2`` alias' folder by default), evaluate."""
+               progress: bool | None = None, device: str | None = None) -> dict[str, Any]:
+    """Build the data, train, save to ``output`` (the ``inbedder-smollm2`` alias' folder by default), evaluate.
+    ``device=None`` trains and evaluates on CUDA when present."""
     from ..loading import load
     from .answer import AnswerSettings, train_answer
     from .loop import LoopSettings
@@ -292,7 +293,7 @@ def run_recipe(output: Path | None = None, root: Path | None = None, settings: R
                         lr=settings.lr, seed=settings.seed, save_every=25, stop_after=stop_after,
                         progress=progress)
     result = train_answer(settings.base_model, train, output, dev=dev, checkpoint=work / "checkpoint", loop=loop,
-                          settings=AnswerSettings(max_length=settings.max_length, lora=settings.lora))
+                          settings=AnswerSettings(max_length=settings.max_length, lora=settings.lora), device=device)
     report: dict[str, Any] = {"settings": asdict(settings), "train_records": len(train), "dev_records": len(dev),
                               "finished": result.loop.finished, "steps": result.loop.step,
                               "train_loss": result.loop.losses, "dev_loss": result.dev_loss}
@@ -308,7 +309,7 @@ def run_recipe(output: Path | None = None, root: Path | None = None, settings: R
         for name, where, options in (("base", settings.base_model, {}),
                                      ("base, same readout", settings.base_model, readout),
                                      ("trained", str(output), {})):
-            model = load(where, **options)
+            model = load(where, device=device, **options)
             report["heldout"][name] = heldout_awareness(model, root, work, eval_limit, settings.seed)
             if not options:  # answers do not depend on the readout
                 report["examples"][name] = example_answers(model, root, work, seed=settings.seed)
