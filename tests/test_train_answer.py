@@ -203,13 +203,15 @@ def test_masked_lm_lora_merges_into_a_plain_directory(mlm_dir: Path, tmp_path: P
 
 def test_a_custom_pattern_is_what_the_saved_model_loads_with(llama_dir: Path, tmp_path: Path) -> None:
     pattern = "Text: {input}\nQuestion: {instruction}\nAnswer:"
+    seen: list[str] = []
     train_answer(llama_dir, QA, tmp_path / "out", settings=AnswerSettings(pattern=pattern, max_length=64),
-                 loop=LoopSettings(steps=1, batch_size=3, progress=False))
-    assert load(tmp_path / "out").encoder.pattern == pattern
+                 loop=LoopSettings(steps=1, batch_size=3, progress=False),
+                 evaluate=lambda model: seen.append(model.encoder.pattern) or 0.0)
+    assert load(tmp_path / "out").encoder.pattern == pattern and seen == [pattern]  # evaluated as it loads
 
 
 def test_an_encoder_without_an_lm_head_is_refused(tiny_bert_dir: Path, tmp_path: Path) -> None:
-    with pytest.raises(InputError, match="causal or masked language model.*instructor family"):
+    with pytest.raises(InputError, match="causal or masked language model.*instructor family.*train instructor"):
         train_answer(tiny_bert_dir, QA, tmp_path / "out", loop=LoopSettings(steps=1, progress=False))
 
 

@@ -185,9 +185,8 @@ def train_answer(model: str | os.PathLike[str], data: str | os.PathLike[str] | l
 
     ``checkpoint`` (default ``output/checkpoint``) holds the resumable state; a finished run removes nothing, so
     running the same command again only re-saves the model. ``device=None`` trains on CUDA when present.
-    ``evaluate(model)`` (higher is better; e.g. an
-    awareness task's ``scorer()``) scores the model being trained every ``loop.eval_every`` steps and after the
-    last; the saved model is the best scored."""
+    ``evaluate(model)`` (higher is better; e.g. an awareness task's ``scorer()``) scores the model being trained
+    every ``loop.eval_every`` steps and after the last; the saved model is the best scored."""
     from ..loading import load, quiet_transformers
 
     settings, loop = settings or AnswerSettings(), loop or LoopSettings()
@@ -198,8 +197,13 @@ def train_answer(model: str | os.PathLike[str], data: str | os.PathLike[str] | l
     encoder: Any = embedder.encoder
     if encoder.family not in ("causal", "masked"):
         raise InputError(f"answer training takes a causal or masked language model; {str(model)!r} loads as the "
-                         f"{encoder.family} family (train it with `inbedder train instructor`)")
+                         f"{encoder.family} family (an encoder without an LM head trains with "
+                         "`inbedder train instructor`)")
     masked = encoder.family == "masked"
+    if masked:  # what evaluate() sees is the model as it will load: with the pattern it is trained on
+        encoder.spec = replace(encoder.spec, pattern=settings.pattern)
+    else:
+        encoder.pattern = settings.pattern
     lm, tokenizer = encoder.model, encoder.tokenizer
     lm.config.use_cache = False
 
