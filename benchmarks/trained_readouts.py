@@ -6,7 +6,9 @@ diagonal − mean off-diagonal):
 
 * ``fst_gen`` / ``avg_ppt`` — hidden states of the last layer (one forward pass);
 * ``avg_gen`` — the last prompt state and the generated answer's states (greedy, ``--new-tokens``);
-* ``re_encode`` — the generated answer, embedded by MiniLM (the reference's ``re_encode`` output).
+* ``re_encode`` — the generated answer, embedded by MiniLM (the reference's ``re_encode`` output);
+* ``re_encode_beams`` (only when asked for with ``--readouts``) — the ``--beams`` best answers of a beam search,
+  embedded by MiniLM and averaged with the weights of their probabilities (the model's doubt kept in the vector).
 
 The readout is *chosen* on the selection set — CLINC150 test queries, domain × intent (5 domains, 4 intents each),
 an axis pair seen in training on texts that were not — and then *reported* on the held-out sets, whose datasets
@@ -40,6 +42,7 @@ DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 CLINC_DOMAINS = ("banking", "travel", "kitchen_and_dining", "auto_and_commute", "home")
 SELECTION = {"domain": "Which area of life is this request about?", "intent": "What does the user want to do?"}
 READOUTS = ("fst_gen", "avg_ppt", "avg_gen", "re_encode")
+EXTRA_READOUTS = ("re_encode_beams",)
 
 
 def clinc_table(root: Path, work: Path) -> Path:
@@ -58,9 +61,9 @@ def clinc_table(root: Path, work: Path) -> Path:
 class Readout:
     """``encode(texts, instruction)`` of one readout of one model; generations are shared through ``memo``."""
 
-    def __init__(self, model: Any, readout: str, reencoder: Any, new_tokens: int, memo: dict) -> None:
+    def __init__(self, model: Any, readout: str, reencoder: Any, new_tokens: int, memo: dict, beams: int = 4) -> None:
         self.model, self.readout, self.reencoder = model, readout, reencoder
-        self.new_tokens, self.memo = new_tokens, memo
+        self.new_tokens, self.memo, self.beams = new_tokens, memo, beams
 
     def generate(self, texts: list[str], instruction: str | None, batch_size: int) -> tuple[np.ndarray, list[str]]:
         key = (tuple(texts), instruction)
@@ -70,7 +73,28 @@ class Readout:
                                                show_progress_bar=False)
         return self.memo[key]
 
+    def beam_answers(self, texts: list[str], instruction: str | None) -> np.ndarray:
+        """Probability-weighted mean of the re-encoded answers of a beam search (``self.beams`` answers a text)."""
+        encoder, k, out = self.model.encoder, self.beams, []
+        for start in range(0, len(texts), 16):
+            chunk = texts[start:start + 16]
+            prompts, _, _ = encoder.prompts([(instruction, t) for t in chunk])
+            ids, mask, _, _ = encoder.tokenize(prompts, False, [False] * len(chunk), False)
+            with torch.inference_mode():
+                found = encoder.model.generate(
+                    input_ids=ids, attention_mask=mask, max_new_tokens=self.new_tokens, num_beams=k,
+                    num_return_sequences=k, length_penalty=0.0, do_sample=False, early_stopping=True,
+                    output_scores=True, return_dict_in_generate=True, pad_token_id=encoder.tokenizer.pad_token_id)
+            weights = torch.softmax(found.sequences_scores.view(len(chunk), k).float(), dim=1).numpy()
+            answers = [a.strip() or "." for a in encoder.tokenizer.batch_decode(found.sequences[:, ids.shape[1]:],
+                                                                                 skip_special_tokens=True)]
+            vectors = self.reencoder.encode(answers, batch_size=64, show_progress_bar=False).reshape(len(chunk), k, -1)
+            out.append((weights[..., None] * vectors).sum(1))
+        return np.concatenate(out)
+
     def encode(self, texts: list[str], instruction: str | None = None, batch_size: int = 16, **_: Any) -> np.ndarray:
+        if self.readout == "re_encode_beams":
+            return self.beam_answers(texts, instruction)
         if self.readout in ("fst_gen", "avg_ppt"):
             return self.model.encode(texts, instruction, output_value=self.readout, batch_size=batch_size,
                                      show_progress_bar=False)
@@ -90,7 +114,9 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--readouts", default=",".join(READOUTS), help="a comma-separated subset of the above")
+    parser.add_argument("--readouts", default=",".join(READOUTS),
+                        help=f"comma-separated, of {', '.join(READOUTS + EXTRA_READOUTS)}")
+    parser.add_argument("--beams", type=int, default=4, help="answers a text for re_encode_beams")
     parser.add_argument("--skip-base", action="store_true", help="score only the trained model")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
@@ -111,7 +137,7 @@ def main() -> None:
         model = load(where, reencoder=False)  # the readouts below say how it embeds
         memo: dict = {}
         for readout in readouts:
-            view = Readout(model, readout, minilm, args.new_tokens, memo)
+            view = Readout(model, readout, minilm, args.new_tokens, memo, args.beams)
             for name, task in tasks.items():
                 start = time.perf_counter()
                 run = task.run(view, settings)
