@@ -120,3 +120,13 @@ def test_periodic_awareness_evaluation_keeps_the_best_model(tiny_bert_dir: Path,
     assert [s for s, _ in result.loop.evals] == [2, 4] and len(seen) == 2 and seen[0].encoder is result.encoder
     best = dict(result.loop.evals)[result.loop.best_step]
     assert task.scorer()(load(tmp_path / "out")) == pytest.approx(best, abs=1e-9)  # the best weights were saved
+
+
+def test_cli_refuses_an_answer_reencoder_for_an_encoder(tiny_bert_dir: Path, tmp_path: Path) -> None:
+    write_jsonl(tmp_path / "medi.jsonl", _medi())
+    (tmp_path / "eval.csv").write_text("text,animal,feeling\n" + "".join(f"{s},{a},{f}\n" for s, a, f in SENTENCES))
+    result = CliRunner().invoke(main, ["train", "instructor", "-m", str(tiny_bert_dir), "-d",
+                                       str(tmp_path / "medi.jsonl"), "-o", str(tmp_path / "m"), "--steps", "1",
+                                       "--eval-data", str(tmp_path / "eval.csv"), "--eval-axis", f"animal={ANIMAL}",
+                                       "--eval-axis", f"feeling={FEELING}", "--eval-reencoder", "minilm"])
+    assert result.exit_code == 1 and "generates none" in result.output and not (tmp_path / "m").exists()

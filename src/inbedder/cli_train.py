@@ -199,9 +199,13 @@ def answer(**o: Any) -> None:
 def instructor(**o: Any) -> None:
     """Train an INSTRUCTOR-family encoder contrastively on MEDI records."""
     from .cli import user_errors, warnings_as_lines
+    from .errors import InputError
     from .training.instructor import ContrastiveSettings, train_instructor
 
     with user_errors(), warnings_as_lines():
+        if o["eval_reencoder"]:
+            raise InputError("--eval-reencoder embeds generated answers, and an INSTRUCTOR-family model generates "
+                             "none; leave it out")
         settings = ContrastiveSettings(o["temperature"], o["symmetric"], o["max_length"])
         result = train_instructor(o["model"], o["data_path"], o["output"], dev=o["dev_path"], settings=settings,
                                   loop=_loop(o), checkpoint=o["checkpoint"], device=o["device"],
