@@ -129,10 +129,14 @@ def _loop(o: dict[str, Any]) -> Any:
                         eval_every=o["eval_every"])
 
 
-def _evaluation(o: dict[str, Any]) -> Any:
-    """``score(model)`` from the --eval-* options: the awareness summary on --eval-data; None without it."""
+def _evaluation(o: dict[str, Any], answers: bool = True) -> Any:
+    """``score(model)`` from the --eval-* options: the awareness summary on --eval-data; None without it.
+    ``answers``: whether the model generates answers (which --eval-reencoder embeds)."""
     from .errors import InputError
 
+    if o["eval_reencoder"] and not answers:
+        raise InputError("--eval-reencoder embeds generated answers, and an INSTRUCTOR-family model generates "
+                         "none; leave it out")
     if not o["eval_data"]:
         if o["eval_axes"] or o["eval_every"] or o["eval_reencoder"]:
             raise InputError("--eval-axis, --eval-every and --eval-reencoder need --eval-data FILE")
@@ -199,17 +203,13 @@ def answer(**o: Any) -> None:
 def instructor(**o: Any) -> None:
     """Train an INSTRUCTOR-family encoder contrastively on MEDI records."""
     from .cli import user_errors, warnings_as_lines
-    from .errors import InputError
     from .training.instructor import ContrastiveSettings, train_instructor
 
     with user_errors(), warnings_as_lines():
-        if o["eval_reencoder"]:
-            raise InputError("--eval-reencoder embeds generated answers, and an INSTRUCTOR-family model generates "
-                             "none; leave it out")
         settings = ContrastiveSettings(o["temperature"], o["symmetric"], o["max_length"])
         result = train_instructor(o["model"], o["data_path"], o["output"], dev=o["dev_path"], settings=settings,
                                   loop=_loop(o), checkpoint=o["checkpoint"], device=o["device"],
-                                  evaluate=_evaluation(o))
+                                  evaluate=_evaluation(o, answers=False))
     _report(result, o["output"])
 
 

@@ -160,7 +160,7 @@ def masked_answer_loss(encoder: Any, batch: dict[str, torch.Tensor], reduction: 
 
 
 def dev_loss(model: Any, examples: list[tuple[list[int], list[int]]], pad: int, *, bf16: bool,
-             batch_size: int = 16, loss: Any = answer_loss) -> float:
+             batch_size: int = 16, loss: Callable[..., torch.Tensor] = answer_loss) -> float:
     """Mean answer-token loss (``loss(model, batch, reduction)``) over ``examples`` (token-weighted; batched by
     length, which pads least)."""
     examples = sorted(examples, key=lambda e: len(e[0]))
