@@ -171,3 +171,54 @@ def test_cached_run_writes_what_the_computing_run_wrote(model_dir: Path, tmp_pat
         assert second.read_bytes() == first.read_bytes()
     stdout = [run(*args).stdout_bytes for _ in range(2)]  # jsonl on stdout, the second from the cache
     assert stdout[0] == stdout[1]
+
+
+CLUSTER_TEXTS = ["a cat sat on the mat", "the bank raised its rate", "a dog ran in the park", "rates fell again",
+                 "my cat sleeps all day", "the bank cut its fees"]
+
+
+@pytest.mark.parametrize("which", ["encoder", "answers"])
+def test_cluster_rerun_reads_the_cache_without_loading(model_dir: Path, llama_dir: Path, tmp_path: Path,
+                                                       loads: list[str], which: str) -> None:
+    """A rerun (another k, another method) clusters the cached vectors; rows and cluster names (answers for an
+    answer family) are those of a run that computes them."""
+    model = model_dir if which == "encoder" else llama_dir
+    source = tmp_path / "rows.jsonl"
+    source.write_text("".join(json.dumps({"text": t, "topic": i % 2}) + "\n" for i, t in enumerate(CLUSTER_TEXTS)),
+                      encoding="utf-8")
+    cache = tmp_path / "c.sqlite"
+    args = ["cluster", "-m", model, "--device", "cpu", "-i", source, "--instruction", INSTR, "--label-column",
+            "topic", "-q"]
+    computed = [run(*args, "-k", k, "--summary", tmp_path / f"computed{k}.json").stdout for k in ("2", "3")]
+    assert len(loads) == 2  # no cache: loaded each time
+    run(*args, "-k", "2", "--cache", cache)
+    assert len(loads) == 3
+    for k, want in zip(("2", "3"), computed, strict=True):
+        assert run(*args, "-k", k, "--cache", cache, "--summary", tmp_path / f"cached{k}.json").stdout == want
+        summaries = [json.loads((tmp_path / f"{kind}{k}.json").read_text()) for kind in ("computed", "cached")]
+        assert summaries[1] == summaries[0]
+    assert len(loads) == 3  # both reruns served from the cache
+    assert all(bool(c["answers"]) == (which == "answers") for c in summaries[1]["clusters"])
+    run(*args, "-k", "2", "--cache", cache, "--instruction", "Represent the topic:")  # another instruction: computed
+    assert len(loads) == 4
+
+
+def test_similarity_rerun_reads_the_cache_without_loading(tiny_bert: Any, model_dir: Path, tmp_path: Path,
+                                                          loads: list[str]) -> None:
+    a, b = tmp_path / "a.txt", tmp_path / "b.txt"
+    a.write_text("\n".join(TEXTS[:2]) + "\n", encoding="utf-8")
+    b.write_text("\n".join(TEXTS) + "\n", encoding="utf-8")
+    cache = tmp_path / "c.sqlite"
+    args = ["similarity", "-m", model_dir, "--device", "cpu", "-a", a, "-b", b, "--instruction", INSTR,
+            "--instruction-b", "Represent the title:", "--cache", cache]
+    run(*args, "-o", tmp_path / "1.npy")
+    run(*args, "-o", tmp_path / "2.npy")
+    assert len(loads) == 1
+    np.testing.assert_allclose(np.load(tmp_path / "2.npy"), np.load(tmp_path / "1.npy"), rtol=0, atol=1e-6)
+    x = tiny_bert.encode(TEXTS[:2], instruction=INSTR, normalize=True)
+    y = tiny_bert.encode(TEXTS, instruction="Represent the title:", normalize=True)
+    np.testing.assert_allclose(np.load(tmp_path / "2.npy"), x @ y.T, rtol=0, atol=1e-5)
+    b.write_text("\n".join([*TEXTS, "a bird"]) + "\n", encoding="utf-8")  # one row of -b is new: computed
+    run(*args, "-o", tmp_path / "3.npy")
+    assert len(loads) == 2
+    np.testing.assert_allclose(np.load(tmp_path / "3.npy")[:, :3], np.load(tmp_path / "1.npy"), rtol=0, atol=1e-6)

@@ -91,6 +91,15 @@ def cached_vectors(store: EmbeddingCache, key: str | None, pairs: Sequence[Pair]
     A full hit is recorded as a run (``inbedder cache stats`` shows it); a miss records nothing, since the
     encode that follows records its own run.
     """
+    found = _all_rows(store, key, pairs)
+    if found is None:
+        return None
+    rows = [vector for vector, _ in found]
+    return PackedRows(rows, len(rows[0]) // 4 if rows else 0)
+
+
+def _all_rows(store: EmbeddingCache, key: str | None, pairs: Sequence[Pair]) -> list[tuple[bytes, str | None]] | None:
+    """Every row's (vector bytes, answer) in order, recorded as a fully cached run; None when any is unknown."""
     model_key = store.model_for_request(key) if key is not None else None
     if model_key is None:
         return None
@@ -99,8 +108,38 @@ def cached_vectors(store: EmbeddingCache, key: str | None, pairs: Sequence[Pair]
     if len(found) < len(unique):
         return None
     store.record_run(model_key, len(unique), 0)
-    rows = [found[p][0] for p in pairs]
-    return PackedRows(rows, len(rows[0]) // 4 if rows else 0)
+    return [found[p] for p in pairs]
+
+
+def lookup(cache: Any, model: str | os.PathLike[str], texts: Sequence[str],
+           instruction: str | list[str | None] | None = None, *, dtype: Any = "float32", device: Any = None,
+           normalize: bool = False) -> tuple[np.ndarray, list[str | None]] | None:
+    """The vectors (as :func:`encode_cached` returns them) and generated answers (None for families that
+    generate none) of every row, when ``cache`` holds them all for a run that loaded ``model`` this way with
+    unchanged files (see :func:`load_remembered`); else None. Loads no model."""
+    import numpy as np
+
+    store, texts = open_cache(cache), list(texts)
+    if store is None or not texts or not _plain(texts, instruction):
+        return None
+    found = _all_rows(store, request_key(model, dtype=dtype, device=device), _pairs(texts, instruction))
+    if found is None:
+        return None
+    vectors = np.stack([np.frombuffer(vector, dtype=np.float32) for vector, _ in found])
+    return _finish(vectors, normalize), [answer for _, answer in found]
+
+
+def load_remembered(cache: Any, model: str | os.PathLike[str], *, dtype: Any = "float32", device: Any = None) -> Any:
+    """``load(model, dtype=, device=)``; with a ``cache``, the load is recorded in it so that a later
+    :func:`lookup` (or :func:`encode_cached`) of rows this model encodes with default options needs no load."""
+    from .loading import load
+
+    store = open_cache(cache)
+    key = request_key(model, dtype=dtype, device=device) if store is not None else None
+    embedder = load(model, dtype=dtype, device=device)
+    if store is not None and key == request_key(model, dtype=dtype, device=device):
+        remember(store, key, embedder, {})
+    return embedder
 
 
 def remember(store: EmbeddingCache, key: str | None, embedder: Any, encode_options: dict[str, Any]) -> None:

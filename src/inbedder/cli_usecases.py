@@ -77,16 +77,37 @@ def cache_choice(cache_path: str | None, no_cache: bool) -> Any:
     return None if no_cache else (cache_path or None)
 
 
-def load_model(model: str | None, device: str | None, dtype: str | None) -> Any:
-    from .loading import load, parse_device, quiet_transformers
+def need_model(model: str | None) -> str:
     from .registry import ALIASES
 
     if not model:
         raise click.ClickException("no model given: pass -m/--model NAME or set INBEDDER_MODEL "
                                    f"(aliases: {', '.join(sorted(ALIASES))})")
+    return model
+
+
+def load_model(model: str | None, device: str | None, dtype: str | None, cache: Any = None) -> Any:
+    """The loaded model; with a ``cache``, recorded there so that a rerun whose rows are all cached needs no load
+    (:func:`cached_rows`)."""
+    from .cache_keys import load_remembered
+    from .loading import parse_device, quiet_transformers
+
+    model = need_model(model)
     parse_device(device)
     with quiet_transformers():
-        return load(model, device=device, dtype=dtype or "float32")
+        return load_remembered(cache, model, device=device, dtype=dtype or "float32")
+
+
+def cached_rows(model: str | None, device: str | None, dtype: str | None, cache: Any, texts: list[str],
+                instruction: Any, normalize: bool = False) -> tuple[Any, list[str | None]] | None:
+    """Vectors and answers of every text from ``cache`` when it holds them all for this model, loading nothing;
+    None otherwise (no cache, a missing row, a model file changed since, an instruction the cache cannot key)."""
+    from .cache_keys import lookup
+
+    if cache is None:
+        return None
+    return lookup(cache, need_model(model), texts, instruction, device=device, dtype=dtype or "float32",
+                  normalize=normalize)
 
 
 def read_column(path: str | None, column: str, option: str) -> list[Any]:
@@ -158,7 +179,7 @@ def cluster(texts: tuple[str, ...], model: str | None, batch_size: int, device: 
     inbedder cluster -m minilm -i docs.csv --auto-k 2-15 --label-column topic --report report.html
     """
     from .cli import user_errors, warnings_as_lines
-    from .clustering import ClusterSettings, parse_k_range
+    from .clustering import DEFAULT_AUTO_K, ClusterSettings, cluster_vectors, parse_k_range
     from .clustering import cluster as run_cluster
     from .errors import require
     from .report import command_line, parse_projection, project_2d, write_png, write_report
@@ -168,7 +189,8 @@ def cluster(texts: tuple[str, ...], model: str | None, batch_size: int, device: 
         if k is not None and auto_k is not None:
             raise InputError("give -k or --auto-k, not both")
         k_range = parse_k_range(auto_k) if auto_k is not None else None
-        ClusterSettings(method=method, k=k, seed=seed, n_examples=examples)  # type: ignore[arg-type]
+        settings = ClusterSettings(method=method, k=k, seed=seed, n_examples=examples,  # type: ignore[arg-type]
+                                   auto_k=tuple(DEFAULT_AUTO_K if k_range is None else k_range))
         parse_projection(projection)
         fmt = _row_format(output, fmt, ROW_FORMATS)
         for path, what in ((output, "output"), (summary, "summary"), (report, "report"), (png, "PNG")):
@@ -178,11 +200,19 @@ def cluster(texts: tuple[str, ...], model: str | None, batch_size: int, device: 
             require("matplotlib", "report")
         records, instructions = _records(texts, input_path, text_column, instruction_column, instruction)
         labels = read_column(input_path, label_column, "--label-column") if label_column else None
-        with warnings_as_lines():
-            embedder = load_model(model, device, dtype)
-            result = run_cluster([r.text for r in records], embedder, instructions, k=k, auto_k=k_range,
-                                 method=method, seed=seed, labels=labels, n_examples=examples,
-                                 batch_size=batch_size, cache=cache, show_progress_bar=progress)
+        rows_text = [r.text for r in records]
+        found = cached_rows(model, device, dtype, cache, rows_text, instructions)
+        if found is not None:  # every row cached: no model to load
+            vectors, answers = found
+            result = cluster_vectors(vectors, rows_text, settings, labels=labels,
+                                     answers=None if None in answers else answers)  # type: ignore[arg-type]
+            result.instruction, result.model = instructions, need_model(model)
+        else:
+            with warnings_as_lines():
+                embedder = load_model(model, device, dtype, cache)
+                result = run_cluster(rows_text, embedder, instructions, k=k, auto_k=k_range, method=method, seed=seed,
+                                     labels=labels, n_examples=examples, batch_size=batch_size, cache=cache,
+                                     show_progress_bar=progress)
         ids = [r.id for r in records]
         rows = list(result.rows(ids))
         if labels is not None:
@@ -239,7 +269,7 @@ def search_index(texts: tuple[str, ...], model: str | None, batch_size: int, dev
         ids = read_column(input_path, id_column, "--id-column") if id_column else [r.id for r in records]
         ids = [i if v is None else v for i, v in enumerate(ids)]
         with warnings_as_lines():
-            embedder = load_model(model, device, dtype)
+            embedder = load_model(model, device, dtype, cache)
             index = SearchIndex.build([r.text for r in records], embedder, instructions, ids=ids,
                                       batch_size=batch_size, cache=cache, show_progress_bar=progress,
                                       backend="numpy")
@@ -286,7 +316,7 @@ def search_query(queries: tuple[str, ...], model: str | None, batch_size: int, d
             use_source = built["name"] not in ALIASES and source and Path(source).exists()
             model, dtype = (source if use_source else built["name"]), dtype or built["settings"].get("dtype")
         with warnings_as_lines():
-            embedder = load_model(model, device, dtype)
+            embedder = load_model(model, device, dtype, cache)
             hits = index.query([r.text for r in records], instructions, k=k, model=embedder,
                                batch_size=batch_size, cache=cache)
         out = [{"index": i, "query": r.text, "results": [h.as_dict() for h in found]}
@@ -350,10 +380,17 @@ def similarity(model: str | None, a_path: str, b_path: str, instruction: str | N
             records = (read_stream(sys.stdin.buffer, source="stdin") if path == "-"
                        else read_records(path, text_column=text_column, instruction_column=None))
             lists.append([r.text for r in records])
-        with warnings_as_lines():
-            embedder = load_model(model, device, dtype)
-            matrix = cosine_matrix(embedder, lists[0], lists[1], instruction, instruction_b=instruction_b,
-                                   batch_size=batch_size, cache=cache_path or None)
+        cache = cache_path or None
+        found = [cached_rows(model, device, dtype, cache, texts, asked, normalize=True)
+                 for texts, asked in zip(lists, (instruction, instruction if instruction_b is None else instruction_b),
+                                         strict=True)]
+        if found[0] is not None and found[1] is not None:  # every row of both lists cached: no model to load
+            matrix = np.asarray(found[0][0] @ found[1][0].T, dtype=np.float32)
+        else:
+            with warnings_as_lines():
+                embedder = load_model(model, device, dtype, cache)
+                matrix = cosine_matrix(embedder, lists[0], lists[1], instruction, instruction_b=instruction_b,
+                                       batch_size=batch_size, cache=cache)
         if chosen == "npy":
             np.save(output, matrix)  # type: ignore[arg-type]
         elif chosen == "json":

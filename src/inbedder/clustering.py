@@ -144,9 +144,7 @@ def cluster(texts: Sequence[str], model: Any, instruction: Any = None, *, k: int
                                n_examples=n_examples, n_words=n_words)
     if k is not None and auto_k is not None:
         raise InputError("give k or auto_k, not both")
-    texts = _check_texts(texts)
-    if labels is not None and len(labels) != len(texts):
-        raise InputError(f"got {len(labels)} labels for {len(texts)} texts; give one label per text")
+    texts = _check_texts(texts, labels)
     answer_family = bool(getattr(getattr(model, "encoder", None), "answers", False))
     kwargs: dict[str, Any] = {"batch_size": batch_size, "show_progress_bar": show_progress_bar}
     if cache is not None:
@@ -166,7 +164,7 @@ def cluster_vectors(vectors: Any, texts: Sequence[str], settings: ClusterSetting
                     answers: Sequence[str] | None = None, labels: Sequence[Any] | None = None) -> ClusterResult:
     """Cluster precomputed vectors (one per text) and explain the clusters; see :func:`cluster`."""
     settings = settings or ClusterSettings()
-    texts = _check_texts(texts)
+    texts = _check_texts(texts, labels)
     x = unit_rows(vectors, len(texts))
     n = len(texts)
     if settings.k is not None:
@@ -335,7 +333,7 @@ def _nearest(x: np.ndarray, members: np.ndarray, texts: Sequence[str], n: int) -
     return tuple(picked)
 
 
-def _check_texts(texts: Any) -> list[str]:
+def _check_texts(texts: Any, labels: Sequence[Any] | None = None) -> list[str]:
     if isinstance(texts, str) or not hasattr(texts, "__iter__"):
         raise InputTypeError(f"texts must be a list of str; got {type(texts).__name__}")
     texts = list(texts)
@@ -344,6 +342,8 @@ def _check_texts(texts: Any) -> list[str]:
             raise InputTypeError(f"text at row {i} must be a str; got {type(text).__name__} {text!r:.60}")
     if len(texts) < 2:
         raise InputError(f"clustering needs at least 2 texts; got {len(texts)}")
+    if labels is not None and len(labels) != len(texts):
+        raise InputError(f"got {len(labels)} labels for {len(texts)} texts; give one label per text")
     return texts
 
 
