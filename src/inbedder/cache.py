@@ -163,11 +163,12 @@ class EmbeddingCache:
         self._retry(lambda db: db.execute("INSERT OR REPLACE INTO requests VALUES (?, ?, ?, ?)",
                                           (request_key, model_key, json.dumps(about, sort_keys=True), time.time())))
 
-    def model_for_request(self, request_key: str) -> str | None:
-        """The model key recorded for ``request_key``, or None."""
+    def request(self, request_key: str) -> tuple[str, dict[str, Any]] | None:
+        """The model key and the ``about`` recorded for ``request_key``, or None."""
         with self._connect() as db:
-            found = db.execute("SELECT model_key FROM requests WHERE request_key = ?", (request_key,)).fetchone()
-        return None if found is None else str(found[0])
+            found = db.execute("SELECT model_key, about FROM requests WHERE request_key = ?",
+                               (request_key,)).fetchone()
+        return None if found is None else (str(found[0]), json.loads(found[1]))
 
     # -- for people -----------------------------------------------------------------------------------------
     def stats(self) -> dict[str, Any]:

@@ -98,35 +98,43 @@ def cached_vectors(store: EmbeddingCache, key: str | None, pairs: Sequence[Pair]
     return PackedRows(rows, len(rows[0]) // 4 if rows else 0)
 
 
-def _all_rows(store: EmbeddingCache, key: str | None, pairs: Sequence[Pair]) -> list[tuple[bytes, str | None]] | None:
-    """Every row's (vector bytes, answer) in order, recorded as a fully cached run; None when any is unknown."""
-    model_key = store.model_for_request(key) if key is not None else None
-    if model_key is None:
+def _all_rows(store: EmbeddingCache, key: str | None, pairs: Sequence[Pair],
+              answers: bool = False) -> list[tuple[bytes, str | None]] | None:
+    """Every row's (vector bytes, answer) in order, recorded as a fully cached run; None when any is unknown.
+    With ``answers``, also None when the model generates answers and some row was cached without its answer."""
+    known = store.request(key) if key is not None else None
+    if known is None:
         return None
+    model_key, about = known
     unique = list(dict.fromkeys(pairs))
     found = store.get_many_raw(model_key, unique)
     if len(found) < len(unique):
         return None
+    if answers and about.get("answers") is not False and any(found[p][1] is None for p in unique):
+        return None  # an answer family's row cached by a one-pass readout (or a request recorded before 'answers')
     store.record_run(model_key, len(unique), 0)
     return [found[p] for p in pairs]
 
 
 def lookup(cache: Any, model: str | os.PathLike[str], texts: Sequence[str],
            instruction: str | list[str | None] | None = None, *, dtype: Any = "float32", device: Any = None,
-           normalize: bool = False) -> tuple[np.ndarray, list[str | None]] | None:
-    """The vectors (as :func:`encode_cached` returns them) and generated answers (None for families that
-    generate none) of every row, when ``cache`` holds them all for a run that loaded ``model`` this way with
-    unchanged files (see :func:`load_remembered`); else None. Loads no model."""
+           normalize: bool = False, answers: bool = False) -> tuple[np.ndarray, list[str] | None] | None:
+    """The vectors of every row (as :func:`encode_cached` returns them) when ``cache`` holds them all for a run
+    that loaded ``model`` this way with unchanged files (see :func:`load_remembered`); else None. Loads no model.
+
+    With ``answers``, the generated answer of every row too (None for a family that generates none), as
+    ``encode(..., return_generations=True)`` gives them; a row cached without its answer is a miss."""
     import numpy as np
 
     store, texts = open_cache(cache), list(texts)
     if store is None or not texts or not _plain(texts, instruction):
         return None
-    found = _all_rows(store, request_key(model, dtype=dtype, device=device), _pairs(texts, instruction))
+    found = _all_rows(store, request_key(model, dtype=dtype, device=device), _pairs(texts, instruction), answers)
     if found is None:
         return None
     vectors = np.stack([np.frombuffer(vector, dtype=np.float32) for vector, _ in found])
-    return _finish(vectors, normalize), [answer for _, answer in found]
+    generated = [answer for _, answer in found]
+    return _finish(vectors, normalize), (None if not answers or None in generated else generated)  # type: ignore[return-value]
 
 
 def load_remembered(cache: Any, model: str | os.PathLike[str], *, dtype: Any = "float32", device: Any = None) -> Any:
@@ -148,7 +156,8 @@ def remember(store: EmbeddingCache, key: str | None, embedder: Any, encode_optio
     if key is None or "reencoder" in encode_options or second not in (None, False):
         return  # vectors of a second model (answers re-embedded) are keyed by that model: not served from here
     model_key, _ = embedder._model_key(encode_options)
-    store.remember_request(key, model_key, {"name": embedder.name, "source": embedder.source})
+    store.remember_request(key, model_key, {"name": embedder.name, "source": embedder.source,
+                                            "answers": bool(embedder.encoder.answers)})
 
 
 def encode_cached(model: str | os.PathLike[str], texts: Sequence[str], instruction: str | list[str | None] | None

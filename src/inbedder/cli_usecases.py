@@ -99,15 +99,14 @@ def load_model(model: str | None, device: str | None, dtype: str | None, cache: 
 
 
 def cached_rows(model: str | None, device: str | None, dtype: str | None, cache: Any, texts: list[str],
-                instruction: Any, normalize: bool = False) -> tuple[Any, list[str | None]] | None:
-    """Vectors and answers of every text from ``cache`` when it holds them all for this model, loading nothing;
-    None otherwise (no cache, a missing row, a model file changed since, an instruction the cache cannot key)."""
+                instruction: Any, **options: bool) -> tuple[Any, list[str] | None] | None:
+    """Vectors (and answers) of every text from ``cache`` when it holds them all for this model, loading nothing
+    (``cache_keys.lookup``); None otherwise (no cache, a missing row, a model file changed since, ...)."""
     from .cache_keys import lookup
 
     if cache is None:
         return None
-    return lookup(cache, need_model(model), texts, instruction, device=device, dtype=dtype or "float32",
-                  normalize=normalize)
+    return lookup(cache, need_model(model), texts, instruction, device=device, dtype=dtype or "float32", **options)
 
 
 def read_column(path: str | None, column: str, option: str) -> list[Any]:
@@ -201,11 +200,10 @@ def cluster(texts: tuple[str, ...], model: str | None, batch_size: int, device: 
         records, instructions = _records(texts, input_path, text_column, instruction_column, instruction)
         labels = read_column(input_path, label_column, "--label-column") if label_column else None
         rows_text = [r.text for r in records]
-        found = cached_rows(model, device, dtype, cache, rows_text, instructions)
+        found = cached_rows(model, device, dtype, cache, rows_text, instructions, answers=True)
         if found is not None:  # every row cached: no model to load
             vectors, answers = found
-            result = cluster_vectors(vectors, rows_text, settings, labels=labels,
-                                     answers=None if None in answers else answers)  # type: ignore[arg-type]
+            result = cluster_vectors(vectors, rows_text, settings, labels=labels, answers=answers)
             result.instruction, result.model = instructions, need_model(model)
         else:
             with warnings_as_lines():
