@@ -85,23 +85,14 @@ def request_key(model: str | os.PathLike[str], *, dtype: Any = "float32", device
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def cached_vectors(store: EmbeddingCache, key: str | None, pairs: Sequence[Pair]) -> PackedRows | None:
-    """Every row's float32 vector from the cache, in order, or None when the request or any row is unknown.
+def _all_rows(store: EmbeddingCache, key: str | None, pairs: Sequence[Pair],
+              answers: bool = False) -> list[tuple[bytes, str | None]] | None:
+    """Every row's (vector bytes, answer) in order, or None when the request or any row is unknown; with
+    ``answers``, also when the model generates answers and some row was cached without its answer.
 
     A full hit is recorded as a run (``inbedder cache stats`` shows it); a miss records nothing, since the
     encode that follows records its own run.
     """
-    found = _all_rows(store, key, pairs)
-    if found is None:
-        return None
-    rows = [vector for vector, _ in found]
-    return PackedRows(rows, len(rows[0]) // 4 if rows else 0)
-
-
-def _all_rows(store: EmbeddingCache, key: str | None, pairs: Sequence[Pair],
-              answers: bool = False) -> list[tuple[bytes, str | None]] | None:
-    """Every row's (vector bytes, answer) in order, recorded as a fully cached run; None when any is unknown.
-    With ``answers``, also None when the model generates answers and some row was cached without its answer."""
     known = store.request(key) if key is not None else None
     if known is None:
         return None
@@ -116,6 +107,22 @@ def _all_rows(store: EmbeddingCache, key: str | None, pairs: Sequence[Pair],
     return [found[p] for p in pairs]
 
 
+def _served(store: EmbeddingCache | None, model: str | os.PathLike[str], texts: list[str],
+            instruction: str | list[str | None] | None, answers: bool = False, **request: Any
+            ) -> list[tuple[bytes, str | None]] | None:
+    """Every row from ``store`` for ``request_key(model, **request)`` (see :func:`_all_rows`), or None when they
+    cannot all be served."""
+    if store is None or not texts or not _plain(texts, instruction) or "reencoder" in request["encode_options"]:
+        return None
+    return _all_rows(store, request_key(model, **request), _pairs(texts, instruction), answers)
+
+
+def _vectors(found: list[tuple[bytes, str | None]], normalize: bool, packed: bool) -> np.ndarray | PackedRows:
+    """Cached rows as :func:`encode_cached` returns them."""
+    rows = PackedRows([vector for vector, _ in found], len(found[0][0]) // 4)
+    return rows.check_finite() if packed and not normalize else _finish(rows.to_numpy(), normalize)
+
+
 def lookup(cache: Any, model: str | os.PathLike[str], texts: Sequence[str],
            instruction: str | list[str | None] | None = None, *, dtype: Any = "float32", device: Any = None,
            normalize: bool = False, answers: bool = False) -> tuple[np.ndarray, list[str] | None] | None:
@@ -124,29 +131,29 @@ def lookup(cache: Any, model: str | os.PathLike[str], texts: Sequence[str],
 
     With ``answers``, the generated answer of every row too (None for a family that generates none), as
     ``encode(..., return_generations=True)`` gives them; a row cached without its answer is a miss."""
-    import numpy as np
-
-    store, texts = open_cache(cache), list(texts)
-    if store is None or not texts or not _plain(texts, instruction):
-        return None
-    found = _all_rows(store, request_key(model, dtype=dtype, device=device), _pairs(texts, instruction), answers)
+    found = _served(open_cache(cache), model, list(texts), instruction, answers, dtype=dtype, device=device,
+                    encode_options={})
     if found is None:
         return None
-    vectors = np.stack([np.frombuffer(vector, dtype=np.float32) for vector, _ in found])
     generated = [answer for _, answer in found]
-    return _finish(vectors, normalize), (None if not answers or None in generated else generated)  # type: ignore[return-value]
+    return _vectors(found, normalize, packed=False), (  # type: ignore[return-value]
+        None if not answers or None in generated else generated)
 
 
-def load_remembered(cache: Any, model: str | os.PathLike[str], *, dtype: Any = "float32", device: Any = None) -> Any:
-    """``load(model, dtype=, device=)``; with a ``cache``, the load is recorded in it so that a later
-    :func:`lookup` (or :func:`encode_cached`) of rows this model encodes with default options needs no load."""
+def load_remembered(cache: Any, model: str | os.PathLike[str], *, dtype: Any = "float32", device: Any = None,
+                    family: str | None = None, load_options: dict[str, Any] | None = None,
+                    encode_options: dict[str, Any] | None = None) -> Any:
+    """``load(model, ...)``; with a ``cache``, the load is recorded in it so that a later :func:`lookup` or
+    :func:`encode_cached` of rows this model encodes with ``encode_options`` needs no load."""
     from .loading import load
 
     store = open_cache(cache)
-    key = request_key(model, dtype=dtype, device=device) if store is not None else None
-    embedder = load(model, dtype=dtype, device=device)
-    if store is not None and key == request_key(model, dtype=dtype, device=device):
-        remember(store, key, embedder, {})
+    request = {"dtype": dtype, "device": device, "family": family, "load_options": load_options,
+               "encode_options": encode_options or {}}
+    key = request_key(model, **request) if store is not None else None
+    embedder = load(model, family=family, device=device, dtype=dtype, **(load_options or {}))
+    if store is not None and key == request_key(model, **request):  # no file changed while the model was loading
+        remember(store, key, embedder, encode_options or {})
     return embedder
 
 
@@ -177,19 +184,17 @@ def encode_cached(model: str | os.PathLike[str], texts: Sequence[str], instructi
         raise InputError(f"batch_size must be a positive int; got {batch_size!r}")
     store = open_cache(cache)
     texts = list(texts)
-    key, found = served_from_cache(store, model, texts, instruction, dtype=dtype, device=device, family=family,
-                                   load_options=load_options, normalize=normalize, packed=packed, **options)
+    found = served_from_cache(store, model, texts, instruction, dtype=dtype, device=device, family=family,
+                              load_options=load_options, normalize=normalize, packed=packed, **options)
     if found is not None:
         return found
-    from .loading import load, quiet_transformers
+    from .loading import quiet_transformers
 
     with quiet_transformers():
-        embedder = load(model, family=family, device=device, dtype=dtype, **(load_options or {}))
+        embedder = load_remembered(store, model, dtype=dtype, device=device, family=family,
+                                   load_options=load_options, encode_options=options)
         vectors = embedder.encode(texts, instruction=instruction, batch_size=batch_size, normalize=normalize,
                                   show_progress_bar=show_progress_bar, cache=store, **options)
-    if store is not None and key == request_key(model, dtype=dtype, device=device, family=family,
-                                                load_options=load_options, encode_options=options):
-        remember(store, key, embedder, options)  # only when no file changed while the model was loading
     import numpy as np
 
     return np.asarray(vectors, dtype=np.float32)
@@ -199,17 +204,12 @@ def served_from_cache(store: EmbeddingCache | None, model: str | os.PathLike[str
                       instruction: str | list[str | None] | None, *, dtype: Any = "float32", device: Any = None,
                       family: str | None = None, load_options: dict[str, Any] | None = None,
                       normalize: bool = False, packed: bool = False, **options: Any
-                      ) -> tuple[str | None, np.ndarray | PackedRows | None]:
-    """The request key and, when ``store`` holds every row for it, the vectors as :func:`encode_cached` returns
-    them (else None). Loads no model and imports no torch."""
-    if store is None or not texts or not _plain(texts, instruction) or "reencoder" in options:
-        return None, None
-    key = request_key(model, dtype=dtype, device=device, family=family, load_options=load_options,
-                      encode_options=options)
-    found = cached_vectors(store, key, _pairs(texts, instruction))
-    if found is None:
-        return key, None
-    return key, found.check_finite() if packed and not normalize else _finish(found.to_numpy(), normalize)
+                      ) -> np.ndarray | PackedRows | None:
+    """The vectors as :func:`encode_cached` returns them when ``store`` holds every row for this request (else
+    None). Loads no model and imports no torch."""
+    found = _served(store, model, texts, instruction, dtype=dtype, device=device, family=family,
+                    load_options=load_options, encode_options=options)
+    return None if found is None else _vectors(found, normalize, packed)
 
 
 def _plain(texts: list[Any], instruction: Any) -> bool:

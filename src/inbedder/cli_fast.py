@@ -40,7 +40,7 @@ def embed_records(records: list[Record], model: str, instruction: str | None, *,
     per_row = any(r.instruction is not None for r in records)
     texts, asked = [r.text for r in records], instructions if per_row else instruction
     if cached_only:
-        vectors = served_from_cache(open_cache(cache_path), model, texts, asked, packed=True, **encode)[1]
+        vectors = served_from_cache(open_cache(cache_path), model, texts, asked, packed=True, **encode)
         if vectors is None:
             return False
     else:
