@@ -36,10 +36,10 @@ import torch
 
 from inbedder import load
 from inbedder.encoders.causal import INBEDDER_PATTERN, OutputValue, answer_keep, pool
+from inbedder.training.recipe import SELECTION_DOMAINS
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 PATTERNS = {"inbedder": INBEDDER_PATTERN, "chat": "chat"}
-CLINC_DOMAINS = ("banking", "travel", "kitchen_and_dining", "auto_and_commute", "home")
 
 
 def semeval(root: Path, n: int, rng: random.Random) -> dict:
@@ -58,7 +58,7 @@ def clinc(root: Path, n: int, rng: random.Random) -> dict:
     """CLINC150 queries from five domains, four intents each: domain (5) × intent (20)."""
     data = json.loads((root / "clinc150" / "data_full.json").read_text(encoding="utf-8"))
     domains = json.loads((root / "clinc150" / "domains.json").read_text(encoding="utf-8"))
-    intent_domain = {i: d for d in CLINC_DOMAINS for i in domains[d][:4]}
+    intent_domain = {i: d for d in SELECTION_DOMAINS for i in domains[d][:4]}
     rows = [(t, i) for t, i in data["test"] if i in intent_domain]
     rng.shuffle(rows)
     rows = rows[:n]

@@ -22,7 +22,6 @@ and ``re_encode``; the answers are saved in the report.
 from __future__ import annotations
 
 import argparse
-import csv
 import datetime as dt
 import json
 import platform
@@ -36,26 +35,11 @@ import torch
 
 from inbedder import load
 from inbedder.evaluation import EvalSettings, load_awareness
-from inbedder.training.recipe import BASE_MODEL, HELDOUT, default_output, heldout_tables
+from inbedder.training.recipe import BASE_MODEL, HELDOUT, SELECTION, default_output, heldout_tables, selection_table
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-CLINC_DOMAINS = ("banking", "travel", "kitchen_and_dining", "auto_and_commute", "home")
-SELECTION = {"domain": "Which area of life is this request about?", "intent": "What does the user want to do?"}
 READOUTS = ("fst_gen", "avg_ppt", "avg_gen", "re_encode")
 EXTRA_READOUTS = ("re_encode_beams",)
-
-
-def clinc_table(root: Path, work: Path) -> Path:
-    """CLINC150 test queries of five domains, four intents each, as a csv with ``domain`` and ``intent``."""
-    data = json.loads((root / "clinc150" / "data_full.json").read_text(encoding="utf-8"))
-    domains = json.loads((root / "clinc150" / "domains.json").read_text(encoding="utf-8"))
-    domain_of = {i: d for d in CLINC_DOMAINS for i in domains[d][:4]}
-    path = work / "clinc_selection.csv"
-    with open(path, "w", encoding="utf-8", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["text", "domain", "intent"])
-        writer.writerows([t, domain_of[i], i] for t, i in data["test"] if i in domain_of)
-    return path
 
 
 class Readout:
@@ -124,7 +108,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
 
     work = Path(tempfile.mkdtemp(prefix="trained-readouts-"))
-    datasets = {"clinc150 (selection)": (clinc_table(args.data, work), SELECTION)}
+    datasets = {"clinc150 (selection)": (selection_table(args.data, work), SELECTION)}
     datasets.update({name: (path, HELDOUT[name])
                      for name, path in heldout_tables(args.data, work, args.seed).items()})
     tasks = {name: load_awareness(path, axes, limit=args.limit, seed=args.seed)

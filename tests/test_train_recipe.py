@@ -32,8 +32,13 @@ def fake_root(root: Path) -> Path:
          [[f"my {a} card {i}", "card_arrival" if i % 2 else "lost_card"] for i, a in enumerate(ANIMALS * 2)])
     (root / "clinc150").mkdir()
     (root / "clinc150" / "data_full.json").write_text(json.dumps({"train": [
-        [f"play a {a} song {i}", "play_music" if i % 2 else "weather"] for i, a in enumerate(ANIMALS * 2)]}))
-    (root / "clinc150" / "domains.json").write_text(json.dumps({"media": ["play_music"], "travel": ["weather"]}))
+        [f"play a {a} song {i}", "play_music" if i % 2 else "weather"] for i, a in enumerate(ANIMALS * 2)],
+        "test": [[f"{a} {intent} {i}", intent] for i, a in enumerate(ANIMALS * 2) for intent in
+                 ("balance", "transfer", "weather", "flights", "recipe", "gas", "lights", "play_music")]}))
+    (root / "clinc150" / "domains.json").write_text(json.dumps({
+        "media": ["play_music"], "travel": ["weather", "flights"], "banking": ["balance", "transfer"],
+        "kitchen_and_dining": ["recipe"],
+        "auto_and_commute": ["gas"], "home": ["lights"]}))
     (root / "emotion_dair").mkdir()
     (root / "emotion_dair" / "train.txt").write_text("text;label_name\n" + "".join(
         f"i feel {a} {i};{'joy' if i % 2 else 'anger'}\n" for i, a in enumerate(ANIMALS * 2)))
@@ -112,6 +117,26 @@ def test_recipe_trains_saves_and_reports_heldout(tmp_path: Path, tiny_bert_dir: 
     assert (tmp_path / "models" / "m" / "heldout.json").exists()
     assert not (tmp_path / "models" / "m.work" / "checkpoint").exists()  # removed once the model is saved
     assert report["examples"]["trained"][0]["dataset"] == "semeval14"
+
+
+def test_recipe_keeps_the_step_best_on_the_selection_set(tmp_path: Path) -> None:
+    from inbedder.evaluation import EvalSettings, load_awareness
+    from inbedder.training.recipe import SELECTION, readout_defaults, selection_table
+
+    root = fake_root(tmp_path / "data")
+    llama = build_tiny_llama(tmp_path / "llama")
+    settings = RecipeSettings(qa_records=6, per_axis=4, steps=3, batch_size=4, lr=1e-2, max_length=96,
+                              base_model=str(llama), readout="fst_gen", select_every=1, select_limit=30)
+    report = run_recipe(tmp_path / "m", root, settings, evaluate=False, progress=False)
+    assert [step for step, _ in report["selection"]] == [1, 2, 3]
+    best = max(report["selection"], key=lambda e: e[1])
+    assert report["best_step"] == best[0] != 3  # with this seed an early step is best: the last is not saved
+    table = selection_table(root, tmp_path / "w")  # the test split only, the five selection domains
+    assert "play_music" not in table.read_text() and table.read_text().count("\n") == 1 + 7 * 8
+    task = load_awareness(table, SELECTION, limit=30, seed=0)
+    saved = load(tmp_path / "m", device="cpu")  # the saved weights score what the best step scored
+    score = task.scorer(EvalSettings(batch_size=16, seed=0, progress=False), **readout_defaults("fst_gen"))
+    assert score(saved) == pytest.approx(best[1], abs=1e-6)
 
 
 def test_alias_says_how_to_make_the_default_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

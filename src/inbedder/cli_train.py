@@ -243,6 +243,9 @@ def instructor(**o: Any) -> None:
               show_default=True, help="How the trained model embeds (saved in its inbedder.json): its answer "
               "re-encoded by --reencoder, or its hidden states.")
 @click.option("--reencoder", default="minilm", show_default=True, help="The model that embeds answers (re_encode).")
+@click.option("--select-every", type=int, help="Score the readout on the selection set (CLINC150 test, domain × "
+              "intent) every N steps and after the last; save the best step's weights [default: the last step's].")
+@click.option("--select-limit", type=int, default=400, show_default=True, help="Rows of the selection set scored.")
 def recipe(data_root: str | None, output: str | None, threads: int, device: str | None, evaluate: bool,
            eval_limit: int, stop_after: int | None, **settings: Any) -> None:
     """Train the default answer model (SmolLM2-135M-Instruct) and measure it on held-out datasets."""
@@ -260,6 +263,10 @@ def recipe(data_root: str | None, output: str | None, threads: int, device: str 
         click.echo(f"stopped after step {report['steps']}; run the same command again to resume", err=True)
         return
     click.echo(f"saved to {out} ({report['train_records']} training records, {report['steps']} steps)", err=True)
+    if report["selection"]:
+        click.echo(f"selection set (awareness summary) at each step: "
+                   f"{', '.join(f'{s}: {v:+.3f}' for s, v in report['selection'])}; "
+                   f"saved the weights of step {report['best_step']}", err=True)
     heldout = report.get("heldout") or {}
     for dataset in heldout.get("base", {}):
         scores = ", ".join(f"{name} {heldout[name][dataset]['metrics']['summary']:+.3f}" for name in heldout)

@@ -15,6 +15,8 @@ Training data (from a local copy of public datasets, ``--data-root``):
 
 SemEval-2014 restaurants (aspect category × polarity) and MLMA hate speech (target × directness) are never used
 for training: :func:`heldout_awareness` measures the instruction-awareness matrix on them, base against trained.
+With ``select_every``, the run scores its readout on the selection set (:func:`selection_table`: CLINC150 *test*
+queries, domain × intent) every so many steps and keeps the weights of the best step.
 
 The saved model's ``inbedder.json`` names its readout (``settings.readout``; chosen on a selection set by
 ``benchmarks/trained_readouts.py``, see docs/training.md), so ``load()`` embeds the way it was measured.
@@ -70,6 +72,9 @@ HELDOUT = {
     "mlma": {"target": "What characteristic of people is attacked here?",
              "directness": "Is the hateful remark directed at a specific person or group?"},
 }
+# the selection set: CLINC150 test queries of five domains, four intents each (the recipe trains on CLINC150 train)
+SELECTION_DOMAINS = ("banking", "travel", "kitchen_and_dining", "auto_and_commute", "home")
+SELECTION = {"domain": "Which area of life is this request about?", "intent": "What does the user want to do?"}
 
 
 def readout_defaults(readout: str, reencoder: str = "minilm") -> dict[str, Any]:
@@ -103,6 +108,8 @@ class RecipeSettings:
     base_model: str = BASE_MODEL
     readout: str = "re_encode"  # how the trained model embeds (readout_defaults); written to its inbedder.json
     reencoder: str = "minilm"
+    select_every: int | None = None  # score the readout on the selection set every N steps; keep the best step
+    select_limit: int = 400  # rows of the selection set scored
 
 
 def default_output() -> Path:
@@ -229,6 +236,16 @@ def build_data(root: Path, work: Path, settings: RecipeSettings) -> tuple[list[d
     return train, dev[:settings.dev_records]
 
 
+def selection_table(root: Path, work: Path) -> Path:
+    """The selection set as a csv with ``text``, ``domain`` and ``intent``: CLINC150 *test* queries of
+    :data:`SELECTION_DOMAINS`, the first four intents of each."""
+    data = json.loads(_need(root / "clinc150" / "data_full.json").read_text(encoding="utf-8"))
+    domains = json.loads(_need(root / "clinc150" / "domains.json").read_text(encoding="utf-8"))
+    domain_of = {i: d for d in SELECTION_DOMAINS for i in domains[d][:4]}
+    return _write_csv(work / "clinc_selection.csv", ["text", "domain", "intent"],
+                      [[t, domain_of[i], i] for t, i in data["test"] if i in domain_of])
+
+
 def heldout_tables(root: Path, work: Path, seed: int = 0, per_class: int = 200) -> dict[str, Path]:
     """The held-out evaluation files: SemEval-14 test (single category) and MLMA English, directness balanced."""
     out = {"semeval14": _need(root / "semeval14_absa" / "restaurants_test_single_category.csv")}
@@ -280,6 +297,7 @@ def run_recipe(output: Path | None = None, root: Path | None = None, settings: R
                progress: bool | None = None, device: str | None = None) -> dict[str, Any]:
     """Build the data, train, save to ``output`` (the ``inbedder-smollm2`` alias' folder by default), evaluate.
     ``device=None`` trains and evaluates on CUDA when present."""
+    from ..evaluation import EvalSettings, load_awareness
     from ..loading import load
     from .answer import AnswerSettings, train_answer
     from .loop import LoopSettings
@@ -291,13 +309,19 @@ def run_recipe(output: Path | None = None, root: Path | None = None, settings: R
     train, dev = build_data(root, work, settings)
     loop = LoopSettings(steps=settings.steps, batch_size=settings.batch_size, grad_accum=settings.grad_accum,
                         lr=settings.lr, seed=settings.seed, save_every=25, stop_after=stop_after,
-                        progress=progress)
+                        progress=progress, eval_every=settings.select_every)
+    readout = readout_defaults(settings.readout, settings.reencoder)
+    select = None
+    if settings.select_every:
+        task = load_awareness(selection_table(root, work), SELECTION, limit=settings.select_limit, seed=settings.seed)
+        select = task.scorer(EvalSettings(batch_size=16, seed=settings.seed, progress=False), **readout)
     result = train_answer(settings.base_model, train, output, dev=dev, checkpoint=work / "checkpoint", loop=loop,
-                          settings=AnswerSettings(max_length=settings.max_length, lora=settings.lora), device=device)
+                          settings=AnswerSettings(max_length=settings.max_length, lora=settings.lora), device=device,
+                          evaluate=select)
     report: dict[str, Any] = {"settings": asdict(settings), "train_records": len(train), "dev_records": len(dev),
                               "finished": result.loop.finished, "steps": result.loop.step,
-                              "train_loss": result.loop.losses, "dev_loss": result.dev_loss}
-    readout = readout_defaults(settings.readout, settings.reencoder)
+                              "train_loss": result.loop.losses, "dev_loss": result.dev_loss,
+                              "selection": result.loop.evals, "best_step": result.loop.best_step}
     if result.loop.finished:  # the model is saved: the checkpoint (weights + optimizer, ~1.6 GB) is not needed
         shutil.rmtree(work / "checkpoint", ignore_errors=True)
         defaults = {**directory_defaults(output), **readout}  # the prompt pattern train_answer wrote, and the readout
