@@ -37,8 +37,7 @@ def fake_root(root: Path) -> Path:
                  ("balance", "transfer", "weather", "flights", "recipe", "gas", "lights", "play_music")]}))
     (root / "clinc150" / "domains.json").write_text(json.dumps({
         "media": ["play_music"], "travel": ["weather", "flights"], "banking": ["balance", "transfer"],
-        "kitchen_and_dining": ["recipe"],
-        "auto_and_commute": ["gas"], "home": ["lights"]}))
+        "kitchen_and_dining": ["recipe"], "auto_and_commute": ["gas"], "home": ["lights"]}))
     (root / "emotion_dair").mkdir()
     (root / "emotion_dair" / "train.txt").write_text("text;label_name\n" + "".join(
         f"i feel {a} {i};{'joy' if i % 2 else 'anger'}\n" for i, a in enumerate(ANIMALS * 2)))
