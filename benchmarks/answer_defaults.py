@@ -36,7 +36,7 @@ import torch
 
 from inbedder import load
 from inbedder.encoders.causal import INBEDDER_PATTERN, OutputValue, answer_keep, pool
-from inbedder.training.recipe import SELECTION_DOMAINS
+from inbedder.training.recipe import SELECTION, selection_rows
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 PATTERNS = {"inbedder": INBEDDER_PATTERN, "chat": "chat"}
@@ -55,17 +55,13 @@ def semeval(root: Path, n: int, rng: random.Random) -> dict:
 
 
 def clinc(root: Path, n: int, rng: random.Random) -> dict:
-    """CLINC150 queries from five domains, four intents each: domain (5) × intent (20)."""
-    data = json.loads((root / "clinc150" / "data_full.json").read_text(encoding="utf-8"))
-    domains = json.loads((root / "clinc150" / "domains.json").read_text(encoding="utf-8"))
-    intent_domain = {i: d for d in SELECTION_DOMAINS for i in domains[d][:4]}
-    rows = [(t, i) for t, i in data["test"] if i in intent_domain]
+    """The recipe's selection set (CLINC150 queries from five domains, four intents each): domain (5) × intent (20)."""
+    rows = selection_rows(root)
     rng.shuffle(rows)
     rows = rows[:n]
-    return {"name": "clinc150", "texts": [t for t, _ in rows],
-            "axes": {"domain": [intent_domain[i] for _, i in rows], "intent": [i for _, i in rows]},
-            "instructions": {"domain": "Which area of life is this request about?",
-                             "intent": "What does the user want to do?"}}
+    return {"name": "clinc150", "texts": [t for t, _, _ in rows],
+            "axes": {"domain": [d for _, d, _ in rows], "intent": [i for _, _, i in rows]},
+            "instructions": dict(SELECTION)}
 
 
 def all_layers(model, texts: list[str], instruction: str | None, pattern: str, new_tokens: int, batch: int

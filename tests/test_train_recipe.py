@@ -179,3 +179,17 @@ def test_training_commands_take_cuda_when_present_unless_told(monkeypatch: pytes
     CliRunner().invoke(cli_train.train_group, ["recipe", "--no-eval", *args])
     CliRunner().invoke(cli_train.train_group, ["answer", "-m", "x", "-d", "x.jsonl", "-o", "out", *args])
     assert seen == {"recipe": device, "answer": device}
+
+
+def test_recipe_command_says_which_step_it_kept(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from inbedder import cli_train
+    from inbedder.training import recipe
+
+    report = {"finished": True, "train_records": 5, "steps": 3, "selection": [[1, 0.1], [2, 0.3], [3, 0.2]],
+              "best_step": 2}
+    monkeypatch.setattr(recipe, "run_recipe", lambda *_, **__: report)
+    result = CliRunner().invoke(cli_train.train_group, ["recipe", "--no-eval", "-o", str(tmp_path / "m"),
+                                                        "--select-every", "1"])
+    assert result.exit_code == 0, result.output
+    assert "selection set: saved the weights of step 2 (evaluation 0.3000; at each step: 1: 0.1000, 2: 0.3000, " \
+           "3: 0.2000)" in result.output

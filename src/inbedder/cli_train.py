@@ -158,11 +158,15 @@ def _report(result: Any, output: str) -> None:
         return
     first = f"{loop.losses[0]:.4f}" if loop.losses else "-"
     dev = ", ".join(f"dev loss {k} {v:.4f}" for k, v in result.dev_loss.items())
-    best = (f"; saved the weights of step {loop.best_step} (evaluation "
-            f"{dict(loop.evals)[loop.best_step]:.4f}; at each step: "
-            f"{', '.join(f'{s}: {v:.4f}' for s, v in loop.evals)})" if loop.evals else "")
+    best = f"; {_kept(loop.evals, loop.best_step)}" if loop.evals else ""
     click.echo(f"trained {loop.step} steps (resumed from {loop.resumed_from}); train loss {first} → "
                f"{loop.losses[-1]:.4f}{'; ' + dev if dev else ''}; saved to {output}{best}", err=True)
+
+
+def _kept(evals: list[tuple[int, float]], best_step: int) -> str:
+    """Which step's weights a run with periodic evaluation saved, and the score at each step."""
+    return (f"saved the weights of step {best_step} (evaluation {dict(evals)[best_step]:.4f}; at each step: "
+            f"{', '.join(f'{s}: {v:.4f}' for s, v in evals)})")
 
 
 @click.group("train")
@@ -264,9 +268,7 @@ def recipe(data_root: str | None, output: str | None, threads: int, device: str 
         return
     click.echo(f"saved to {out} ({report['train_records']} training records, {report['steps']} steps)", err=True)
     if report["selection"]:
-        click.echo(f"selection set (awareness summary) at each step: "
-                   f"{', '.join(f'{s}: {v:+.3f}' for s, v in report['selection'])}; "
-                   f"saved the weights of step {report['best_step']}", err=True)
+        click.echo(f"selection set: {_kept(report['selection'], report['best_step'])}", err=True)
     heldout = report.get("heldout") or {}
     for dataset in heldout.get("base", {}):
         scores = ", ".join(f"{name} {heldout[name][dataset]['metrics']['summary']:+.3f}" for name in heldout)

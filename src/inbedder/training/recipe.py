@@ -236,14 +236,18 @@ def build_data(root: Path, work: Path, settings: RecipeSettings) -> tuple[list[d
     return train, dev[:settings.dev_records]
 
 
-def selection_table(root: Path, work: Path) -> Path:
-    """The selection set as a csv with ``text``, ``domain`` and ``intent``: CLINC150 *test* queries of
-    :data:`SELECTION_DOMAINS`, the first four intents of each."""
+def selection_rows(root: Path) -> list[list[str]]:
+    """The selection set, ``[text, domain, intent]`` a row: CLINC150 *test* queries of :data:`SELECTION_DOMAINS`,
+    the first four intents of each."""
     data = json.loads(_need(root / "clinc150" / "data_full.json").read_text(encoding="utf-8"))
     domains = json.loads(_need(root / "clinc150" / "domains.json").read_text(encoding="utf-8"))
     domain_of = {i: d for d in SELECTION_DOMAINS for i in domains[d][:4]}
-    return _write_csv(work / "clinc_selection.csv", ["text", "domain", "intent"],
-                      [[t, domain_of[i], i] for t, i in data["test"] if i in domain_of])
+    return [[t, domain_of[i], i] for t, i in data["test"] if i in domain_of]
+
+
+def selection_table(root: Path, work: Path) -> Path:
+    """:func:`selection_rows` as a csv with ``text``, ``domain`` and ``intent``."""
+    return _write_csv(work / "clinc_selection.csv", ["text", "domain", "intent"], selection_rows(root))
 
 
 def heldout_tables(root: Path, work: Path, seed: int = 0, per_class: int = 200) -> dict[str, Path]:
