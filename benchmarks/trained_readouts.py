@@ -10,6 +10,10 @@ diagonal − mean off-diagonal):
 * ``re_encode_beams`` (only when asked for with ``--readouts``) — the ``--beams`` best answers of a beam search,
   embedded by MiniLM and averaged with the weights of their probabilities (the model's doubt kept in the vector).
 
+``--layers all`` (or a list such as ``10,20,30``) also scores the hidden-state readouts (``fst_gen``, ``avg_ppt``,
+``avg_gen``) at every given layer, named ``fst_gen@20``; one greedy ``generate()`` a (texts, instruction) gives all
+layers at once (``answer_defaults.all_layers``).
+
 The readout is *chosen* on the selection set — CLINC150 test queries, domain × intent (5 domains, 4 intents each),
 an axis pair seen in training on texts that were not — and then *reported* on the held-out sets, whose datasets
 and question types never appear in training: SemEval-14 restaurants (aspect category × polarity) and MLMA hate
@@ -32,14 +36,17 @@ from typing import Any
 
 import numpy as np
 import torch
+from answer_defaults import all_layers  # a script beside this one
 
 from inbedder import load
+from inbedder.encoders.causal import INBEDDER_PATTERN
 from inbedder.evaluation import EvalSettings, load_awareness
 from inbedder.training.recipe import BASE_MODEL, HELDOUT, SELECTION, default_output, heldout_tables, selection_table
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 READOUTS = ("fst_gen", "avg_ppt", "avg_gen", "re_encode")
 EXTRA_READOUTS = ("re_encode_beams",)
+HIDDEN = ("fst_gen", "avg_ppt", "avg_gen")
 
 
 class Readout:
@@ -88,6 +95,50 @@ class Readout:
         return self.reencoder.encode(answers, batch_size=64, show_progress_bar=False)  # as encode(reencoder=) does
 
 
+class Layer:
+    """``encode(texts, instruction)`` of a hidden-state readout at one layer; every layer comes from one pass."""
+
+    def __init__(self, model: Any, value: str, layer: int, new_tokens: int, memo: dict) -> None:
+        self.model, self.value, self.layer, self.new_tokens, self.memo = model, value, layer, new_tokens, memo
+
+    def encode(self, texts: list[str], instruction: str | None = None, batch_size: int = 16, **_: Any) -> np.ndarray:
+        key = (tuple(texts), instruction)
+        if key not in self.memo:
+            self.memo[key], _ = all_layers(self.model, texts, instruction, INBEDDER_PATTERN, self.new_tokens,
+                                           batch_size)
+        return self.memo[key][(self.value, self.layer)]
+
+
+def plot_layers(results: dict, path: Path) -> None:
+    """Summary by layer of each hidden-state readout, one panel a dataset; the other readouts as dashed lines."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    names = list(next(iter(next(iter(results.values())).values())))
+    fig, axes = plt.subplots(1, len(names), figsize=(5 * len(names), 3.8), sharey=True, layout="constrained")
+    for ax, name in zip(axes, names, strict=True):
+        colour = iter(f"C{i}" for i in range(100))
+        for label, readouts in results.items():
+            for value in HIDDEN:
+                layered = sorted((int(r.split("@")[1]), s[name]["summary"]) for r, s in readouts.items()
+                                 if r.startswith(f"{value}@"))
+                if layered:
+                    ax.plot(*zip(*layered, strict=True), marker=".", color=next(colour), label=f"{label} {value}")
+            for r, s in readouts.items():
+                if "@" not in r:
+                    ax.axhline(s[name]["summary"], linestyle="--", linewidth=1, color=next(colour),
+                               label=f"{label} {r} (last layer)" if r in HIDDEN else f"{label} {r}")
+        ax.axhline(0, color="grey", linewidth=0.5)
+        ax.set_title(name)
+        ax.set_xlabel("layer")
+    axes[0].set_ylabel("summary (mean diagonal − mean off-diagonal)")
+    axes[-1].legend(fontsize=7)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--base", default=BASE_MODEL)
@@ -101,8 +152,11 @@ def main() -> None:
     parser.add_argument("--readouts", default=",".join(READOUTS),
                         help=f"comma-separated, of {', '.join(READOUTS + EXTRA_READOUTS)}")
     parser.add_argument("--beams", type=int, default=4, help="answers a text for re_encode_beams")
+    parser.add_argument("--layers", help="'all' or comma-separated layers: also score fst_gen, avg_ppt and avg_gen "
+                        "there")
     parser.add_argument("--skip-base", action="store_true", help="score only the trained model")
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--png", type=Path, help="with --layers: the summary by layer, drawn (needs matplotlib)")
     args = parser.parse_args()
     readouts = args.readouts.split(",")
     torch.set_num_threads(args.threads)
@@ -120,8 +174,13 @@ def main() -> None:
     for label, where in ((("base", args.base),) if not args.skip_base else ()) + (("trained", args.trained),):
         model = load(where, reencoder=False)  # the readouts below say how it embeds
         memo: dict = {}
-        for readout in readouts:
-            view = Readout(model, readout, minilm, args.new_tokens, memo, args.beams)
+        layer_memo: dict = {}
+        layers = (range(model.encoder.num_layers + 1) if args.layers == "all"
+                  else [int(x) for x in args.layers.split(",")] if args.layers else [])
+        views = [(r, Readout(model, r, minilm, args.new_tokens, memo, args.beams)) for r in readouts]
+        views += [(f"{value}@{layer}", Layer(model, value, layer, args.new_tokens, layer_memo))
+                  for value in HIDDEN for layer in layers]
+        for readout, view in views:
             for name, task in tasks.items():
                 start = time.perf_counter()
                 run = task.run(view, settings)
@@ -133,14 +192,14 @@ def main() -> None:
         names = {tuple(task.texts): name for name, task in tasks.items()}
         answers[label] = {f"{names[texts]} | {instruction}": list(generated[:10])
                           for (texts, instruction), (_, generated) in memo.items()}
-    chosen = max(readouts, key=lambda r: results["trained"][r]["clinc150 (selection)"]["summary"])
+    chosen = max(results["trained"], key=lambda r: results["trained"][r]["clinc150 (selection)"]["summary"])
     print(f"chosen on the selection set: {chosen}")
     for name in tasks:
         if name.startswith("clinc") or "base" not in results:
             continue
         t = results["trained"][chosen][name]["summary"]
         b_same = results["base"][chosen][name]["summary"]
-        b_best = max(results["base"][r][name]["summary"] for r in readouts)
+        b_best = max(results["base"][r][name]["summary"] for r in results["base"])
         print(f"{name}: trained ({chosen}) {t:+.3f}; base ({chosen}) {b_same:+.3f}; base (best readout) {b_best:+.3f}")
     if args.json:
         report = {"date": dt.date.today().isoformat(), "machine": platform.processor() or platform.machine(),
@@ -148,6 +207,8 @@ def main() -> None:
                   "rows": {n: len(t.texts) for n, t in tasks.items()}, "chosen": chosen, "results": results,
                   "answers": answers}
         args.json.write_text(json.dumps(report, indent=2, ensure_ascii=False), encoding="utf-8")
+    if args.png:
+        plot_layers(results, args.png)
 
 
 if __name__ == "__main__":
