@@ -138,6 +138,24 @@ def test_recipe_keeps_the_step_best_on_the_selection_set(tmp_path: Path) -> None
     assert score(saved) == pytest.approx(best[1], abs=1e-6)
 
 
+def test_recipe_saves_the_readout_layer(tmp_path: Path) -> None:
+    root = fake_root(tmp_path / "data")
+    llama = build_tiny_llama(tmp_path / "llama")
+    settings = RecipeSettings(qa_records=6, per_axis=4, steps=1, batch_size=4, max_length=96, base_model=str(llama),
+                              readout="fst_gen", layer=1)
+    run_recipe(tmp_path / "m", root, settings, evaluate=False, progress=False)
+    assert json.loads((tmp_path / "m" / "inbedder.json").read_text())["defaults"]["layer"] == 1
+    texts, question = ["a cat sat", "a dog ran"], "Which animal?"
+    saved = load(tmp_path / "m", device="cpu").encode(texts, instruction=question)
+    at = {layer: load(tmp_path / "m", device="cpu", output_value="fst_gen", layer=layer).encode(texts, question)
+          for layer in (1, -1)}
+    np.testing.assert_allclose(saved, at[1], atol=1e-6)
+    assert not np.allclose(saved, at[-1], atol=1e-3)
+    with pytest.raises(InputError, match="not to re_encode"):  # before any data is built or step trained
+        run_recipe(tmp_path / "n", root, RecipeSettings(base_model=str(llama), layer=1), progress=False)
+    assert not (tmp_path / "n.work").exists()
+
+
 def test_alias_says_how_to_make_the_default_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from inbedder.registry import resolve
 

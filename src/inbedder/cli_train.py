@@ -247,6 +247,8 @@ def instructor(**o: Any) -> None:
               show_default=True, help="How the trained model embeds (saved in its inbedder.json): its answer "
               "re-encoded by --reencoder, or its hidden states.")
 @click.option("--reencoder", default="minilm", show_default=True, help="The model that embeds answers (re_encode).")
+@click.option("--layer", type=int, help="The hidden state fst_gen, avg_ppt and avg_gen read (0 = embeddings, "
+              "-1 = last) [default: the last].")
 @click.option("--select-every", type=int, help="Score the readout on the selection set (CLINC150 test, domain × "
               "intent) every N steps and after the last; save the best step's weights [default: the last step's].")
 @click.option("--select-limit", type=int, default=400, show_default=True, help="Rows of the selection set scored.")

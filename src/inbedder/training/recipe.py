@@ -77,15 +77,20 @@ SELECTION_DOMAINS = ("banking", "travel", "kitchen_and_dining", "auto_and_commut
 SELECTION = {"domain": "Which area of life is this request about?", "intent": "What does the user want to do?"}
 
 
-def readout_defaults(readout: str, reencoder: str = "minilm") -> dict[str, Any]:
-    """The ``load()`` options of a readout of an answer model: hidden states, or the generated answer re-encoded."""
+def readout_defaults(readout: str, reencoder: str = "minilm", layer: int | None = None) -> dict[str, Any]:
+    """The ``load()`` options of a readout of an answer model: hidden states (at ``layer``; the last by default),
+    or the generated answer re-encoded."""
     options: dict[str, dict[str, Any]] = {
         "fst_gen": {"output_value": "fst_gen"}, "avg_ppt": {"output_value": "avg_ppt"},
         "avg_gen": {"output_value": "avg_gen", "max_new_tokens": 8},
         "re_encode": {"max_new_tokens": 8, "reencoder": reencoder}}
     if readout not in options:
         raise InputError(f"readout must be one of {sorted(options)}; got {readout!r}")
-    return options[readout]
+    if layer is None:
+        return options[readout]
+    if readout == "re_encode":
+        raise InputError("layer= applies to the hidden-state readouts (fst_gen, avg_ppt, avg_gen), not to re_encode")
+    return {**options[readout], "layer": layer}
 
 
 @dataclass(frozen=True)
@@ -108,6 +113,7 @@ class RecipeSettings:
     base_model: str = BASE_MODEL
     readout: str = "re_encode"  # how the trained model embeds (readout_defaults); written to its inbedder.json
     reencoder: str = "minilm"
+    layer: int | None = None  # the hidden state a hidden-state readout reads (the last by default)
     select_every: int | None = None  # score the readout on the selection set every N steps; keep the best step
     select_limit: int = 400  # rows of the selection set scored
 
@@ -307,6 +313,7 @@ def run_recipe(output: Path | None = None, root: Path | None = None, settings: R
     from .loop import LoopSettings
 
     settings = settings or RecipeSettings()
+    readout = readout_defaults(settings.readout, settings.reencoder, settings.layer)  # refused before any training
     output, root = Path(output or default_output()), Path(root or default_data_root())
     work = output.with_name(output.name + ".work")
     work.mkdir(parents=True, exist_ok=True)
@@ -314,7 +321,6 @@ def run_recipe(output: Path | None = None, root: Path | None = None, settings: R
     loop = LoopSettings(steps=settings.steps, batch_size=settings.batch_size, grad_accum=settings.grad_accum,
                         lr=settings.lr, seed=settings.seed, save_every=25, stop_after=stop_after,
                         progress=progress, eval_every=settings.select_every)
-    readout = readout_defaults(settings.readout, settings.reencoder)
     select = None
     if settings.select_every:
         task = load_awareness(selection_table(root, work), SELECTION, limit=settings.select_limit, seed=settings.seed)
