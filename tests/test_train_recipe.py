@@ -96,6 +96,16 @@ def test_data_mix_every_source_and_no_heldout_text(tmp_path: Path) -> None:
         build_data(tmp_path / "nowhere", tmp_path / "work", RecipeSettings())
 
 
+def test_unseen_selection_leaves_the_selection_domains_out_of_training(tmp_path: Path) -> None:
+    root = fake_root(tmp_path / "data")
+    for unseen in (False, True):  # "weather" is a travel intent, and travel a selection domain; media is not
+        settings = RecipeSettings(qa_records=6, per_axis=8, unseen_selection=unseen)
+        train, dev = build_data(root, tmp_path / "work", settings)
+        said = " ".join(f"{r['instruction']} {r['answer']}" for r in train + dev if r["input"].startswith("play a"))
+        assert "play music" in said and "media" in said
+        assert ("weather" in said and "travel" in said) != unseen
+
+
 def test_recipe_trains_saves_and_reports_heldout(tmp_path: Path, tiny_bert_dir: Path, tiny_bert: Any) -> None:
     root = fake_root(tmp_path / "data")
     llama = build_tiny_llama(tmp_path / "llama")

@@ -252,6 +252,9 @@ def instructor(**o: Any) -> None:
 @click.option("--select-every", type=int, help="Score the readout on the selection set (CLINC150 test, domain × "
               "intent) every N steps and after the last; save the best step's weights [default: the last step's].")
 @click.option("--select-limit", type=int, default=400, show_default=True, help="Rows of the selection set scored.")
+@click.option("--unseen-selection/--seen-selection", default=False, show_default=True,
+              help="Leave the selection set's five CLINC150 domains (all their intents) out of training, so that it "
+              "asks for labels the model never trained on.")
 def recipe(data_root: str | None, output: str | None, threads: int, device: str | None, evaluate: bool,
            eval_limit: int, stop_after: int | None, **settings: Any) -> None:
     """Train the default answer model (SmolLM2-135M-Instruct) and measure it on held-out datasets."""

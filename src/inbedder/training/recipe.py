@@ -116,6 +116,7 @@ class RecipeSettings:
     layer: int | None = None  # the hidden state a hidden-state readout reads (the last by default)
     select_every: int | None = None  # score the readout on the selection set every N steps; keep the best step
     select_limit: int = 400  # rows of the selection set scored
+    unseen_selection: bool = False  # leave the selection set's CLINC150 domains out of training
 
 
 def default_output() -> Path:
@@ -145,14 +146,16 @@ def _need(path: Path) -> Path:
     return path
 
 
-def labelled_tables(root: Path, work: Path) -> dict[str, Path]:
-    """Each labelled training dataset as one csv with a ``text`` column and its label columns."""
+def labelled_tables(root: Path, work: Path, leave_out: tuple[str, ...] = ()) -> dict[str, Path]:
+    """Each labelled training dataset as one csv with a ``text`` column and its label columns; CLINC150 without the
+    domains in ``leave_out``."""
     out = {"banking77": _need(root / "banking77" / "train.csv")}
     clinc = json.loads(_need(root / "clinc150" / "data_full.json").read_text(encoding="utf-8"))
     domain_of = {i: d for d, intents in json.loads((root / "clinc150" / "domains.json").read_text()).items()
                  for i in intents}
     out["clinc150"] = _write_csv(work / "clinc150.csv", ["text", "intent", "domain"],
-                                 [[t, i, domain_of[i]] for t, i in clinc["train"] if i in domain_of])
+                                 [[t, i, domain_of[i]] for t, i in clinc["train"]
+                                  if i in domain_of and domain_of[i] not in leave_out])
     with open(_need(root / "emotion_dair" / "train.txt"), encoding="utf-8") as f:
         emotion = [line.rstrip("\n").rsplit(";", 1) for line in f if ";" in line]
     out["emotion"] = _write_csv(work / "emotion.csv", ["text", "emotion"], emotion[1:])
@@ -224,7 +227,8 @@ def build_data(root: Path, work: Path, settings: RecipeSettings) -> tuple[list[d
     train: list[dict[str, Any]] = []
     dev: list[dict[str, Any]] = []
     rng = random.Random(settings.seed)
-    for name, path in labelled_tables(root, work).items():
+    leave_out = SELECTION_DOMAINS if settings.unseen_selection else ()
+    for name, path in labelled_tables(root, work, leave_out).items():
         for axis, questions in LABELLED[name].items():  # one axis at a time: each gets per_axis records
             classes = len(set(read_labelled(path).labels(axis)))
             spec = LabelSpec((axis,), {axis: questions}, max_per_class=max(2, -(-settings.per_axis // classes)),
