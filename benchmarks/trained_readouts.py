@@ -139,6 +139,17 @@ def plot_layers(results: dict, path: Path) -> None:
     plt.close(fig)
 
 
+def proxy(results: dict) -> float:
+    """How alike the selection set and the held-out sets rank the readouts: Spearman correlation, over every
+    readout measured, of the selection summary and the mean of the held-out summaries."""
+    from scipy.stats import spearmanr
+
+    selection = [scores["clinc150 (selection)"]["summary"] for scores in results.values()]
+    heldout = [float(np.mean([m["summary"] for name, m in scores.items() if not name.startswith("clinc")]))
+               for scores in results.values()]
+    return float(spearmanr(selection, heldout)[0])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--base", default=BASE_MODEL)
@@ -194,6 +205,8 @@ def main() -> None:
                           for (texts, instruction), (_, generated) in memo.items()}
     chosen = max(results["trained"], key=lambda r: results["trained"][r]["clinc150 (selection)"]["summary"])
     print(f"chosen on the selection set: {chosen}")
+    if len(results["trained"]) > 2:
+        print(f"selection set and held-out sets rank the readouts alike: Spearman {proxy(results['trained']):.2f}")
     for name in tasks:
         if name.startswith("clinc") or "base" not in results:
             continue
