@@ -39,7 +39,6 @@ import torch
 from answer_defaults import all_layers  # a script beside this one
 
 from inbedder import load
-from inbedder.encoders.causal import INBEDDER_PATTERN
 from inbedder.evaluation import EvalSettings, load_awareness
 from inbedder.training.recipe import BASE_MODEL, HELDOUT, SELECTION, default_output, heldout_tables, selection_table
 
@@ -47,6 +46,7 @@ DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 READOUTS = ("fst_gen", "avg_ppt", "avg_gen", "re_encode")
 EXTRA_READOUTS = ("re_encode_beams",)
 HIDDEN = ("fst_gen", "avg_ppt", "avg_gen")
+SELECTION_SET = "clinc150 (selection)"  # the dataset the readout is chosen on; the others are held out
 
 
 class Readout:
@@ -104,8 +104,8 @@ class Layer:
     def encode(self, texts: list[str], instruction: str | None = None, batch_size: int = 16, **_: Any) -> np.ndarray:
         key = (tuple(texts), instruction)
         if key not in self.memo:
-            self.memo[key], _ = all_layers(self.model, texts, instruction, INBEDDER_PATTERN, self.new_tokens,
-                                           batch_size)
+            self.memo[key], _ = all_layers(self.model, texts, instruction, self.model.encoder.pattern,
+                                           self.new_tokens, batch_size)  # the model's own prompt, as encode() uses
         return self.memo[key][(self.value, self.layer)]
 
 
@@ -116,7 +116,8 @@ def plot_layers(results: dict, path: Path) -> None:
     matplotlib.use("Agg", force=True)
     import matplotlib.pyplot as plt
 
-    names = list(next(iter(next(iter(results.values())).values())))
+    first_model = next(iter(results.values()))
+    names = list(next(iter(first_model.values())))  # the datasets
     fig, axes = plt.subplots(1, len(names), figsize=(5 * len(names), 3.8), sharey=True, layout="constrained")
     for ax, name in zip(axes, names, strict=True):
         colour = iter(f"C{i}" for i in range(100))
@@ -144,8 +145,8 @@ def proxy(results: dict) -> float:
     readout measured, of the selection summary and the mean of the held-out summaries."""
     from scipy.stats import spearmanr
 
-    selection = [scores["clinc150 (selection)"]["summary"] for scores in results.values()]
-    heldout = [float(np.mean([m["summary"] for name, m in scores.items() if not name.startswith("clinc")]))
+    selection = [scores[SELECTION_SET]["summary"] for scores in results.values()]
+    heldout = [float(np.mean([m["summary"] for name, m in scores.items() if name != SELECTION_SET]))
                for scores in results.values()]
     return float(spearmanr(selection, heldout)[0])
 
@@ -173,7 +174,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
 
     work = Path(tempfile.mkdtemp(prefix="trained-readouts-"))
-    datasets = {"clinc150 (selection)": (selection_table(args.data, work), SELECTION)}
+    datasets = {SELECTION_SET: (selection_table(args.data, work), SELECTION)}
     datasets.update({name: (path, HELDOUT[name])
                      for name, path in heldout_tables(args.data, work, args.seed).items()})
     tasks = {name: load_awareness(path, axes, limit=args.limit, seed=args.seed)
@@ -203,12 +204,12 @@ def main() -> None:
         names = {tuple(task.texts): name for name, task in tasks.items()}
         answers[label] = {f"{names[texts]} | {instruction}": list(generated[:10])
                           for (texts, instruction), (_, generated) in memo.items()}
-    chosen = max(results["trained"], key=lambda r: results["trained"][r]["clinc150 (selection)"]["summary"])
+    chosen = max(results["trained"], key=lambda r: results["trained"][r][SELECTION_SET]["summary"])
     print(f"chosen on the selection set: {chosen}")
     if len(results["trained"]) > 2:
         print(f"selection set and held-out sets rank the readouts alike: Spearman {proxy(results['trained']):.2f}")
     for name in tasks:
-        if name.startswith("clinc") or "base" not in results:
+        if name == SELECTION_SET or "base" not in results:
             continue
         t = results["trained"][chosen][name]["summary"]
         b_same = results["base"][chosen][name]["summary"]
