@@ -146,13 +146,18 @@ def _need(path: Path) -> Path:
     return path
 
 
+def clinc150(root: Path) -> tuple[dict[str, list[list[str]]], dict[str, list[str]]]:
+    """CLINC150's splits (``[text, intent]`` rows) and its domains (domain → intents)."""
+    data = json.loads(_need(root / "clinc150" / "data_full.json").read_text(encoding="utf-8"))
+    return data, json.loads(_need(root / "clinc150" / "domains.json").read_text(encoding="utf-8"))
+
+
 def labelled_tables(root: Path, work: Path, leave_out: tuple[str, ...] = ()) -> dict[str, Path]:
     """Each labelled training dataset as one csv with a ``text`` column and its label columns; CLINC150 without the
     domains in ``leave_out``."""
     out = {"banking77": _need(root / "banking77" / "train.csv")}
-    clinc = json.loads(_need(root / "clinc150" / "data_full.json").read_text(encoding="utf-8"))
-    domain_of = {i: d for d, intents in json.loads((root / "clinc150" / "domains.json").read_text()).items()
-                 for i in intents}
+    clinc, domains = clinc150(root)
+    domain_of = {i: d for d, intents in domains.items() for i in intents}
     out["clinc150"] = _write_csv(work / "clinc150.csv", ["text", "intent", "domain"],
                                  [[t, i, domain_of[i]] for t, i in clinc["train"]
                                   if i in domain_of and domain_of[i] not in leave_out])
@@ -249,8 +254,7 @@ def build_data(root: Path, work: Path, settings: RecipeSettings) -> tuple[list[d
 def selection_rows(root: Path) -> list[list[str]]:
     """The selection set, ``[text, domain, intent]`` a row: CLINC150 *test* queries of :data:`SELECTION_DOMAINS`,
     the first four intents of each."""
-    data = json.loads(_need(root / "clinc150" / "data_full.json").read_text(encoding="utf-8"))
-    domains = json.loads(_need(root / "clinc150" / "domains.json").read_text(encoding="utf-8"))
+    data, domains = clinc150(root)
     domain_of = {i: d for d in SELECTION_DOMAINS for i in domains[d][:4]}
     return [[t, domain_of[i], i] for t, i in data["test"] if i in domain_of]
 
