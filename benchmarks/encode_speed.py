@@ -191,7 +191,7 @@ def spearman(vectors: np.ndarray, scores: list[float]) -> float:
     """Spearman x 100 of the pair cosines (rows 2i, 2i+1) with the gold scores."""
     from scipy.stats import spearmanr
 
-    from inbedder.benchmark import cosine_rows
+    from inbedder.apps.benchmark import cosine_rows
 
     cos = cosine_rows(vectors[0::2], vectors[1::2])
     return float(100 * spearmanr(cos, scores).statistic)
@@ -213,7 +213,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         scores = None  # --dedupe / --limit: the texts are no longer the pairs
 
     import inbedder
-    from inbedder.benchmark import bench_encoder
+    from inbedder.apps.benchmark import bench_encoder
     from inbedder.registry import resolve
 
     path = resolve(args.model).path

@@ -88,8 +88,8 @@ def crosstab(a: Any, b: Any) -> None:
 
 def run_model(name: str, rows: list[dict[str, Any]], out_dir: Path, baseline: bool) -> dict[str, dict[str, float]]:
     """Cluster the corpus under each question (and, with ``baseline``, under no instruction)."""
-    from inbedder.clustering import ClusterSettings, cluster_vectors
-    from inbedder.report import write_report
+    from inbedder.apps.clustering import ClusterSettings, cluster_vectors
+    from inbedder.apps.report import write_report
 
     start = time.perf_counter()
     model = load(name, **(SMOL_OPTIONS if name.startswith("smollm2") else {}))

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from inbedder.benchmark import parse_variants
+from inbedder.apps.benchmark import parse_variants
 from inbedder.cli import main
 from inbedder.errors import InputError
 

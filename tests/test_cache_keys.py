@@ -16,7 +16,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from inbedder.cache import EmbeddingCache
-from inbedder.cache_keys import encode_cached, file_stats, request_key
+from inbedder.cache.keys import encode_cached, file_stats, request_key
 from inbedder.cli import main
 
 TEXTS = ["a cat sat on the mat", "the bank raised its rate", "a dog ran in the park"]
@@ -146,7 +146,7 @@ def test_fully_cached_cli_run_imports_neither_torch_nor_numpy_nor_click(model_di
     args = ["embed", "-m", str(model_dir), "--device", "cpu", "--cache", str(cache), "-o", str(tmp_path / "v.npy"),
             *TEXTS]
     run(*args)
-    code = (f"import sys\nsys.argv = ['inbedder', *{args!r}]\nfrom inbedder.cli_fast import main\nmain()\n"
+    code = (f"import sys\nsys.argv = ['inbedder', *{args!r}]\nfrom inbedder.cli import run\nrun()\n"
             "print('torch' in sys.modules, 'numpy' in sys.modules, 'click' in sys.modules)")
     env = {k: v for k, v in os.environ.items() if not k.startswith("INBEDDER_")}
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)

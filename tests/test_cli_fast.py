@@ -15,7 +15,7 @@ from click.testing import CliRunner
 
 from inbedder.cache import EmbeddingCache
 from inbedder.cli import main as click_main
-from inbedder.cli_fast import DEFAULTS, ENVVARS, FLAG_OPTIONS, VALUE_OPTIONS, serve_cached
+from inbedder.cli.fast import DEFAULTS, ENVVARS, FLAG_OPTIONS, VALUE_OPTIONS, serve_cached
 
 TEXTS = ["a cat sat on the mat", "the bank raised its rate", "a dog ran in the park"]
 INSTR = "Represent the sentence:"

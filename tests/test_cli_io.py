@@ -20,9 +20,9 @@ from click.testing import CliRunner, Result
 
 from cli_checks import assert_one_error_line, ok
 from inbedder import similarity
+from inbedder.apps.clustering import cluster as run_cluster
+from inbedder.apps.search import SearchIndex
 from inbedder.cli import main
-from inbedder.clustering import cluster as run_cluster
-from inbedder.search import SearchIndex
 
 TEXTS = ["red apple pie with cream", "green apple tart", "ripe banana bread", "fast red car on the road",
          "electric car battery", "a diesel engine for the truck"]

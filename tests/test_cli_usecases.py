@@ -19,9 +19,9 @@ import pytest
 from click.testing import CliRunner, Result
 
 from cli_checks import assert_one_error_line, ok
+from inbedder.apps.clustering import cluster as run_cluster
+from inbedder.apps.search import SearchIndex
 from inbedder.cli import main
-from inbedder.clustering import cluster as run_cluster
-from inbedder.search import SearchIndex
 
 FRUIT = ["red apple pie with cream", "green apple tart", "banana and apple smoothie", "apple orchard harvest",
          "ripe banana bread"]

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from inbedder.clustering import ClusterSettings, cluster, cluster_vectors, ctfidf_keywords, label_metrics
+from inbedder.apps.clustering import ClusterSettings, cluster, cluster_vectors, ctfidf_keywords, label_metrics
 from inbedder.errors import InputError, InputTypeError
 
 CORPUS = {  # a hand-made corpus with two obvious topics

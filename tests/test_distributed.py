@@ -25,8 +25,8 @@ pq = pytest.importorskip("pyarrow.parquet")
 
 from inbedder.cache import EmbeddingCache  # noqa: E402
 from inbedder.cli import main  # noqa: E402
-from inbedder.cli_ray import MANIFEST, SHARD_ROWS_ENV, input_files, plan, read_rows  # noqa: E402
 from inbedder.distributed import EmbedBatch, actor_pool, embed_dataset  # noqa: E402
+from inbedder.distributed.shards import MANIFEST, SHARD_ROWS_ENV, input_files, plan, read_rows  # noqa: E402
 from inbedder.errors import InputError, InputTypeError  # noqa: E402
 
 DEFAULT = "Represent the sentence:"

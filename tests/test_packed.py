@@ -7,8 +7,8 @@ import io
 import numpy as np
 import pytest
 
+from inbedder.cache.packed import PackedRows
 from inbedder.errors import InputError, NonFiniteError
-from inbedder.packed import PackedRows
 
 
 def packed(array: np.ndarray) -> PackedRows:

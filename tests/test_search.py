@@ -9,8 +9,8 @@ from typing import Any
 import numpy as np
 import pytest
 
+from inbedder.apps.search import Backend, Hit, IndexMismatchError, SearchIndex, parse_backend
 from inbedder.errors import InputError, ModelLoadError
-from inbedder.search import Backend, Hit, IndexMismatchError, SearchIndex, parse_backend
 
 DOCS = ["The Federal Reserve raised its benchmark interest rate.", "A cat sat on the mat.",
         "Parton energy loss in QCD matter.", "The funds rose less than 0.5 per cent on Friday.",

@@ -186,7 +186,7 @@ def test_serve_without_the_extra_names_it(monkeypatch: pytest.MonkeyPatch) -> No
 
 
 def test_served_names_and_loopback() -> None:
-    from inbedder.serve.command import served_names
+    from inbedder.cli.serve import served_names
     from inbedder.serve.config import is_loopback
 
     assert served_names(("minilm", "mine=/models/x")) == {"minilm": "minilm", "mine": "/models/x"}

@@ -117,7 +117,7 @@ def test_cache_keys_differ_across_dtype_and_quantize(tiny_bert_dir: Path, tiny_b
     settings = [m.encoder.settings() for m in models]
     assert [s["dtype"] for s in settings] == ["float32", "bfloat16", "float32"]
     assert "quantize" not in settings[0] and settings[2]["quantize"] == "int8"
-    keys = {m._model_key({})[0] for m in models}
+    keys = {m.model_key({})[0] for m in models}
     assert len(keys) == 3
 
 

@@ -180,7 +180,7 @@ def test_alias_says_how_to_make_the_default_model(tmp_path: Path, monkeypatch: p
 def test_cli_defaults_are_the_recipe_settings_defaults() -> None:
     from dataclasses import asdict
 
-    from inbedder.cli_train import recipe
+    from inbedder.cli.train import recipe
 
     parsed = recipe.make_context("recipe", []).params
     assert {k: v for k, v in parsed.items() if k in asdict(RecipeSettings())} == {
@@ -191,7 +191,7 @@ def test_cli_defaults_are_the_recipe_settings_defaults() -> None:
 @pytest.mark.parametrize("args, device", [([], None), (["--device", "cpu"], "cpu")])
 def test_training_commands_take_cuda_when_present_unless_told(monkeypatch: pytest.MonkeyPatch, args: list[str],
                                                              device: str | None) -> None:
-    from inbedder import cli_train
+    from inbedder.cli import train as cli_train
     from inbedder.training import answer, recipe
 
     seen: dict[str, Any] = {}
@@ -210,7 +210,7 @@ def test_training_commands_take_cuda_when_present_unless_told(monkeypatch: pytes
 
 
 def test_recipe_command_says_which_step_it_kept(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    from inbedder import cli_train
+    from inbedder.cli import train as cli_train
     from inbedder.training import recipe
 
     report = {"finished": True, "train_records": 5, "steps": 3, "selection": [[1, 0.1], [2, 0.3], [3, 0.2]],

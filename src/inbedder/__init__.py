@@ -15,21 +15,21 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import InbedderError
 from .prompts import instruction_template
+from .version import __version__
 
 if TYPE_CHECKING:
-    from .clustering import cluster
+    from .apps.clustering import cluster
+    from .apps.search import SearchIndex
+    from .apps.similarity import similarity
     from .engine import Embedder
     from .loading import load
-    from .pairwise import similarity
-    from .search import SearchIndex
 
-__version__ = "0.1.0"
 __all__ = ["Embedder", "InbedderError", "SearchIndex", "__version__", "cluster", "instruction_template", "load",
            "similarity"]
 
 
-_LAZY = {"load": "loading", "Embedder": "engine", "cluster": "clustering", "SearchIndex": "search",
-         "similarity": "pairwise"}
+_LAZY = {"load": "loading", "Embedder": "engine", "cluster": "apps.clustering", "SearchIndex": "apps.search",
+         "similarity": "apps.similarity"}
 
 
 def __getattr__(name: str) -> Any:

@@ -18,8 +18,8 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from .cache import EmbeddingCache, open_cache
-from .cache_dir import DirCache
+from .cache.directory import DirCache
+from .cache.store import EmbeddingCache, open_cache
 from .choices import parse_device
 from .encoders.base import BatchResult, Encoder, Output, Pair
 from .errors import InputError, NonFiniteError
@@ -41,11 +41,13 @@ class Embedder(nn.Module):
     (384,)
     """
 
-    def __init__(self, encoder: Encoder, name: str = "", source: str = ""):
+    def __init__(self, encoder: Encoder, name: str = "", source: str = "",
+                 loader: Callable[..., Embedder] | None = None):
         super().__init__()
         self.encoder = encoder
         self.name = name
         self.source = source
+        self.loader = loader  # loads a reencoder given by name (inbedder.load passes itself)
         self.default_reencoder: Any = None  # encode(reencoder=None) uses it: embeds an answer family's answers
         self._loaded: dict[str, Embedder] = {}  # reencoders loaded by name
 
@@ -101,7 +103,7 @@ class Embedder(nn.Module):
         if device is not None:
             check_device_for(self.encoder, parse_device(device))
             self.to(parse_device(device))
-        second = self._reencoder(reencoder)
+        second = self.reencoder_for(reencoder)
         if second is not None:
             if out is not Output.SENTENCE:
                 raise InputError(f"reencoder= gives sentence vectors only; got output={out.value!r}")
@@ -134,8 +136,7 @@ class Embedder(nn.Module):
             directory.save(rows.vectors, rows.answers)
         return self._finish(rows, out, single, normalize, convert_to_tensor, return_generations)
 
-    # -- internals ----------------------------------------------------------------------------------------
-    def _reencoder(self, reencoder: Any) -> Any:
+    def reencoder_for(self, reencoder: Any) -> Any:
         """The model that embeds the answers (loaded once per name), or None; checks that answers exist."""
         reencoder = self.default_reencoder if reencoder is None else reencoder
         if reencoder is None or reencoder is False:  # False: this call embeds with the model itself
@@ -143,25 +144,28 @@ class Embedder(nn.Module):
         if not self.encoder.answers:
             raise InputError(f"reencoder= embeds generated answers; this model is {self.family!r}, which has none")
         if isinstance(reencoder, (str, os.PathLike)):
-            from .loading import load
-
             name = str(reencoder)
+            if self.loader is None:
+                raise InputError(f"reencoder={name!r} names a model, and this Embedder was not made by "
+                                 "inbedder.load (it has no loader); pass the loaded model instead")
             if name not in self._loaded:
-                self._loaded[name] = load(name, device=self.device)
+                self._loaded[name] = self.loader(name, device=self.device)
             reencoder = self._loaded[name]
         if not callable(getattr(reencoder, "encode", None)):
             raise InputError(f"reencoder must be a model name, an Embedder or have encode(texts); got {reencoder!r}")
         return reencoder
 
-    def _model_key(self, options: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    def model_key(self, options: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         """What identifies this model's vectors: weights fingerprint, family settings, call options."""
         about = {"weights": weights_fingerprint(self.encoder), "settings": self.encoder.settings(), "options": options}
         return settings_digest(about), about
 
+    # -- internals ----------------------------------------------------------------------------------------
+
     def _cached_run(self, store: EmbeddingCache, pairs: list[Pair], batch_size: int, show: bool | None,
                     options: dict[str, Any], need_answers: bool, budget: int | None = None) -> Rows:
         """Look rows up in the persistent cache; compute and store the missing ones batch by batch."""
-        model_key, about = self._model_key(options)
+        model_key, about = self.model_key(options)
         store.register_model(model_key, self.name, about)
         unique = list(dict.fromkeys(pairs))
         found = store.get_many(model_key, unique)

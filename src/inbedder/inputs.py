@@ -11,8 +11,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from .encoders.base import Pair
 from .errors import InputError, InputTypeError
+
+Pair = tuple[str | None, str]  # (instruction or None, text)
 
 
 def _describe(value: Any) -> str:

@@ -78,12 +78,12 @@ def load(name_or_path: str | os.PathLike[str], *, family: str | None = None, dev
     reencoder = default_reencoder if reencoder is None else reencoder
     with quiet_transformers():
         encoder = _build(fam, location.path, dt.torch, trust_remote_code, options)
-    model = Embedder(encoder, name=str(name_or_path), source=str(location.path))
+    model = Embedder(encoder, name=str(name_or_path), source=str(location.path), loader=load)
     model.to(dev)
     if quant is not None:
         apply_quantization(encoder, quant, dev)
     if reencoder is not None:
-        model.default_reencoder = model._reencoder(reencoder)
+        model.default_reencoder = model.reencoder_for(reencoder)
     return model
 
 

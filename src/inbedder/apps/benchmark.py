@@ -22,8 +22,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from .errors import InputError, did_you_mean
-from .speed import flops_per_token, peak_gemm_flops
+from ..errors import InputError, did_you_mean
+from ..speed import flops_per_token, peak_gemm_flops
 
 
 @dataclass(frozen=True)
@@ -101,7 +101,7 @@ def bench_encoder(model_name: str, texts: list[str], variants: str | list[str], 
     their fidelity is measured against inbedder's float32 vectors too. ``peak_size`` is the side of the square
     matrices timed for the roofline (``None``: no roofline).
     """
-    from . import load
+    from ..loading import load
 
     if not texts:
         raise InputError("no texts to benchmark")

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import InputError, InputTypeError, did_you_mean, require
+from ..errors import InputError, InputTypeError, did_you_mean, require
 
 DEFAULT_AUTO_K = range(2, 21)
 SILHOUETTE_SAMPLE = 3000  # silhouette on at most this many points (it is quadratic in the number of points)

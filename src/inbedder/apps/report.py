@@ -22,8 +22,8 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import InputError, did_you_mean, require
 from .clustering import ClusterResult
-from .errors import InputError, did_you_mean, require
 
 PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
            "#17becf", "#aec7e8", "#ffbb78", "#98df8a", "#ff9896", "#c5b0d5", "#c49c94", "#f7b6d2", "#c7c7c7",

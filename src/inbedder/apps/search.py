@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import InputError, InputTypeError, ModelLoadError, did_you_mean, require
+from ..errors import InputError, InputTypeError, ModelLoadError, did_you_mean, require
 
 FORMAT = "inbedder-search-index"
 FORMAT_VERSION = 1
@@ -61,7 +61,7 @@ class Hit:
 
 def model_identity(model: Any) -> dict[str, Any]:
     """What the index records about a model: name, source, family, dim, settings, weights fingerprint."""
-    from .fingerprint import weights_fingerprint
+    from ..fingerprint import weights_fingerprint
 
     encoder = model.encoder
     return {"name": str(getattr(model, "name", "")), "source": str(getattr(model, "source", "")),

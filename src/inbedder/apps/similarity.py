@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import InputError
+from ..errors import InputError
 
 
 def similarity(model: Any, a: Any, b: Any, instruction: str | list[str | None] | None = None, *,

@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from .errors import InputError
+from ..errors import InputError
 
 FORMAT_VERSION = 1
 

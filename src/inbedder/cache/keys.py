@@ -20,10 +20,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .cache import EmbeddingCache, open_cache
-from .choices import DType, Family, parse_choice
-from .errors import InbedderError, InputError, NonFiniteError
+from ..choices import DType, Family, parse_choice
+from ..errors import InbedderError, InputError, NonFiniteError
 from .packed import PackedRows
+from .store import EmbeddingCache, open_cache
 
 if TYPE_CHECKING:
     import numpy as np
@@ -67,8 +67,8 @@ def request_key(model: str | os.PathLike[str], *, dtype: Any = "float32", device
 
     Resolving an alias or a local path reads no weights and imports no torch.
     """
-    from . import __version__
-    from .registry import resolve
+    from ..registry import resolve
+    from ..version import __version__
 
     try:
         location = resolve(model)
@@ -145,7 +145,7 @@ def load_remembered(cache: Any, model: str | os.PathLike[str], *, dtype: Any = "
                     encode_options: dict[str, Any] | None = None) -> Any:
     """``load(model, ...)``; with a ``cache``, the load is recorded in it so that a later :func:`lookup` or
     :func:`encode_cached` of rows this model encodes with ``encode_options`` needs no load."""
-    from .loading import load
+    from ..loading import load
 
     store = open_cache(cache)
     request = {"dtype": dtype, "device": device, "family": family, "load_options": load_options,
@@ -162,7 +162,7 @@ def remember(store: EmbeddingCache, key: str | None, embedder: Any, encode_optio
     second = getattr(embedder, "default_reencoder", None)
     if key is None or "reencoder" in encode_options or second not in (None, False):
         return  # vectors of a second model (answers re-embedded) are keyed by that model: not served from here
-    model_key, _ = embedder._model_key(encode_options)
+    model_key, _ = embedder.model_key(encode_options)
     store.remember_request(key, model_key, {"name": embedder.name, "source": embedder.source,
                                             "answers": bool(embedder.encoder.answers)})
 
@@ -177,7 +177,7 @@ def encode_cached(model: str | os.PathLike[str], texts: Sequence[str], instructi
 
     Without a cache this is exactly ``load`` then ``encode``. With one, a call whose rows are all cached and
     whose model files are unchanged since a run that loaded the model reads them and returns; torch is not
-    imported. With ``packed=True`` such a call returns them as :class:`~inbedder.packed.PackedRows` (when not
+    imported. With ``packed=True`` such a call returns them as :class:`~inbedder.cache.packed.PackedRows` (when not
     normalizing), and numpy is not imported either.
     """
     if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
@@ -188,7 +188,7 @@ def encode_cached(model: str | os.PathLike[str], texts: Sequence[str], instructi
                               load_options=load_options, normalize=normalize, packed=packed, **options)
     if found is not None:
         return found
-    from .loading import quiet_transformers
+    from ..loading import quiet_transformers
 
     with quiet_transformers():
         embedder = load_remembered(store, model, dtype=dtype, device=device, family=family,

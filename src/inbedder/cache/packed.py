@@ -14,7 +14,7 @@ from array import array
 from collections.abc import Iterator
 from typing import IO, TYPE_CHECKING, Any
 
-from .errors import InputError, NonFiniteError
+from ..errors import InputError, NonFiniteError
 
 if TYPE_CHECKING:
     import numpy as np

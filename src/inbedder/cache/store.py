@@ -23,12 +23,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from .errors import InputError
+from ..errors import InputError
 
 if TYPE_CHECKING:  # torch and numpy stay unimported: a fully cached CLI run needs neither
     import numpy as np
 
-    from .encoders.base import Pair
+    from ..encoders.base import Pair
 
 FORMAT_VERSION = 1
 # keys per SELECT: SQLite's variable limit is 32766 from 3.32 on, 999 before
@@ -157,7 +157,7 @@ class EmbeddingCache:
         self._retry(lambda db: db.execute("INSERT INTO runs (model_key, hits, misses, at) VALUES (?, ?, ?, ?)",
                                           (model_key, hits, misses, time.time())))
 
-    # -- load-free lookups (inbedder.cache_keys) ---------------------------------------------------------------
+    # -- load-free lookups (inbedder.cache.keys) ---------------------------------------------------------------
     def remember_request(self, request_key: str, model_key: str, about: dict[str, Any]) -> None:
         """Record that loading a model as described by ``request_key`` gives the model key ``model_key``."""
         self._retry(lambda db: db.execute("INSERT OR REPLACE INTO requests VALUES (?, ?, ?, ?)",

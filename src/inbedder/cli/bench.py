@@ -15,8 +15,8 @@ from typing import Any
 import click
 import numpy as np
 
-from .cli import user_errors, warnings_as_lines
-from .io import gather_input
+from ..io import gather_input
+from .common import user_errors, warnings_as_lines
 
 
 @click.command("bench")
@@ -47,7 +47,7 @@ def bench(texts: tuple[str, ...], model: str, input_path: str | None, text_colum
     """Time MODEL in each dtype on the same texts: texts/s, tokens/s, cosine to float32, share of GEMM peak."""
     import torch
 
-    from .benchmark import bench_encoder
+    from ..apps.benchmark import bench_encoder
 
     with user_errors(), warnings_as_lines():
         if threads is not None:
@@ -72,8 +72,8 @@ def bench(texts: tuple[str, ...], model: str, input_path: str | None, text_colum
 def _competitors(model: str, against: tuple[str, ...], instruction: str | None, batch_size: int) -> dict[str, Any]:
     found: dict[str, Any] = {}
     if "sentence-transformers" in against:
-        from .errors import require
-        from .registry import resolve
+        from ..errors import require
+        from ..registry import resolve
 
         require("sentence_transformers", "bench")
         from sentence_transformers import SentenceTransformer

@@ -24,9 +24,9 @@ from typing import Any
 
 import click
 
-from .choices import DType
-from .errors import InputError
-from .io import check_target
+from ..choices import DType
+from ..errors import InputError
+from ..io import check_target
 
 TaskBuilder = Callable[[], Any]
 
@@ -77,11 +77,11 @@ def _with_robustness(f: Callable[..., Any]) -> Callable[..., Any]:
 def _run(task_name: str, build: TaskBuilder, opts: dict[str, Any], data: list[str],
          settings: dict[str, Any], *, awareness: dict[str, Any] | None = None) -> None:
     """Read the data, load the model, evaluate (or run the robustness lists), write the result."""
-    from .cli import user_errors, warnings_as_lines
-    from .evaluation import EvalSettings, make_result, robustness
-    from .evaluation.awareness import heatmap
-    from .evaluation.robustness import parse_instruction_lists, read_instruction_lists
-    from .loading import load, parse_device, quiet_transformers
+    from ..evaluation import EvalSettings, make_result, robustness
+    from ..evaluation.awareness import heatmap
+    from ..evaluation.robustness import parse_instruction_lists, read_instruction_lists
+    from ..loading import load, parse_device, quiet_transformers
+    from .common import user_errors, warnings_as_lines
 
     with user_errors():
         check_target(opts.get("output"))
@@ -133,7 +133,7 @@ def _instruction_lists(opts: dict[str, Any], read: Callable[..., Any], parse: Ca
 
 
 def _model_name(opts: dict[str, Any]) -> str:
-    from .registry import ALIASES
+    from ..registry import ALIASES
 
     if not opts.get("model"):
         raise click.ClickException("no model given: pass -m/--model NAME or set INBEDDER_MODEL "
@@ -142,7 +142,7 @@ def _model_name(opts: dict[str, Any]) -> str:
 
 
 def _emit(result: dict[str, Any], output: str | None) -> None:
-    from .evaluation.results import write_result
+    from ..evaluation.results import write_result
 
     metrics = result["metrics"]
     primary = result["primary_metric"]
@@ -187,7 +187,7 @@ instruction_column_option = click.option("--instruction-column", help="Column wi
 @click.option("--positive-column", default="positive", show_default=True)
 @click.option("--negative-column", default="negative", show_default=True)
 def triplet(**opts: Any) -> None:
-    from .evaluation import load_triplets
+    from ..evaluation import load_triplets
 
     _one_instruction(opts)
     build = functools.partial(load_triplets, opts["input_path"], anchor_column=opts["anchor_column"],
@@ -206,7 +206,7 @@ def triplet(**opts: Any) -> None:
 @click.option("--text2-column", default="sentence2", show_default=True)
 @click.option("--score-column", default="score", show_default=True)
 def sts(**opts: Any) -> None:
-    from .evaluation import load_sts
+    from ..evaluation import load_sts
 
     _one_instruction(opts)
     build = functools.partial(load_sts, opts["input_path"], text1_column=opts["text1_column"],
@@ -224,7 +224,7 @@ def sts(**opts: Any) -> None:
 @click.option("--text-column", default="text", show_default=True)
 @click.option("--label-column", default="label", show_default=True)
 def clustering(**opts: Any) -> None:
-    from .evaluation import load_clustering
+    from ..evaluation import load_clustering
 
     _one_instruction(opts)
     build = functools.partial(load_clustering, opts["input_path"], text_column=opts["text_column"],
@@ -242,7 +242,7 @@ def clustering(**opts: Any) -> None:
 @click.option("--text-column", default="text", show_default=True)
 @click.option("--label-column", default="label", show_default=True)
 def classification(**opts: Any) -> None:
-    from .evaluation import load_classification
+    from ..evaluation import load_classification
 
     build = functools.partial(load_classification, opts["input_path"], test_path=opts["test_path"],
                               text_column=opts["text_column"], label_column=opts["label_column"],
@@ -259,7 +259,7 @@ def classification(**opts: Any) -> None:
 @click.option("--query-instruction", help="Instruction for the queries.")
 @click.option("--doc-instruction", help="Instruction for the documents.")
 def retrieval(**opts: Any) -> None:
-    from .evaluation import load_beir
+    from ..evaluation import load_beir
 
     build = functools.partial(load_beir, opts["input_path"], split=opts["split"],
                               query_instruction=opts["query_instruction"], doc_instruction=opts["doc_instruction"],
@@ -279,7 +279,7 @@ def retrieval(**opts: Any) -> None:
               help="Column(s) with references; repeat for several.")
 @click.option("--score-column", default="score", show_default=True)
 def text(**opts: Any) -> None:
-    from .evaluation import load_text_evaluation
+    from ..evaluation import load_text_evaluation
 
     _one_instruction(opts)
     build = functools.partial(load_text_evaluation, opts["input_path"], candidate_column=opts["candidate_column"],
@@ -300,8 +300,8 @@ def text(**opts: Any) -> None:
 @click.option("--baseline/--no-baseline", default=False, show_default=True,
               help="Add a row with no instruction (not part of the summary).")
 def awareness(**opts: Any) -> None:
-    from .evaluation import load_awareness
-    from .evaluation.data import parse_assignments
+    from ..evaluation import load_awareness
+    from ..io.table import parse_assignments
 
     try:
         axes = parse_assignments(opts["axes"], "--axis")
@@ -320,7 +320,7 @@ def awareness(**opts: Any) -> None:
 @click.option("--text-column", default="text", show_default=True)
 @click.option("--warmup", type=int, default=1, show_default=True, help="Untimed batches first.")
 def latency(**opts: Any) -> None:
-    from .evaluation.latency import load_latency
+    from ..evaluation.latency import load_latency
 
     build = functools.partial(load_latency, opts["input_path"], text_column=opts["text_column"],
                               instruction=opts["instruction"], warmup=opts["warmup"], **_common(opts))
@@ -333,8 +333,8 @@ def latency(**opts: Any) -> None:
 @click.option("-o", "--output", metavar="FILE.md", help="Write the table here [default: stdout].")
 def report_command(files: tuple[str, ...], output: str | None) -> None:
     """A markdown table of result files: task, model, data, primary metric, the other metrics, date."""
-    from .cli import user_errors
-    from .evaluation import read_result, report
+    from ..evaluation import read_result, report
+    from .common import user_errors
 
     with user_errors():
         table = report(read_result(f) for f in files)

@@ -1,4 +1,5 @@
-"""The ``inbedder`` console script: a fully cached ``inbedder embed`` is answered before click is imported.
+"""A fully cached ``inbedder embed`` answered before click is imported (the console script, :func:`inbedder.cli.run`,
+asks :func:`serve_cached` first).
 
 Importing click is about a third of a fully cached run's work (measured with callgrind: 131 M of 366 M
 instructions for 2,000 cached texts). So the script first looks at its arguments: a plain ``embed`` call
@@ -16,7 +17,7 @@ import os
 import sys
 from typing import Any
 
-from .io import Record, check_target, gather_input, output_format, write_embeddings
+from ..io import Record, check_target, gather_input, output_format, write_embeddings
 
 # option → parameter of ``inbedder embed`` (options that take a value)
 VALUE_OPTIONS = {"-m": "model", "--model": "model", "--instruction": "instruction", "-i": "input_path",
@@ -34,7 +35,7 @@ def embed_records(records: list[Record], model: str, instruction: str | None, *,
                   cached_only: bool = False, cache_path: str | None = None, **encode: Any) -> bool:
     """Embed ``records`` (each with its own instruction or ``instruction``) and write them to ``output`` (stdout
     for None or ``-``). With ``cached_only``, write nothing and return False unless every row is cached."""
-    from .cache_keys import encode_cached, open_cache, served_from_cache
+    from ..cache.keys import encode_cached, open_cache, served_from_cache
 
     instructions = [instruction if r.instruction is None else r.instruction for r in records]
     per_row = any(r.instruction is not None for r in records)
@@ -100,10 +101,3 @@ def serve_cached(args: list[str]) -> bool:
                              normalize=params["normalize"])
     except Exception:  # noqa: BLE001 - the click command redoes the call and reports the error properly
         return False
-
-
-def main() -> None:
-    if not serve_cached(sys.argv[1:]):
-        from .cli import main as click_main
-
-        click_main()

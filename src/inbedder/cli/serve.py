@@ -11,7 +11,7 @@ import logging
 import click
 
 from ..errors import InputError, require
-from .config import ServeConfig, is_loopback
+from ..serve.config import ServeConfig, is_loopback
 
 _LIMITS = ServeConfig()
 
@@ -83,7 +83,7 @@ def serve(model_specs: tuple[str, ...], host: str, port: int, api_keys: tuple[st
     curl localhost:8080/v1/embeddings -H 'Content-Type: application/json' \\
         -d '{"model": "minilm", "input": ["A cat sat."], "instruction": "Represent the sentence:"}'
     """
-    from ..cli import user_errors
+    from .common import user_errors
 
     with user_errors():
         require("fastapi", "serve")
@@ -97,9 +97,9 @@ def serve(model_specs: tuple[str, ...], host: str, port: int, api_keys: tuple[st
                              max_queue_rows=max_queue_rows, batch_size=batch_size, api_keys=tuple(api_keys))
         names = served_names(model_specs)
         cache = None if no_cache else (cache_path or True)
-        from ..cache import open_cache
+        from ..cache.store import open_cache
         from ..loading import load, parse_device, quiet_transformers
-        from .app import create_app
+        from ..serve.app import create_app
 
         parse_device(device)
         if cache is not None:

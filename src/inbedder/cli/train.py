@@ -14,68 +14,11 @@ User errors exit with status 1 and one line on stderr.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import click
-
-
-@click.group("data")
-def data_group() -> None:
-    """Build training data."""
-
-
-@data_group.command("from-labels")
-@click.argument("files", nargs=-1, required=True)
-@click.option("--text-column", default="text", show_default=True, help="The text column of every file.")
-@click.option("-l", "--label", "labels", multiple=True, required=True, metavar="COLUMN",
-              help="A label column (an axis); repeat for several.")
-@click.option("-q", "--question", "questions", multiple=True, metavar='COLUMN="QUESTION"',
-              help="A question whose answer is COLUMN's label; repeat for several phrasings (one is picked per "
-                   "record with the seed).")
-@click.option("--questions", "questions_file", metavar="FILE.json",
-              help='Questions as JSON: {"column": ["question", ...]} (added to -q).')
-@click.option("--label-map", "label_maps", multiple=True, metavar="COLUMN=FILE",
-              help="Label ids → names for COLUMN: a JSON object or list, or a text file with one name a line "
-                   "(ids from 0).")
-@click.option("--format", "fmt", type=click.Choice(["qa", "medi"]), default="qa", show_default=True,
-              help="qa: {input, instruction, answer} for `train answer`; medi: {query, pos, neg, task_id} for "
-                   "`train instructor`.")
-@click.option("--max-per-class", type=int, default=500, show_default=True,
-              help="At most this many texts per label on each axis (0: no cap).")
-@click.option("--dev-fraction", type=float, default=0.1, show_default=True, help="Share of texts for the dev split.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of sampling, phrasings and the split.")
-@click.option("--delimiter", help="Read other text files as delimited with a header (e.g. ';').")
-@click.option("-o", "--output", required=True, metavar="DIR", help="Write DIR/train.jsonl, dev.jsonl, stats.json.")
-def from_labels(files: tuple[str, ...], text_column: str, labels: tuple[str, ...], questions: tuple[str, ...],
-                questions_file: str | None, label_maps: tuple[str, ...], fmt: str, max_per_class: int,
-                dev_fraction: float, seed: int, delimiter: str | None, output: str) -> None:
-    """Turn labelled FILES (csv, tsv, jsonl, json, parquet) into QA or MEDI training records."""
-    from .cli import user_errors
-    from .evaluation.data import parse_assignments
-    from .training.data import LabelSpec, from_labels, parse_questions, read_label_map, read_questions
-    from .training.records import write_jsonl
-
-    with user_errors():
-        asked = parse_questions(questions)
-        if questions_file:
-            for column, items in read_questions(questions_file).items():
-                asked.setdefault(column, []).extend(items)
-        maps = {c: read_label_map(p) for c, p in parse_assignments(label_maps, "--label-map").items()}
-        spec = LabelSpec(tuple(labels), {c: tuple(q) for c, q in asked.items()}, text_column, maps,
-                         max_per_class or None, dev_fraction, seed)
-        built = from_labels(list(files), spec, fmt, delimiter)
-        out = Path(output)
-        out.mkdir(parents=True, exist_ok=True)
-        write_jsonl(out / "train.jsonl", built.train)
-        write_jsonl(out / "dev.jsonl", built.dev)
-        (out / "stats.json").write_text(json.dumps(built.stats, indent=2, ensure_ascii=False), encoding="utf-8")
-    stats = built.stats
-    click.echo(f"{stats['rows']} texts ({stats['duplicates']} duplicates and {stats['conflicts']} conflicting "
-               f"duplicates left out); {stats['train']} train and {stats['dev']} dev {fmt} records in {output}/",
-               err=True)
 
 
 def _loop_options(f: Callable[..., Any]) -> Callable[..., Any]:
@@ -119,7 +62,7 @@ def _loop_options(f: Callable[..., Any]) -> Callable[..., Any]:
 def _loop(o: dict[str, Any]) -> Any:
     import torch
 
-    from .training.loop import LoopSettings
+    from ..training.loop import LoopSettings
 
     if o.get("threads"):
         torch.set_num_threads(o["threads"])
@@ -132,7 +75,7 @@ def _loop(o: dict[str, Any]) -> Any:
 def _evaluation(o: dict[str, Any], answers: bool = True) -> Any:
     """``score(model)`` from the --eval-* options: the awareness summary on --eval-data; None without it.
     ``answers``: whether the model generates answers (which --eval-reencoder embeds)."""
-    from .errors import InputError
+    from ..errors import InputError
 
     if o["eval_reencoder"] and not answers:
         raise InputError("--eval-reencoder embeds generated answers, and an INSTRUCTOR-family model generates "
@@ -141,8 +84,8 @@ def _evaluation(o: dict[str, Any], answers: bool = True) -> Any:
         if o["eval_axes"] or o["eval_every"] or o["eval_reencoder"]:
             raise InputError("--eval-axis, --eval-every and --eval-reencoder need --eval-data FILE")
         return None
-    from .evaluation import EvalSettings, load_awareness
-    from .evaluation.data import parse_assignments
+    from ..evaluation import EvalSettings, load_awareness
+    from ..io.table import parse_assignments
 
     axes = parse_assignments(o["eval_axes"], "--eval-axis")
     task = load_awareness(o["eval_data"], axes, limit=o["eval_limit"], seed=o["seed"])
@@ -186,8 +129,8 @@ def train_group() -> None:
               help="Batches of examples of similar length (less padding, faster steps).")
 def answer(**o: Any) -> None:
     """Fine-tune a causal or masked LM to answer questions about texts (loss on the answer only)."""
-    from .cli import user_errors, warnings_as_lines
-    from .training.answer import AnswerSettings, train_answer
+    from ..training.answer import AnswerSettings, train_answer
+    from .common import user_errors, warnings_as_lines
 
     with user_errors(), warnings_as_lines():
         settings = AnswerSettings(max_length=o["max_length"], lora=o["lora"], lora_r=o["lora_r"],
@@ -206,8 +149,8 @@ def answer(**o: Any) -> None:
 @click.option("--max-length", type=int, help="Tokens per text [default: the model's].")
 def instructor(**o: Any) -> None:
     """Train an INSTRUCTOR-family encoder contrastively on MEDI records."""
-    from .cli import user_errors, warnings_as_lines
-    from .training.instructor import ContrastiveSettings, train_instructor
+    from ..training.instructor import ContrastiveSettings, train_instructor
+    from .common import user_errors, warnings_as_lines
 
     with user_errors(), warnings_as_lines():
         settings = ContrastiveSettings(o["temperature"], o["symmetric"], o["max_length"])
@@ -260,8 +203,8 @@ def recipe(data_root: str | None, output: str | None, threads: int, device: str 
     """Train the default answer model (SmolLM2-135M-Instruct) and measure it on held-out datasets."""
     import torch
 
-    from .cli import user_errors, warnings_as_lines
-    from .training.recipe import RecipeSettings, default_output, run_recipe
+    from ..training.recipe import RecipeSettings, default_output, run_recipe
+    from .common import user_errors, warnings_as_lines
 
     torch.set_num_threads(threads)
     with user_errors(), warnings_as_lines():

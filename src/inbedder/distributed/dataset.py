@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from .errors import InbedderError, InputError, InputTypeError, did_you_mean, require
+from ..errors import InbedderError, InputError, InputTypeError, did_you_mean, require
 
 DEFAULT_COLUMN = "embedding"
 
@@ -35,8 +35,8 @@ class EmbedBatch:
                  load_options: dict[str, Any] | None = None):
         import torch
 
-        from .cache import EmbeddingCache
-        from .loading import load, quiet_transformers
+        from ..cache.store import EmbeddingCache
+        from ..loading import load, quiet_transformers
 
         if threads:
             torch.set_num_threads(threads)

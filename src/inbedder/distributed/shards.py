@@ -1,4 +1,4 @@
-"""``inbedder embed --ray``: embed parquet files on a Ray cluster, resumably.
+"""Embed parquet files on a Ray cluster into a folder of parquet files, resumably (``inbedder embed --ray``).
 
 ::
 
@@ -21,15 +21,15 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import click
-
-from .errors import InputError, did_you_mean, require
+from ..errors import InputError, did_you_mean, require
+from .dataset import EmbedBatch, actor_pool, user_error
 
 MANIFEST = "_inbedder_run.json"
 FORMAT_VERSION = 1
@@ -123,8 +123,6 @@ class ShardWriter:
     """Ray Data callable class: embeds whole shards (one per row of its input) and writes their files."""
 
     def __init__(self, output: str, **embed: Any):
-        from .distributed import EmbedBatch
-
         self.output = Path(output)
         self.embed = EmbedBatch(**embed)
 
@@ -183,71 +181,61 @@ def ray_session(address: str | None, num_cpus: int | None) -> Iterator[None]:
         ray.shutdown()
 
 
-def run_ray(*, model: str | None, instruction: str | None, input_path: str | None, output: str | None,
-            text_column: str, instruction_column: str | None, batch_size: int, normalize: bool, device: str | None,
-            dtype: str, progress: bool | None, cache_path: str | None, address: str | None, concurrency: int,
-            texts: tuple[str, ...] = (), shard_rows: int | None = None) -> None:
-    """The ``--ray`` branch of ``inbedder embed`` (called with its options)."""
+def embed_files(*, model: str, instruction: str | None, input_path: str, output: str, text_column: str,
+                instruction_column: str | None, batch_size: int, normalize: bool, device: str | None, dtype: str,
+                progress: bool | None, cache_path: str | None, address: str | None, concurrency: int,
+                shard_rows: int | None = None, echo: Callable[[str], None] | None = None) -> None:
+    """Embed the parquet file or folder ``input_path`` into the folder ``output`` with ``concurrency`` Ray actors
+    (resumably: finished shards are skipped). ``echo`` gets progress notes (default: stderr)."""
     from tqdm.auto import tqdm
 
-    from .cli import user_errors
+    echo = echo or (lambda line: print(line, file=sys.stderr))
+    require("ray.data", "ray")
+    require("pyarrow", "ray")
+    if concurrency < 1:
+        raise InputError(f"--concurrency must be at least 1; got {concurrency}")
+    shard_rows = shard_rows or int(os.environ.get(SHARD_ROWS_ENV) or DEFAULT_SHARD_ROWS)
+    if shard_rows < 1:
+        raise InputError(f"{SHARD_ROWS_ENV} must be at least 1; got {shard_rows}")
+    columns = [text_column] + ([instruction_column] if instruction_column else [])
+    shards, inputs = plan([f.resolve() for f in input_files(input_path)], shard_rows, columns)
+    model = os.path.abspath(model) if os.path.exists(model) else model  # actors may run elsewhere
+    cache_path = os.path.abspath(cache_path) if cache_path else None
+    out = Path(output)
+    settings = {"format_version": FORMAT_VERSION, "model": model, "instruction": instruction,
+                "text_column": text_column, "instruction_column": instruction_column, "normalize": normalize,
+                "dtype": dtype, "shard_rows": shard_rows, "inputs": inputs}
+    check_manifest(out, settings)
+    for stale in out.glob(".part-*.tmp"):  # left by a killed run
+        stale.unlink(missing_ok=True)
+    todo = [s for s in shards if not (out / s.name).exists()]
+    if len(todo) < len(shards):
+        echo(f"Resuming: {len(shards) - len(todo)} of {len(shards)} shards are done")
+    if not todo:
+        return
+    gpu = device is not None and device.startswith("cuda")
+    with ray_session(address, num_cpus=max(os.cpu_count() or 1, concurrency)):
+        import ray.data
 
-    with user_errors():
-        if not model:
-            raise click.ClickException("no model given: pass -m/--model NAME or set INBEDDER_MODEL")
-        require("ray.data", "ray")
-        require("pyarrow", "ray")
-        if texts or not input_path or input_path == "-" or not output or output == "-":
-            raise click.ClickException("--ray reads -i FILE.parquet (or a folder of parquet files) and writes "
-                                       "-o FOLDER; texts as arguments and stdin/stdout are not supported")
-        if concurrency < 1:
-            raise click.ClickException(f"--concurrency must be at least 1; got {concurrency}")
-        shard_rows = shard_rows or int(os.environ.get(SHARD_ROWS_ENV) or DEFAULT_SHARD_ROWS)
-        if shard_rows < 1:
-            raise click.ClickException(f"{SHARD_ROWS_ENV} must be at least 1; got {shard_rows}")
-        columns = [text_column] + ([instruction_column] if instruction_column else [])
-        shards, inputs = plan([f.resolve() for f in input_files(input_path)], shard_rows, columns)
-        model = os.path.abspath(model) if os.path.exists(model) else model  # actors may run elsewhere
-        cache_path = os.path.abspath(cache_path) if cache_path else None
-        out = Path(output)
-        settings = {"format_version": FORMAT_VERSION, "model": model, "instruction": instruction,
-                    "text_column": text_column, "instruction_column": instruction_column, "normalize": normalize,
-                    "dtype": dtype, "shard_rows": shard_rows, "inputs": inputs}
-        check_manifest(out, settings)
-        for stale in out.glob(".part-*.tmp"):  # left by a killed run
-            stale.unlink(missing_ok=True)
-        todo = [s for s in shards if not (out / s.name).exists()]
-        if len(todo) < len(shards):
-            click.echo(f"Resuming: {len(shards) - len(todo)} of {len(shards)} shards are done", err=True)
-        if not todo:
-            return
-        gpu = device is not None and device.startswith("cuda")
-        with ray_session(address, num_cpus=max(os.cpu_count() or 1, concurrency)):
-            import ray.data
-
-            from .distributed import actor_pool
-
-            ds = ray.data.from_items([asdict(s) for s in todo], override_num_blocks=len(todo))
-            ds.context.enable_progress_bars = False
-            ds.context.print_on_execution_start = False
-            ds.context.raise_original_map_exception = True
-            done = ds.map_batches(
-                ShardWriter, batch_size=1, compute=actor_pool(min(concurrency, len(todo))), num_gpus=1 if gpu else None,
-                fn_constructor_kwargs={
-                    "output": str(out.resolve()), "model": model, "instruction": instruction,
-                    "text_column": text_column, "instruction_column": instruction_column, "batch_size": batch_size,
-                    "normalize": normalize, "cache": cache_path, "threads": None if gpu else 1,
-                    "load_options": {"device": device, "dtype": dtype}})
-            rows = sum(s.stop - s.start for s in todo)
-            show = progress if progress is not None else True
-            with tqdm(total=rows, disable=not show, desc="Embedding", unit="text") as bar:
-                try:
-                    for batch in done.iter_batches(batch_size=None, batch_format="numpy"):
-                        bar.update(int(batch["rows"].sum()))
-                except Exception as exc:
-                    from .distributed import user_error
-
-                    found = user_error(exc)
-                    if found is None:
-                        raise
-                    raise found from None
+        ds = ray.data.from_items([asdict(s) for s in todo], override_num_blocks=len(todo))
+        ds.context.enable_progress_bars = False
+        ds.context.print_on_execution_start = False
+        ds.context.raise_original_map_exception = True
+        done = ds.map_batches(
+            ShardWriter, batch_size=1, compute=actor_pool(min(concurrency, len(todo))), num_gpus=1 if gpu else None,
+            fn_constructor_kwargs={
+                "output": str(out.resolve()), "model": model, "instruction": instruction,
+                "text_column": text_column, "instruction_column": instruction_column, "batch_size": batch_size,
+                "normalize": normalize, "cache": cache_path, "threads": None if gpu else 1,
+                "load_options": {"device": device, "dtype": dtype}})
+        rows = sum(s.stop - s.start for s in todo)
+        show = progress if progress is not None else True
+        with tqdm(total=rows, disable=not show, desc="Embedding", unit="text") as bar:
+            try:
+                for batch in done.iter_batches(batch_size=None, batch_format="numpy"):
+                    bar.update(int(batch["rows"].sum()))
+            except Exception as exc:
+                found = user_error(exc)
+                if found is None:
+                    raise
+                raise found from None

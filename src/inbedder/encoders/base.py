@@ -14,8 +14,7 @@ import torch
 from torch import nn
 
 from ..errors import InputError, did_you_mean
-
-Pair = tuple[str | None, str]  # (instruction or None, text)
+from ..inputs import Pair
 
 
 class Output(str, Enum):

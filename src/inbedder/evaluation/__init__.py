@@ -17,11 +17,11 @@ and a ``primary`` metric name; ``load_*`` functions build one from a ``.jsonl`` 
 
 from __future__ import annotations
 
+from ..io.table import read_table
 from .awareness import AwarenessResult, AwarenessTask, heatmap, load_awareness
 from .classification import ClassificationTask, load_classification
 from .clustering import ClusteringTask, load_clustering
 from .common import EvalSettings, Task
-from .data import read_table
 from .latency import measure_latency
 from .results import make_result, read_result, report, write_result
 from .retrieval import RetrievalTask, load_beir

@@ -24,9 +24,9 @@ from typing import Any, ClassVar
 import numpy as np
 
 from ..errors import InputError, require
+from ..io.table import read_table
 from .clustering import N_INIT, clustering_scores, kmeans
 from .common import EXTRA, EvalSettings, TextEncoder, embed, same_length
-from .data import read_table
 
 Matrix = dict[str, dict[str, float]]
 BASELINE = "(no instruction)"

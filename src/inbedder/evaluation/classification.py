@@ -15,8 +15,8 @@ from typing import ClassVar
 import numpy as np
 
 from ..errors import InputError
+from ..io.table import read_table
 from .common import EvalSettings, TextEncoder, embed, same_length, sklearn
-from .data import read_table
 
 KNN_K = 5
 TEST_SIZE = 0.2

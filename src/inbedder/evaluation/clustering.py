@@ -13,8 +13,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from ..io.table import read_table
 from .common import EvalSettings, TextEncoder, choose, embed, same_length, sklearn, unit
-from .data import read_table
 
 N_INIT = 5  # k-means restarts (the best inertia wins)
 

@@ -21,8 +21,8 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ..errors import InputError
+from ..io.table import Table, read_table
 from .common import EvalSettings, TextEncoder
-from .data import Table, read_table
 
 
 @contextlib.contextmanager

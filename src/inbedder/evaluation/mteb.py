@@ -130,7 +130,7 @@ class MTEBEncoder(AbsEncoder):
         self.instructions = _check_instructions(instructions)
         self.default = default
         if isinstance(model, (str, Path)):
-            from .. import load
+            from ..loading import load
 
             model = load(model, **load_options)
         elif load_options:

@@ -23,8 +23,8 @@ from typing import ClassVar
 import numpy as np
 
 from ..errors import InputError, did_you_mean
+from ..io.table import read_table
 from .common import EvalSettings, TextEncoder, embed, unit
-from .data import read_table
 
 Qrels = Mapping[str, Mapping[str, int]]
 

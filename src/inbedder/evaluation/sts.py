@@ -16,8 +16,8 @@ from typing import ClassVar
 import numpy as np
 
 from ..errors import InputError
+from ..io.table import read_table
 from .common import EvalSettings, TextEncoder, choose, cosine_rows, embed, pearson, same_length, spearman
-from .data import read_table
 
 
 def sts_scores(first: np.ndarray, second: np.ndarray, gold: Sequence[float]) -> dict[str, float]:

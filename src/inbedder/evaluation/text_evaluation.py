@@ -16,8 +16,8 @@ from typing import ClassVar
 import numpy as np
 
 from ..errors import InputError
+from ..io.table import read_table
 from .common import EvalSettings, TextEncoder, choose, embed, pearson, same_length, spearman, unit
-from .data import read_table
 
 
 def best_reference_cosine(candidates: np.ndarray, references: np.ndarray,

@@ -14,8 +14,8 @@ from typing import ClassVar
 
 import numpy as np
 
+from ..io.table import read_table
 from .common import EvalSettings, TextEncoder, choose, cosine_rows, embed, same_length
-from .data import read_table
 
 
 def triplet_accuracy(anchor: np.ndarray, positive: np.ndarray, negative: np.ndarray) -> float:

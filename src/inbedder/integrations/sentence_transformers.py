@@ -101,7 +101,7 @@ def export(model: Any, directory: str | os.PathLike[str], *, instruction: str | 
     _json(out / "modules.json", modules)
     import transformers
 
-    from .. import __version__
+    from ..version import __version__
 
     _json(out / "config_sentence_transformers.json", {
         "__version__": {"transformers": transformers.__version__, "pytorch": torch.__version__,

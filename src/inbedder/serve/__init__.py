@@ -8,9 +8,8 @@ The modules, one idea each:
 - ``metrics.py``  Prometheus text metrics
 - ``errors.py``   the OpenAI error body and the exception handlers
 - ``app.py``      the FastAPI application and its routes
-- ``command.py``  the ``inbedder serve`` click command
 
-Only ``command.py`` is imported by the CLI; FastAPI is imported when the command runs, so ``inbedder --help``
+The ``inbedder serve`` command is :mod:`inbedder.cli.serve`; FastAPI is imported when it runs, so ``inbedder --help``
 works without the extra.
 
 >>> from inbedder import load

@@ -21,9 +21,9 @@ from fastapi import Depends, FastAPI
 from fastapi.responses import JSONResponse, PlainTextResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from .. import __version__
 from ..encoders.base import Pair
 from ..errors import InputError, did_you_mean
+from ..version import __version__
 from .batcher import CountingCache, ModelWorker, QueueFull, Result, ShuttingDown
 from .config import ServeConfig
 from .errors import ApiError, install

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from ..cache import EmbeddingCache
+from ..cache.store import EmbeddingCache
 from ..encoders.base import Pair
 from .config import ServeConfig
 from .metrics import Metrics

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InputError, did_you_mean
-from ..evaluation.data import Table, read_table
+from ..io.table import Table, read_table
 
 
 def humanize(label: str) -> str:

@@ -295,7 +295,7 @@ def heldout_awareness(model: Any, root: Path, work: Path, limit: int | None = 40
 
 def example_answers(model: Any, root: Path, work: Path, n: int = 4, seed: int = 0) -> list[dict[str, str]]:
     """Greedy answers (up to 6 tokens) of ``model`` to held-out questions."""
-    from ..evaluation.data import read_table
+    from ..io.table import read_table
 
     out = []
     for name, path in heldout_tables(root, work, seed).items():

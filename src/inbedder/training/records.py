@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InputError
-from ..evaluation.data import read_table
+from ..io.table import read_table
 
 QA_FIELDS = ("input", "instruction", "answer")
 MEDI_FIELDS = ("query", "pos", "neg")

@@ -1,0 +1,70 @@
+"""``inbedder cache stats|clear``: look at or empty the embedding cache (:mod:`inbedder.cache`).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ..errors import InputError
+
+
+@click.group("cache")
+def cache_group() -> None:
+    """Look at or empty the embedding cache."""
+
+
+def _cache_file(cache_path: str | None) -> Path:
+    from ..cache.store import default_path
+
+    return Path(cache_path).expanduser() if cache_path else default_path()
+
+
+@cache_group.command("stats")
+@click.option("--cache", "cache_path", metavar="PATH", help="Cache file [default: $INBEDDER_CACHE, else "
+              "~/.cache/inbedder/embeddings.sqlite].")
+@click.option("--json", "as_json", is_flag=True, help="Print the statistics as JSON.")
+def cache_stats(cache_path: str | None, as_json: bool) -> None:
+    """Rows, size on disk, models and the hit rate of the last run."""
+    from ..cache.store import EmbeddingCache
+    from .common import user_errors
+
+    with user_errors():
+        path = _cache_file(cache_path)
+        if not path.is_file():
+            stats: dict[str, Any] = {"path": str(path), "rows": 0, "size_bytes": 0, "models": [], "last_run": None}
+        else:
+            stats = EmbeddingCache(path).stats()
+        if as_json:
+            click.echo(json.dumps(stats, indent=2))
+            return
+        last = stats.get("last_run")
+        click.echo(f"path: {stats['path']}{'' if path.is_file() else ' (does not exist yet)'}")
+        click.echo(f"rows: {stats['rows']}\nsize: {stats['size_bytes'] / 1e6:.2f} MB")
+        for m in stats["models"]:
+            click.echo(f"model: {m['name']} ({m['rows']} rows)")
+        click.echo(f"last run: {last['hits']} hits, {last['misses']} misses, hit rate {last['hit_rate']:.1%}"
+                   if last else "last run: none")
+
+
+@cache_group.command("clear")
+@click.option("--model", help="Delete only the rows of this model (the name it was loaded by).")
+@click.option("--cache", "cache_path", metavar="PATH", help="Cache file [default: $INBEDDER_CACHE, else "
+              "~/.cache/inbedder/embeddings.sqlite].")
+def cache_clear(model: str | None, cache_path: str | None) -> None:
+    """Delete cached vectors: all of them, or one model's."""
+    from ..cache.store import EmbeddingCache
+    from .common import user_errors
+
+    with user_errors():
+        path = _cache_file(cache_path)
+        if not path.is_file():
+            if model:
+                raise InputError(f"no cache at {str(path)!r}: nothing to clear for model {model!r}")
+            click.echo(f"no cache at {path}: nothing to clear")
+            return
+        deleted = EmbeddingCache(path).clear(model)
+        click.echo(f"deleted {deleted} rows{f' of model {model}' if model else ''} from {path}")

@@ -1,0 +1,158 @@
+"""What every command shares: user errors as one line, warnings as lines, the options declared once, and the
+steps from options to a model, input records and written rows. Imports nothing else of the command line."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+import warnings
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import click
+
+from ..choices import DType
+from ..errors import InbedderError, InputError
+from ..io import gather_input
+
+FC = Callable[..., Any]
+
+
+@contextlib.contextmanager
+def user_errors() -> Iterator[None]:
+    """Turn library and file errors into :class:`click.ClickException`: one line on stderr, exit status 1."""
+    try:
+        yield
+    except BrokenPipeError:
+        raise  # click handles a closed pipe (``| head``) quietly
+    except InbedderError as exc:
+        raise click.ClickException(_one_line(str(exc))) from None
+    except OSError as exc:
+        message = f"{exc.filename}: {exc.strerror}" if exc.filename and exc.strerror else str(exc)
+        raise click.ClickException(_one_line(message)) from None
+
+
+def _one_line(message: str) -> str:
+    return " ".join(message.split()) or "unknown error"
+
+
+@contextlib.contextmanager
+def warnings_as_lines() -> Iterator[None]:
+    """Show user warnings (such as truncated texts) as one ``Warning: ...`` line each on stderr."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("default")
+        yield
+    for warning in caught:
+        if issubclass(warning.category, UserWarning):
+            click.echo(f"Warning: {_one_line(str(warning.message))}", err=True)
+
+
+def input_options(f: FC) -> FC:
+    """-i/--input, --text-column and --instruction-column, as in ``inbedder embed``."""
+    for option in reversed([
+        click.option("-i", "--input", "input_path", metavar="FILE",
+                     help="Read texts from FILE: .txt (one per line), .jsonl (a 'text' field, optional "
+                          "'instruction' and 'id'), .csv (with a header) or .parquet; '-' for stdin (one text "
+                          "per line). Default: the arguments, else stdin."),
+        click.option("--text-column", default="text", show_default=True,
+                     help="Text field of .jsonl/.csv/.parquet input."),
+        click.option("--instruction-column",
+                     help="Instruction field of .jsonl/.csv/.parquet input [default: instruction, if any]."),
+    ]):
+        f = option(f)
+    return f
+
+
+def model_options(f: FC, model_required: bool = True) -> FC:
+    """-m/--model, --batch-size, --device, --dtype, --progress and --cache/--no-cache."""
+    model_help = ("Model alias (see `inbedder models`), local directory, .gguf file or hub id." if model_required
+                  else "Model for the queries [default: the one that built the index].")
+    for option in reversed([
+        click.option("-m", "--model", envvar="INBEDDER_MODEL" if model_required else None,
+                     show_envvar=model_required, help=model_help),
+        click.option("--batch-size", type=int, default=32, show_default=True, envvar="INBEDDER_BATCH_SIZE",
+                     show_envvar=True, help="Texts per forward pass."),
+        click.option("--device", envvar="INBEDDER_DEVICE", show_envvar=True,
+                     help="cpu, cuda, cuda:1, mps, ... [default: cuda when available, else cpu]"),
+        click.option("--dtype", default=None, envvar="INBEDDER_DTYPE", show_envvar=True,
+                     metavar="|".join(d.value for d in DType), help="Weight precision [default: float32]."),
+        click.option("--progress/--no-progress", default=None,
+                     help="Progress bar on stderr [default: shown from 8 batches on]."),
+        click.option("--cache", "cache_path", metavar="PATH", envvar="INBEDDER_CACHE", show_envvar=True,
+                     help="Look vectors up in (and add them to) this SQLite cache; only missing rows are computed."),
+        click.option("--no-cache", is_flag=True, help="Use no cache, even when INBEDDER_CACHE is set."),
+    ]):
+        f = option(f)
+    return f
+
+
+def cache_choice(cache_path: str | None, no_cache: bool) -> Any:
+    """``encode``'s ``cache=`` for the options: None (no cache, or ``--no-cache``) or a path."""
+    return None if no_cache else (cache_path or None)
+
+
+def need_model(model: str | None) -> str:
+    from ..registry import ALIASES
+
+    if not model:
+        raise click.ClickException("no model given: pass -m/--model NAME or set INBEDDER_MODEL "
+                                   f"(aliases: {', '.join(sorted(ALIASES))})")
+    return model
+
+
+def load_model(model: str | None, device: str | None, dtype: str | None, cache: Any = None) -> Any:
+    """The loaded model; with a ``cache``, recorded there so that a rerun whose rows are all cached needs no load
+    (:func:`cached_rows`)."""
+    from ..cache.keys import load_remembered
+    from ..loading import parse_device, quiet_transformers
+
+    model = need_model(model)
+    parse_device(device)
+    with quiet_transformers():
+        return load_remembered(cache, model, device=device, dtype=dtype or "float32")
+
+
+def cached_rows(model: str | None, device: str | None, dtype: str | None, cache: Any, texts: list[str],
+                instruction: Any, **options: bool) -> tuple[Any, list[str] | None] | None:
+    """Vectors (and answers) of every text from ``cache`` when it holds them all for this model, loading nothing
+    (``cache_keys.lookup``); None otherwise (no cache, a missing row, a model file changed since, ...)."""
+    from ..cache.keys import lookup
+
+    if cache is None:
+        return None
+    return lookup(cache, need_model(model), texts, instruction, device=device, dtype=dtype or "float32", **options)
+
+
+def read_column(path: str | None, column: str, option: str) -> list[Any]:
+    """The values of one field of the -i .jsonl, .csv or .parquet file, in order (see ``io.read_column``)."""
+    from ..io import read_column as read_field
+
+    if path in (None, "-"):
+        raise InputError(f"{option} needs -i FILE with a .jsonl, .csv or .parquet file")
+    return read_field(path, column, option)  # type: ignore[arg-type]
+
+
+def read_input(texts: tuple[str, ...], input_path: str | None, text_column: str,
+             instruction_column: str | None, instruction: str | None) -> tuple[list[Any], Any]:
+    """Input records and the ``instruction=`` argument for encode (one string, or one per row)."""
+
+    records = gather_input(texts, input_path, text_column, instruction_column)
+    if any(r.instruction is not None for r in records):
+        return records, [instruction if r.instruction is None else r.instruction for r in records]
+    return records, instruction
+
+
+def write_result_rows(rows: list[dict[str, Any]], output: str | None, fmt: str) -> None:
+    from ..io import write_rows
+
+    write_rows(rows, None if output in (None, "-") else output, fmt)
+    if output in (None, "-"):
+        sys.stdout.flush()
+
+
+def row_format(output: str | None, fmt: str | None, valid: tuple[str, ...]) -> str:
+    from ..io import pick_format
+
+    return pick_format(output, fmt, valid)
+
+

@@ -1,0 +1,131 @@
+"""``inbedder search index|query``: a thin shell over :mod:`inbedder.apps.search`.
+
+    inbedder search index -m minilm -i docs.jsonl --instruction "Represent the document:" --index docs.idx
+    inbedder search query --index docs.idx --instruction "Represent the question:" "cheap flights" -k 5
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+import click
+
+from ..errors import InputError
+from ..io import check_target
+from .common import (
+    cache_choice,
+    input_options,
+    load_model,
+    model_options,
+    read_column,
+    read_input,
+    row_format,
+    write_result_rows,
+)
+
+QUERY_FORMATS = ("jsonl", "json", "csv", "parquet", "table")
+
+
+@click.group("search")
+def search() -> None:
+    """Instruction-aware search: `index` a corpus, then `query` it."""
+
+
+@search.command("index")
+@click.argument("texts", nargs=-1)
+@model_options
+@input_options
+@click.option("--instruction", help="Document instruction for every text (rows of a file may carry their own).")
+@click.option("--id-column", help="Id field of the .jsonl/.csv/.parquet input [default: 'id' if present, else row "
+              "numbers].")
+@click.option("--index", "index_dir", required=True, metavar="DIR", help="Index directory to write.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing index in DIR.")
+def search_index(texts: tuple[str, ...], model: str | None, batch_size: int, device: str | None,
+                 dtype: str | None, progress: bool | None, cache_path: str | None, no_cache: bool,
+                 input_path: str | None, text_column: str, instruction_column: str | None,
+                 instruction: str | None, id_column: str | None, index_dir: str, overwrite: bool) -> None:
+    """Embed a corpus with a document instruction and save a search index directory.
+
+    \b
+    inbedder search index -m minilm -i docs.jsonl --instruction "Represent the document for retrieval:" \\
+        --index docs.idx
+    """
+    from ..apps.search import CONFIG, SearchIndex
+    from .common import user_errors, warnings_as_lines
+
+    with user_errors():
+        cache = cache_choice(cache_path, no_cache)
+        target = Path(index_dir)
+        check_target(index_dir, "index")
+        if (target / CONFIG).exists() and not overwrite:
+            raise InputError(f"{index_dir!r} already holds an index; pass --overwrite to replace it")
+        records, instructions = read_input(texts, input_path, text_column, instruction_column, instruction)
+        ids = read_column(input_path, id_column, "--id-column") if id_column else [r.id for r in records]
+        ids = [i if v is None else v for i, v in enumerate(ids)]
+        with warnings_as_lines():
+            embedder = load_model(model, device, dtype, cache)
+            index = SearchIndex.build([r.text for r in records], embedder, instructions, ids=ids,
+                                      batch_size=batch_size, cache=cache, show_progress_bar=progress,
+                                      backend="numpy")
+        index.save(index_dir, overwrite=overwrite)
+        click.echo(f"indexed {len(index)} texts with {embedder.name} into {index_dir}", err=True)
+
+
+@search.command("query")
+@click.argument("queries", nargs=-1)
+@functools.partial(model_options, model_required=False)
+@input_options
+@click.option("--index", "index_dir", required=True, metavar="DIR", help="Index directory (from `search index`).")
+@click.option("--instruction", help="Query instruction for every query (rows of a file may carry their own).")
+@click.option("-k", "--top-k", "k", type=int, default=10, show_default=True, help="Results per query.")
+@click.option("-o", "--output", metavar="FILE", help="Write the results to FILE: .jsonl, .json, .csv or .parquet "
+              "(csv and parquet: one row per result) [default: stdout].")
+@click.option("--format", "fmt", metavar="|".join(QUERY_FORMATS),
+              help="Result format, whatever the extension of -o [default: from -o, else jsonl].")
+@click.option("--backend", default="auto", show_default=True, metavar="auto|numpy|faiss",
+              help="Exact search with numpy or FAISS (auto: FAISS when installed).")
+def search_query(queries: tuple[str, ...], model: str | None, batch_size: int, device: str | None,
+                 dtype: str | None, progress: bool | None, cache_path: str | None, no_cache: bool,
+                 input_path: str | None, text_column: str, instruction_column: str | None, index_dir: str,
+                 instruction: str | None, k: int, output: str | None, fmt: str | None, backend: str) -> None:
+    """Embed queries with a query instruction and print the top-k documents with their scores.
+
+    \b
+    inbedder search query --index docs.idx --instruction "Represent the question:" "how do I reset my pin"
+    """
+    from ..apps.search import SearchIndex, hits_table
+    from .common import user_errors, warnings_as_lines
+
+    with user_errors():
+        cache = cache_choice(cache_path, no_cache)
+        fmt = row_format(output, fmt, QUERY_FORMATS)
+        check_target(output, "output")
+        index = SearchIndex.load(index_dir, backend=backend)
+        records, instructions = read_input(queries, input_path, text_column, instruction_column, instruction)
+        built = index.config["model"]
+        if not model:  # the model that built the index: by alias (with its load options), else by its files
+            from ..registry import ALIASES
+
+            source = built.get("source") or ""
+            use_source = built["name"] not in ALIASES and source and Path(source).exists()
+            model, dtype = (source if use_source else built["name"]), dtype or built["settings"].get("dtype")
+        with warnings_as_lines():
+            embedder = load_model(model, device, dtype, cache)
+            hits = index.query([r.text for r in records], instructions, k=k, model=embedder,
+                               batch_size=batch_size, cache=cache)
+        out = [{"index": i, "query": r.text, "results": [h.as_dict() for h in found]}
+               for i, (r, found) in enumerate(zip(records, hits, strict=True))]
+        if fmt == "table":
+            table = hits_table([r.text for r in records], hits)
+            if output in (None, "-"):
+                click.echo(table)
+            else:
+                Path(output).write_text(table + "\n", encoding="utf-8")  # type: ignore[arg-type]
+        elif fmt in ("csv", "parquet"):  # flat: one row per result
+            write_result_rows([{"index": q["index"], "query": q["query"], **hit} for q in out for hit in q["results"]],
+                        output, fmt)
+        else:
+            write_result_rows(out, output, fmt)
+
+

@@ -1,0 +1,109 @@
+"""``inbedder similarity``: cosine of every text in one list with every text in another; a thin shell over
+:mod:`inbedder.apps.similarity`.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ..choices import DType
+from ..errors import InputError
+from ..io import check_target
+from .common import cached_rows, load_model, row_format, write_result_rows
+
+SIMILARITY_FORMATS = ("table", "json", "jsonl", "csv", "parquet", "npy")
+
+@click.command("similarity")
+@click.option("-m", "--model", envvar="INBEDDER_MODEL", show_envvar=True,
+              help="Model alias, local directory, .gguf file or hub id.")
+@click.option("-a", "a_path", metavar="FILE", required=True,
+              help="First list: .txt, .jsonl, .csv or .parquet ('-' for stdin, one text per line).")
+@click.option("-b", "b_path", metavar="FILE", required=True, help="Second list: .txt, .jsonl, .csv or .parquet.")
+@click.option("--instruction", help="Instruction for the first list (and the second, unless --instruction-b).")
+@click.option("--instruction-b", help="Instruction for the second list.")
+@click.option("--text-column", default="text", show_default=True, help="Text field of .jsonl/.csv/.parquet input.")
+@click.option("-o", "--output", metavar="FILE", help="Write to FILE: .json (the matrix), .jsonl, .csv or .parquet "
+              "(one row per pair), .npy (the matrix) [default: stdout].")
+@click.option("--format", "fmt", metavar="|".join(SIMILARITY_FORMATS),
+              help="Output format, whatever the extension of -o [default: from -o, else table].")
+@click.option("--batch-size", type=int, default=32, show_default=True, envvar="INBEDDER_BATCH_SIZE",
+              show_envvar=True, help="Texts per forward pass.")
+@click.option("--device", envvar="INBEDDER_DEVICE", show_envvar=True, help="cpu, cuda, ... [default: auto]")
+@click.option("--dtype", default=None, envvar="INBEDDER_DTYPE", show_envvar=True,
+              metavar="|".join(d.value for d in DType), help="Weight precision [default: float32].")
+@click.option("--cache", "cache_path", metavar="PATH", envvar="INBEDDER_CACHE", show_envvar=True,
+              help="SQLite embedding cache to read and fill.")
+def similarity(model: str | None, a_path: str, b_path: str, instruction: str | None, instruction_b: str | None,
+               text_column: str, output: str | None, fmt: str | None, batch_size: int, device: str | None,
+               dtype: str | None, cache_path: str | None) -> None:
+    """Cosine similarity of every text in -a with every text in -b, each list under its own instruction.
+
+    \b
+    inbedder similarity -m minilm -a questions.txt -b answers.jsonl --instruction "Represent the question:" \\
+        --instruction-b "Represent the answer:" -o pairs.csv
+    """
+    import numpy as np
+
+    from ..apps.similarity import similarity as cosine_matrix
+    from ..io import read_records, read_stream
+    from .common import user_errors, warnings_as_lines
+
+    with user_errors():
+        chosen = row_format(output, fmt, SIMILARITY_FORMATS) if output not in (None, "-") or fmt else "table"
+        check_target(output, "output")
+        if a_path == "-" and b_path == "-":
+            raise InputError("-a and -b cannot both read stdin; give at least one of them a file")
+        lists = []
+        for path in (a_path, b_path):
+            records = (read_stream(sys.stdin.buffer, source="stdin") if path == "-"
+                       else read_records(path, text_column=text_column, instruction_column=None))
+            lists.append([r.text for r in records])
+        cache = cache_path or None
+        found = [cached_rows(model, device, dtype, cache, texts, asked, normalize=True)
+                 for texts, asked in zip(lists, (instruction, instruction if instruction_b is None else instruction_b),
+                                         strict=True)]
+        if found[0] is not None and found[1] is not None:  # every row of both lists cached: no model to load
+            matrix = np.asarray(found[0][0] @ found[1][0].T, dtype=np.float32)
+        else:
+            with warnings_as_lines():
+                embedder = load_model(model, device, dtype, cache)
+                matrix = cosine_matrix(embedder, lists[0], lists[1], instruction, instruction_b=instruction_b,
+                                       batch_size=batch_size, cache=cache)
+        if chosen == "npy":
+            np.save(output, matrix)  # type: ignore[arg-type]
+        elif chosen == "json":
+            _write_json_object({"a": lists[0], "b": lists[1], "cosine": matrix.round(6).tolist()}, output)
+        elif chosen == "table":
+            _similarity_table(lists[0], lists[1], matrix, output)
+        else:
+            write_result_rows([{"a_index": i, "b_index": j, "a": a, "b": b, "cosine": round(float(matrix[i, j]), 6)}
+                         for i, a in enumerate(lists[0]) for j, b in enumerate(lists[1])], output, chosen)
+
+
+def _write_json_object(value: Any, output: str | None) -> None:
+    text = json.dumps(value, ensure_ascii=False)
+    if output in (None, "-"):
+        click.echo(text)
+    else:
+        Path(output).write_text(text + "\n", encoding="utf-8")  # type: ignore[arg-type]
+
+
+def _similarity_table(a: list[str], b: list[str], matrix: Any, output: str | None) -> None:
+    width = min(40, max(len(t) for t in a))
+    lines = [" " * (width + 2) + "  ".join(f"b{j:<6}" for j in range(len(b)))]
+    for text, row in zip(a, matrix, strict=True):
+        shown = text if len(text) <= width else text[: width - 1] + "…"
+        lines.append(f"{shown:<{width}}  " + "  ".join(f"{v:7.4f}" for v in row))
+    legend = [f"b{j}: {text}" for j, text in enumerate(b)]
+    if output in (None, "-"):
+        click.echo("\n".join(lines))
+        click.echo("\n".join(legend), err=True)
+    else:
+        Path(output).write_text("\n".join(lines + [""] + legend) + "\n", encoding="utf-8")  # type: ignore[arg-type]
+
+
