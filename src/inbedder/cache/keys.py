@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..choices import DType, Family, parse_choice
 from ..errors import InbedderError, InputError, NonFiniteError
+from ..inputs import Pair, to_pairs
 from .packed import PackedRows
 from .store import EmbeddingCache, open_cache
 
@@ -31,8 +32,6 @@ if TYPE_CHECKING:
 FORMAT = "inbedder-load-request/1"
 MAX_FILES = 5000  # a model directory with more files than this is not fingerprinted by its files
 SKIP_DIRS = {"__pycache__", ".git"}
-
-Pair = tuple[str | None, str]
 
 
 def file_stats(path: Path) -> list[tuple[str, int, int]] | None:
@@ -114,7 +113,7 @@ def _served(store: EmbeddingCache | None, model: str | os.PathLike[str], texts: 
     cannot all be served."""
     if store is None or not texts or not _plain(texts, instruction) or "reencoder" in request["encode_options"]:
         return None
-    return _all_rows(store, request_key(model, **request), _pairs(texts, instruction), answers)
+    return _all_rows(store, request_key(model, **request), to_pairs(texts, instruction)[0], answers)
 
 
 def _vectors(found: list[tuple[bytes, str | None]], normalize: bool, packed: bool) -> np.ndarray | PackedRows:
@@ -218,16 +217,6 @@ def _plain(texts: list[Any], instruction: Any) -> bool:
         return False
     return instruction is None or isinstance(instruction, str) or (
         isinstance(instruction, list) and all(i is None or isinstance(i, str) for i in instruction))
-
-
-def _pairs(texts: list[str], instruction: str | list[str | None] | None) -> list[Pair]:
-    """The engine's (instruction, text) pairs for a list of strings; anything else goes the engine's way."""
-    if isinstance(instruction, list):
-        if len(instruction) != len(texts):
-            raise InputError(f"got {len(instruction)} instructions for {len(texts)} texts; give one instruction "
-                             "string, or a list with exactly one instruction per text")
-        return list(zip(instruction, texts, strict=True))
-    return [(instruction, text) for text in texts]
 
 
 def _finish(vectors: np.ndarray, normalize: bool) -> np.ndarray:
