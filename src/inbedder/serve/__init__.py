@@ -8,6 +8,7 @@ The modules, one idea each:
 - ``metrics.py``  Prometheus text metrics
 - ``errors.py``   the OpenAI error body and the exception handlers
 - ``app.py``      the FastAPI application and its routes
+- ``openapi.py``  the published schema: the errors answered, this server's limits and model ids
 - ``command.py``  the ``inbedder serve`` click command
 
 Only ``command.py`` is imported by the CLI; FastAPI is imported when the command runs, so ``inbedder --help``
