@@ -45,6 +45,22 @@ def app(tiny_bert, tmp_path_factory: pytest.TempPathFactory) -> Iterator:
         yield application
 
 
+def _fuzz(op, mode: str) -> Counter[int]:
+    """The statuses of one operation's generated requests."""
+    seen: Counter[int] = Counter()
+
+    @given(case=op.as_strategy(generation_mode=schemathesis.GenerationMode(mode)))
+    @settings(max_examples=25, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+    def run(case) -> None:
+        seen[case.call_and_validate().status_code] += 1
+
+    try:
+        run()
+    except Unsatisfiable:  # nothing in the operation can be made invalid: no body, no parameters, no key
+        assert mode == "negative" and op.path == "/health", op.path
+    return seen
+
+
 @pytest.mark.parametrize("mode", ["positive", "negative"])
 def test_every_operation_of_the_schema_never_5xx(app, mode: str) -> None:
     """Each operation of /openapi.json fuzzed on its own, with schemathesis' checks (all but one, see FUZZ)."""
@@ -119,20 +135,17 @@ BODIES: list[tuple[str, object]] = [
 ]
 
 
-def _fuzz(op, mode: str) -> Counter[int]:
-    """The statuses of one operation's generated requests."""
-    seen: Counter[int] = Counter()
-
-    @given(case=op.as_strategy(generation_mode=schemathesis.GenerationMode(mode)))
-    @settings(max_examples=25, deadline=None, database=None, suppress_health_check=list(HealthCheck))
-    def run(case) -> None:
-        seen[case.call_and_validate().status_code] += 1
-
-    try:
-        run()
-    except Unsatisfiable:  # nothing in the operation can be made invalid: no body, no parameters, no key
-        assert mode == "negative" and op.path == "/health", op.path
-    return seen
+def test_the_schema_carries_the_server_limits_and_models(app) -> None:
+    with TestClient(app) as client:
+        schema = client.get("/openapi.json").json()
+    body = schema["components"]["schemas"]["EmbeddingRequest"]
+    text, texts = body["properties"]["input"]["anyOf"]
+    assert text["maxLength"] == texts["items"]["maxLength"] == CONFIG.max_input_chars
+    assert texts["maxItems"] == CONFIG.max_inputs and texts["minItems"] == 1
+    assert body["properties"]["model"]["enum"] == ["bert", "mlm"] and "model" in body["required"]
+    assert body["properties"]["dimensions"]["anyOf"][0]["maximum"] == 32
+    assert "422" not in schema["paths"]["/v1/embeddings"]["post"]["responses"]
+    assert set(schema["paths"]["/metrics"]["get"]["responses"]["401"]["content"]) == {"application/json"}
 
 
 @pytest.fixture(scope="module")
@@ -144,7 +157,8 @@ def one_model(tiny_bert) -> Iterator:
 
 
 def test_every_path_with_every_method(one_model) -> None:
-    """The methods a route does not have are a 405 naming the ones it has (HEAD and OPTIONS included)."""
+    """Every method on every path: never a 5xx; PUT, PATCH, DELETE and TRACE, which no route has, get a 405
+    with the methods the path has in ``Allow``."""
     with TestClient(one_model, raise_server_exceptions=False) as client:
         for path in sorted({path for _, path in ROUTES} | {"/openapi.json", "/docs"}):
             for method in ("GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "HEAD", "TRACE"):
