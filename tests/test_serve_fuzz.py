@@ -20,6 +20,7 @@ from hypothesis.errors import Unsatisfiable  # noqa: E402
 from inbedder import load  # noqa: E402
 from inbedder.serve.app import create_app  # noqa: E402
 from inbedder.serve.config import ServeConfig  # noqa: E402
+from test_serve_live import LiveServer  # noqa: E402
 from tiny_lms import build_tiny_roberta_mlm  # noqa: E402
 
 KEY = "fuzz-key"
@@ -61,10 +62,24 @@ def _fuzz(op, mode: str) -> Counter[int]:
     return seen
 
 
+@pytest.fixture(scope="module")
+def socket_url(app) -> Iterator[str]:
+    """The same app behind uvicorn on a loopback port (real HTTP parsing of what the fuzzer sends)."""
+    with LiveServer(app) as server:
+        yield server.url
+
+
+@pytest.mark.filterwarnings("ignore:.*were truncated")  # long generated texts
+@pytest.mark.parametrize("target", ["asgi", "socket"])
 @pytest.mark.parametrize("mode", ["positive", "negative"])
-def test_every_operation_of_the_schema_never_5xx(app, mode: str) -> None:
-    """Each operation of /openapi.json fuzzed on its own, with schemathesis' checks (all but one, see FUZZ)."""
-    schema = schemathesis.openapi.from_asgi("/openapi.json", app, config=schemathesis.Config.from_dict(FUZZ))
+def test_every_operation_of_the_schema_never_5xx(app, request: pytest.FixtureRequest, mode: str, target: str) -> None:
+    """Each operation of /openapi.json fuzzed on its own, with schemathesis' checks (all but one, see FUZZ), sent
+    to the ASGI app and over a socket to uvicorn."""
+    config = schemathesis.Config.from_dict(FUZZ)
+    if target == "asgi":
+        schema = schemathesis.openapi.from_asgi("/openapi.json", app, config=config)
+    else:
+        schema = schemathesis.openapi.from_url(f"{request.getfixturevalue('socket_url')}/openapi.json", config=config)
     operations = [result.ok() for result in schema.get_all_operations()]
     assert {(op.method.upper(), op.path) for op in operations} == ROUTES
     statuses = {(op.method.upper(), op.path): _fuzz(op, mode) for op in operations}
