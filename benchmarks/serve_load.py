@@ -2,13 +2,15 @@
 
 The server runs in its own process (``inbedder serve -m MODEL --no-cache``, so the model does every row);
 ``--clients`` asyncio clients send ``--per-request`` texts per ``POST /v1/embeddings`` (base64, as the
-openai client does) until the texts are used up. The same texts are embedded in this process with
-``model.encode`` (batch size 32, same torch threads). Rounds alternate in-process / server so machine noise
-falls on both alike. Printed: texts/s of each, their ratio, p50/p99 request latency, errors, the mean batch
+openai client does) until the texts are used up, or with ``--duration S`` over and over for S seconds.
+The same texts are embedded in this process with ``model.encode`` (batch size 32, same torch threads).
+Rounds alternate in-process / server so machine noise falls on both alike. Printed: texts/s of each, their
+ratio, p50/p99/max request latency, errors (any non-200 or transport failure), the mean batch
 size from the server's /metrics, and the largest difference between served and in-process vectors.
 
     HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/serve_load.py
     HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/serve_load.py --texts 1000 --clients 32 --per-request 8 --rounds 2
+    HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/serve_load.py --clients 64 --duration 60 --rounds 1
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import argparse
 import asyncio
 import base64
 import datetime as dt
+import itertools
 import json
 import os
 import platform
@@ -85,20 +88,25 @@ def start_server(args: argparse.Namespace, port: int) -> subprocess.Popen[bytes]
         time.sleep(0.25)
 
 
-async def load(url: str, texts: list[str], clients: int, per_request: int) -> dict[str, Any]:
+async def load(url: str, texts: list[str], clients: int, per_request: int,
+               duration: float | None = None) -> dict[str, Any]:
+    """Each text once (``duration`` None), or the texts over and over for ``duration`` seconds."""
     chunks = [list(range(i, min(i + per_request, len(texts)))) for i in range(0, len(texts), per_request)]
-    queue: asyncio.Queue[list[int]] = asyncio.Queue()
-    for chunk in chunks:
-        queue.put_nowait(chunk)
+    turn = itertools.count()
     latencies: list[float] = []
     errors: list[str] = []
     vectors: dict[int, np.ndarray] = {}
+    counts = {"requests": 0, "texts": 0}
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
 
-    async def client(http: httpx.AsyncClient) -> None:
-        while not queue.empty():
-            chunk = queue.get_nowait()
+    async def client(http: httpx.AsyncClient, deadline: float) -> None:
+        while True:
+            n = next(turn)
+            if duration is None and n >= len(chunks) or duration is not None and time.perf_counter() > deadline:
+                return
+            chunk = chunks[n % len(chunks)]
             start = time.perf_counter()
+            counts["requests"] += 1
             try:
                 r = await http.post("/v1/embeddings", json={"input": [texts[i] for i in chunk],
                                                             "instruction": INSTRUCTION, "encoding_format": "base64"})
@@ -109,14 +117,16 @@ async def load(url: str, texts: list[str], clients: int, per_request: int) -> di
             if r.status_code != 200:
                 errors.append(f"HTTP {r.status_code}: {r.text[:200]}")
                 continue
+            counts["texts"] += len(chunk)
             for row in r.json()["data"]:
                 vectors[chunk[row["index"]]] = np.frombuffer(base64.b64decode(row["embedding"]), dtype="<f4")
 
     async with httpx.AsyncClient(base_url=url, timeout=120, limits=limits) as http:
         start = time.perf_counter()
-        await asyncio.gather(*(client(http) for _ in range(clients)))
+        deadline = start + (duration or 0.0)
+        await asyncio.gather(*(client(http, deadline) for _ in range(clients)))
         wall = time.perf_counter() - start
-    return {"wall": wall, "latencies": latencies, "errors": errors, "vectors": vectors, "requests": len(chunks)}
+    return {"wall": wall, "latencies": latencies, "errors": errors, "vectors": vectors, **counts}
 
 
 def metric(text: str, name: str) -> float:
@@ -131,6 +141,8 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=32)
     parser.add_argument("--per-request", type=int, default=8, help="texts per request")
     parser.add_argument("--rounds", type=int, default=2, help="in-process / server rounds, alternating")
+    parser.add_argument("--duration", type=float, help="seconds of load per server round, the texts sent over and "
+                        "over (default: each text once)")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--max-batch-rows", type=int, default=256)
     parser.add_argument("--max-wait-ms", type=float, default=5.0)
@@ -154,8 +166,8 @@ def main() -> None:
             start = time.perf_counter()
             expected = model.encode(texts, instruction=INSTRUCTION, batch_size=args.batch_size, show_progress_bar=False)
             local.append(len(texts) / (time.perf_counter() - start))
-            run = asyncio.run(load(url, texts, args.clients, args.per_request))
-            served.append(len(texts) / run["wall"])
+            run = asyncio.run(load(url, texts, args.clients, args.per_request, args.duration))
+            served.append(run["texts"] / run["wall"])
             runs.append(run)
         metrics = httpx.get(f"{url}/metrics", timeout=10).text
     finally:
@@ -172,11 +184,13 @@ def main() -> None:
         f"{os.cpu_count()} cores, torch {torch.__version__}, threads {args.threads}",
         "command": "HF_HUB_OFFLINE=1 .venv/bin/python " + shlex.join(sys.argv),
         "texts": len(texts), "clients": args.clients, "per_request": args.per_request,
-        "requests": sum(run["requests"] for run in runs),
+        "server_seconds_per_round": [round(run["wall"], 1) for run in runs],
+        "requests": sum(run["requests"] for run in runs), "texts_served": sum(run["texts"] for run in runs),
         "in_process_texts_per_s": [round(x, 1) for x in local], "served_texts_per_s": [round(x, 1) for x in served],
         "ratio_per_round": [round(r, 3) for r in ratios], "ratio_median": round(statistics.median(ratios), 3),
         "latency_p50_ms": round(1000 * float(np.percentile(latencies, 50)), 1) if latencies else None,
         "latency_p99_ms": round(1000 * float(np.percentile(latencies, 99)), 1) if latencies else None,
+        "latency_max_ms": round(1000 * latencies[-1], 1) if latencies else None,
         "errors": len(errors), "rows_missing": missing, "max_abs_diff": diff,
         "mean_batch_rows": round(metric(metrics, "inbedder_batch_rows_sum") /
                                  max(1.0, metric(metrics, "inbedder_batch_rows_count")), 1),

@@ -21,7 +21,8 @@ import torch
 from .choices import DType, Family, parse_choice, parse_device
 from .encoders import FAMILIES
 from .engine import Embedder
-from .errors import InputError, ModelLoadError, did_you_mean
+from .errors import InbedderError, InputError, ModelLoadError, did_you_mean
+from .model_files import broken_file, layout
 from .registry import Location, resolve
 from .speed import apply_quantization, check_dtype, check_quantize, parse_quantize
 
@@ -36,8 +37,10 @@ def detect_family(location: Location) -> Family:
     if (path / "config.json").exists():
         try:
             config = json.loads((path / "config.json").read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as exc:
+        except (OSError, ValueError) as exc:
             raise ModelLoadError(f"cannot read {path / 'config.json'}: {exc}") from exc
+        if not isinstance(config, dict):
+            raise ModelLoadError(f"{path / 'config.json'} must hold a JSON object; got {type(config).__name__}")
         archs = [str(a) for a in config.get("architectures") or []]
         if any(a.endswith("ForMaskedLM") for a in archs):
             return Family.MASKED
@@ -119,4 +122,13 @@ def _build(family: Family, path: Path, dtype: torch.dtype, trust_remote_code: bo
         if key not in allowed:
             raise InputError(f"option {key!r} is not used by the {family.value} family (options it takes: "
                              f"{', '.join(allowed) or 'none'}).{did_you_mean(key, allowed)}")
-    return encoder_cls.from_pretrained(path, dtype=dtype, trust_remote_code=trust_remote_code, **options)
+    try:
+        return encoder_cls.from_pretrained(path, dtype=dtype, trust_remote_code=trust_remote_code, **options)
+    except Exception as exc:  # a broken file fails deep in transformers or safetensors: name the file
+        problem = broken_file(path)
+        if isinstance(exc, InbedderError) and (problem is None or not isinstance(exc, ModelLoadError)):
+            raise
+        if isinstance(exc, ModelLoadError):
+            raise ModelLoadError(f"{exc}; read as {layout(path)}: {problem}") from exc
+        raise ModelLoadError(f"cannot load {path} as a model of the {family.value} family, read as {layout(path)}: "
+                             f"{problem or f'{type(exc).__name__}: {exc}'}") from exc

@@ -8,6 +8,7 @@ The modules, one idea each:
 - ``metrics.py``  Prometheus text metrics
 - ``errors.py``   the OpenAI error body and the exception handlers
 - ``app.py``      the FastAPI application and its routes
+- ``openapi.py``  the published schema: the errors answered, this server's limits and model ids
 
 The ``inbedder serve`` command is :mod:`inbedder.cli.serve`; FastAPI is imported when it runs, so ``inbedder --help``
 works without the extra.

@@ -29,6 +29,7 @@ from .config import ServeConfig
 from .errors import ApiError, install
 from .guard import Guard
 from .metrics import Metrics
+from .openapi import document
 from .schemas import (
     AnswerRequest,
     AnswerResponse,
@@ -41,7 +42,8 @@ from .schemas import (
 
 ERRORS: dict[int | str, dict[str, Any]] = {code: {"model": ErrorResponse, "description": text} for code, text in (
     (400, "Invalid request (the error's param names the field and index)"), (401, "Missing or wrong API key"),
-    (404, "Unknown model"), (408, "Request timed out"), (413, "Body too large"), (429, "Queue full; retry later"))}
+    (404, "Unknown model"), (408, "Request timed out"), (413, "Body, or an input or instruction, over the size limit"),
+    (429, "Queue full; retry later"))}
 
 
 def create_app(models: dict[str, Any], config: ServeConfig | None = None, cache: Any = None) -> FastAPI:
@@ -124,8 +126,8 @@ def create_app(models: dict[str, Any], config: ServeConfig | None = None, cache:
                 if value is None:
                     continue
                 where = f"{name}[{i}]" if name == "input" or isinstance(instruction, list) else name
-                if len(value) > config.max_input_chars:
-                    raise ApiError(400, f"{where} has {len(value)} characters; the limit is "
+                if len(value) > config.max_input_chars:  # before any tokenizer sees it
+                    raise ApiError(413, f"{where} has {len(value)} characters; the limit is "
                                    f"{config.max_input_chars}", param=where, code="input_too_long")
                 if not value.isascii():
                     try:
@@ -216,26 +218,8 @@ def create_app(models: dict[str, Any], config: ServeConfig | None = None, cache:
             metrics.set("inbedder_queue_rows", worker.queued_rows, model=name)
         return PlainTextResponse(metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
 
-    _document_errors(app)
+    document(app, config, {name: w.model.dim for name, w in workers.items()})
     paths = frozenset({"/v1/embeddings", "/v1/answers", "/v1/models", "/health", "/metrics", "/openapi.json",
                        "/docs"})
     app.add_middleware(Guard, max_body_bytes=config.max_body_bytes, metrics=metrics, paths=paths)  # type: ignore[arg-type]
     return app
-
-
-def _document_errors(app: FastAPI) -> None:
-    """The schema lists the 400 this service answers, not FastAPI's default 422."""
-    build = app.openapi
-
-    def openapi() -> dict[str, Any]:
-        if app.openapi_schema is None:
-            schema = build()
-            for item in schema.get("paths", {}).values():
-                for operation in item.values():
-                    operation.get("responses", {}).pop("422", None)
-            for name in ("HTTPValidationError", "ValidationError"):
-                schema.get("components", {}).get("schemas", {}).pop(name, None)
-            app.openapi_schema = schema
-        return app.openapi_schema
-
-    app.openapi = openapi  # type: ignore[method-assign]
