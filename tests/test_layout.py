@@ -12,7 +12,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "inbedder"
 LAYERS = [
     ["version", "errors"],
     ["choices", "fingerprint", "prompts", "inputs"],
-    ["registry", "speed", "encoders", "cache.packed", "cache.store", "cache.directory", "cache"],
+    ["registry", "model_files", "speed", "encoders", "cache.packed", "cache.store", "cache.directory", "cache"],
     ["engine"],
     ["loading"],
     ["cache.keys"],
