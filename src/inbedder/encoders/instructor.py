@@ -121,6 +121,11 @@ class InstructorEncoder(Encoder):
                              verbose=False)["input_ids"]
         return [len(row) for row in ids]
 
+    def row_lengths(self, pairs: list[Pair], **options: Any) -> tuple[list[int], int]:
+        """Tokens of each ``instruction + text`` before truncation, and ``max_length``."""
+        ids = self.tokenizer([self.joined_text(p) for p in pairs], truncation=False, verbose=False)["input_ids"]
+        return [len(row) for row in ids], self.max_length
+
     # -- math -------------------------------------------------------------------------------------------
     def pool(self, tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Pool float32 token states ``(b, t, h)`` over ``mask`` ``(b, t)``; modes concatenated."""
