@@ -48,3 +48,19 @@ def test_bad_settings_are_named(tiny_bert) -> None:
         tiny_bert.encode("a", long_text="chunk", chunk_overlap=-1)
     with pytest.raises(InputError, match="sentence vectors only"):
         tiny_bert.encode("a", long_text="chunk", output="token")
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore:.*were truncated")
+def test_second_subject_pulls_the_chunked_vector() -> None:
+    """A text whose second half is about another subject moves towards that subject in chunk mode."""
+    from inbedder import load
+
+    model = load("minilm", device="cpu")
+    cooking = "Simmer the tomato sauce with garlic, basil and olive oil, then stir in the boiled pasta. " * 14
+    football = "The striker scored twice in the second half and the goalkeeper saved a late penalty. " * 14
+    text = cooking + football
+    probe = model.encode("a football match: goals, players and the score", normalize=True)
+    truncated = model.encode(text, normalize=True)
+    chunked = model.encode(text, long_text="chunk", normalize=True)
+    assert float(chunked @ probe) > float(truncated @ probe) + 0.1
