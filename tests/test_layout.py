@@ -13,7 +13,7 @@ LAYERS = [
     ["version", "errors"],
     ["choices", "fingerprint", "prompts", "inputs"],
     ["registry", "model_files", "speed", "encoders", "cache.packed", "cache.store", "cache.directory", "cache"],
-    ["engine"],
+    ["long_text", "engine"],
     ["loading"],
     ["cache.keys"],
     ["io"],

@@ -13,6 +13,7 @@ class Family(str, Enum):
     CAUSAL = "causal"
     MASKED = "masked"
     SEQ2SEQ = "seq2seq"
+    DECODER = "decoder"
 
 
 class DType(str, Enum):

@@ -25,12 +25,15 @@ from .encoders.base import BatchResult, Encoder, Output, Pair
 from .errors import InputError, NonFiniteError
 from .fingerprint import settings_digest, weights_fingerprint
 from .inputs import to_pairs
+from .long_text import LongTexts, split_long, split_options
+from .long_text import pool as pool_windows
 from .speed import check_device_for
 
 log = logging.getLogger("inbedder")
 
 PROGRESS_MIN_BATCHES = 8  # show a progress bar by default from this many batches on
 CHARS_PER_TOKEN = 4  # for a token budget where the family cannot count tokens
+TRUNCATE = LongTexts()
 
 
 class Embedder(nn.Module):
@@ -73,7 +76,8 @@ class Embedder(nn.Module):
                convert_to_tensor: bool = False,
                device: str | torch.device | None = None, show_progress_bar: bool | None = None,
                return_generations: bool = False, cache: Any = None,
-               cache_dir: str | os.PathLike[str] | None = None, reencoder: Any = None, **options: Any) -> Any:
+               cache_dir: str | os.PathLike[str] | None = None, reencoder: Any = None, long_text: str = "truncate",
+               chunk_overlap: int | None = None, dimensions: int | None = None, **options: Any) -> Any:
         """Embed texts under an instruction.
 
         ``texts`` is a str (→ a 1-D vector), a list of str (→ an ``(n, d)`` float32 array) with one
@@ -89,6 +93,10 @@ class Embedder(nn.Module):
         call is made again; a directory made by a different call is refused.
         ``reencoder`` (an :class:`Embedder`, a model name, or anything with ``encode(list)``; default: the one
         given to :func:`~inbedder.load`) embeds an answer family's generated answers instead of its hidden states.
+        ``long_text="chunk"`` embeds a text longer than the model's limit in overlapping windows (``chunk_overlap``
+        tokens shared) pooled by their token counts, instead of cutting it (``"truncate"``; see
+        :mod:`inbedder.long_text`). ``dimensions=k`` keeps the first ``k`` dimensions of each vector, scaled back
+        to length 1 (Matryoshka models).
         """
         if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
             raise InputError(f"batch_size must be a positive int; got {batch_size!r}")
@@ -96,6 +104,11 @@ class Embedder(nn.Module):
                                                  or isinstance(max_tokens_per_batch, bool) or max_tokens_per_batch < 1):
             raise InputError(f"max_tokens_per_batch must be a positive int or None; got {max_tokens_per_batch!r}")
         out = Output.parse(output)
+        long = LongTexts(long_text, chunk_overlap)  # type: ignore[arg-type]
+        check_dimensions(dimensions, self.dim, out)
+        if long.chunk and (out is not Output.SENTENCE or return_generations):
+            raise InputError("long_text='chunk' gives sentence vectors only (pooled over windows); got "
+                             f"output={out.value!r}, return_generations={return_generations}")
         pairs, single = to_pairs(texts, instruction)
         self.encoder.check_options(options)
         if return_generations and not self.encoder.answers:
@@ -105,6 +118,8 @@ class Embedder(nn.Module):
             self.to(parse_device(device))
         second = self.reencoder_for(reencoder)
         if second is not None:
+            if long.chunk:
+                raise InputError("long_text='chunk' pools the model's own vectors; it cannot be used with reencoder=")
             if out is not Output.SENTENCE:
                 raise InputError(f"reencoder= gives sentence vectors only; got output={out.value!r}")
             batching = {"batch_size": batch_size, "max_tokens_per_batch": max_tokens_per_batch,
@@ -116,25 +131,27 @@ class Embedder(nn.Module):
                 vectors = second.encode(rows, convert_to_tensor=True, **batching)
             else:  # e.g. a sentence-transformers model
                 vectors = torch.as_tensor(np.asarray(second.encode(rows)), dtype=torch.float32)
-            return self._finish(Rows(vectors, rows), out, single, normalize, convert_to_tensor, return_generations)
+            return self._finish(Rows(vectors, rows), out, single, normalize, convert_to_tensor, return_generations,
+                                dimensions)
         store = open_cache(cache)
         if (store is not None or cache_dir is not None) and out is not Output.SENTENCE:
             raise InputError(f"cache and cache_dir keep sentence vectors only; got output={out.value!r}")
         directory = None
+        finish = (out, single, normalize, convert_to_tensor, return_generations, dimensions)
         if cache_dir is not None:
-            directory = self._dir_cache(cache_dir, pairs, options)
+            directory = self._dir_cache(cache_dir, pairs, {**options, **long.key()})
             hit = directory.load()
             if hit is not None:
-                return self._finish(Rows(*hit), out, single, normalize, convert_to_tensor, return_generations)
+                return self._finish(Rows(*hit), *finish)
         if store is not None:
             rows = self._cached_run(store, pairs, batch_size, show_progress_bar, options, return_generations,
-                                    budget=max_tokens_per_batch)
+                                    budget=max_tokens_per_batch, long=long)
         else:
-            rows = self._run(pairs, out, batch_size, show_progress_bar, options, generations=return_generations,
-                             budget=max_tokens_per_batch)
+            rows = self._compute(pairs, out, batch_size, show_progress_bar, options, generations=return_generations,
+                                 budget=max_tokens_per_batch, long=long)
         if directory is not None:
             directory.save(rows.vectors, rows.answers)
-        return self._finish(rows, out, single, normalize, convert_to_tensor, return_generations)
+        return self._finish(rows, *finish)
 
     def reencoder_for(self, reencoder: Any) -> Any:
         """The model that embeds the answers (loaded once per name), or None; checks that answers exist."""
@@ -156,16 +173,21 @@ class Embedder(nn.Module):
         return reencoder
 
     def model_key(self, options: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-        """What identifies this model's vectors: weights fingerprint, family settings, call options."""
-        about = {"weights": weights_fingerprint(self.encoder), "settings": self.encoder.settings(), "options": options}
+        """What identifies this model's vectors: weights fingerprint, family settings, call options (the family's
+        and the long-text settings: ``long_text``, ``chunk_overlap``)."""
+        family, long = split_options(options)
+        about = {"weights": weights_fingerprint(self.encoder), "settings": self.encoder.settings(),
+                 "options": {**family, **long.key()}}
         return settings_digest(about), about
 
     # -- internals ----------------------------------------------------------------------------------------
 
     def _cached_run(self, store: EmbeddingCache, pairs: list[Pair], batch_size: int, show: bool | None,
-                    options: dict[str, Any], need_answers: bool, budget: int | None = None) -> Rows:
-        """Look rows up in the persistent cache; compute and store the missing ones batch by batch."""
-        model_key, about = self.model_key(options)
+                    options: dict[str, Any], need_answers: bool, budget: int | None = None,
+                    long: LongTexts = TRUNCATE) -> Rows:
+        """Look rows up in the persistent cache; compute and store the missing ones batch by batch (at the end, for
+        windows pooled into rows)."""
+        model_key, about = self.model_key({**options, **long.key()})
         store.register_model(model_key, self.name, about)
         unique = list(dict.fromkeys(pairs))
         found = store.get_many(model_key, unique)
@@ -179,8 +201,10 @@ class Embedder(nn.Module):
         vectors = {p: torch.from_numpy(v) for p, (v, _) in found.items()}
         answers = {p: a for p, (_, a) in found.items()}
         if missing:
-            computed = self._run(missing, Output.SENTENCE, batch_size, show, options, on_batch=save, budget=budget,
-                                 generations=need_answers)
+            computed = self._compute(missing, Output.SENTENCE, batch_size, show, options, on_batch=save,
+                                     budget=budget, generations=need_answers, long=long)
+            if long.chunk:
+                save(missing, BatchResult(computed.vectors, answers=computed.answers))
             for i, p in enumerate(missing):
                 vectors[p] = computed.vectors[i]
                 answers[p] = computed.answers[i] if computed.answers is not None else None
@@ -193,6 +217,21 @@ class Embedder(nn.Module):
         about = {"model": self.name, "weights": weights_fingerprint(self.encoder),
                  "settings": settings_digest(self.encoder.settings(), options), "inputs": settings_digest(pairs)}
         return DirCache(cache_dir, settings_digest(about), about)
+
+    def _compute(self, pairs: list[Pair], out: Output, batch_size: int, show: bool | None, options: dict[str, Any],
+                 on_batch: Callable[[list[Pair], BatchResult], None] | None = None, generations: bool = False,
+                 budget: int | None = None, long: LongTexts = TRUNCATE) -> Rows:
+        """:meth:`_run`, or in chunk mode :meth:`_run` over the windows of the rows too long to fit, pooled back
+        into rows (``on_batch`` then is not called: a batch holds windows, not rows)."""
+        if not long.chunk:
+            return self._run(pairs, out, batch_size, show, options, on_batch, generations, budget)
+        chunks = split_long(self.encoder, pairs, long, options)
+        if chunks.split:
+            log.info("%d of %d texts were longer than the model's maximum length and were embedded in %d windows",
+                     chunks.split, len(pairs), len(chunks.pieces) - len(pairs) + chunks.split)
+        rows = self._run(chunks.pieces, out, batch_size, show, options, budget=budget)
+        vectors = pool_windows(rows.vectors, chunks, len(pairs), self.encoder.normalizes)
+        return Rows(vectors)
 
     def _run(self, pairs: list[Pair], out: Output, batch_size: int, show: bool | None, options: dict[str, Any],
              on_batch: Callable[[list[Pair], BatchResult], None] | None = None, generations: bool = False,
@@ -246,10 +285,12 @@ class Embedder(nn.Module):
         return Rows(vectors, column("answers"), column("tokens"), column("instruction_tokens"))
 
     def _finish(self, rows: Rows, out: Output, single: bool, normalize: bool, as_tensor: bool,
-                return_generations: bool) -> Any:
-        """Normalize, check, convert and shape the output."""
+                return_generations: bool, dimensions: int | None = None) -> Any:
+        """Normalize (or keep ``dimensions`` and renormalize), check, convert and shape the output."""
         vectors = rows.vectors.float()
-        if normalize:
+        if dimensions is not None:
+            vectors = torch.nn.functional.normalize(vectors[:, :dimensions], p=2, dim=1)
+        elif normalize:
             vectors = torch.nn.functional.normalize(vectors, p=2, dim=1)
         bad = (~torch.isfinite(vectors)).any(dim=1).nonzero().flatten().tolist()
         if bad:
@@ -267,6 +308,18 @@ class Embedder(nn.Module):
             answers = rows.answers or []
             return value, (answers[0] if single else answers)
         return value
+
+
+def check_dimensions(dimensions: Any, dim: int, out: Output) -> None:
+    """``dimensions`` is None or an int in ``1 .. dim`` (sentence vectors only)."""
+    if dimensions is None:
+        return
+    if isinstance(dimensions, bool) or not isinstance(dimensions, int):
+        raise InputError(f"dimensions must be an int or None; got {dimensions!r}")
+    if not 1 <= dimensions <= dim:
+        raise InputError(f"dimensions={dimensions} is out of range: this model's vectors have {dim} dimensions")
+    if out is not Output.SENTENCE:
+        raise InputError(f"dimensions= shortens sentence vectors only; got output={out.value!r}")
 
 
 def plan_batches(lengths: list[int], batch_size: int, budget: int | None = None) -> list[tuple[int, int]]:

@@ -33,7 +33,7 @@ def detect_family(location: Location) -> Family:
     if path.is_file() and path.suffix == ".gguf":
         return Family.CAUSAL
     if (path / "modules.json").exists():
-        return Family.INSTRUCTOR
+        return Family.DECODER if _pools_last_token(path) else Family.INSTRUCTOR
     if (path / "config.json").exists():
         try:
             config = json.loads((path / "config.json").read_text(encoding="utf-8"))
@@ -53,6 +53,18 @@ def detect_family(location: Location) -> Family:
         f"no model layout recognised in {path}. Tried: sentence-transformers (modules.json), "
         "transformers (config.json), GGUF (*.gguf file)"
     )
+
+
+def _pools_last_token(path: Path) -> bool:
+    """Whether a sentence-transformers directory's Pooling reads the last token (a decoder embedder's layout)."""
+    try:
+        modules = json.loads((path / "modules.json").read_text(encoding="utf-8"))
+        pooling = [m for m in modules if str(m.get("type", "")).endswith("Pooling")]
+        config = json.loads((path / pooling[0].get("path", "") / "config.json").read_text(encoding="utf-8")) \
+            if pooling else {}
+    except (OSError, json.JSONDecodeError, AttributeError, TypeError) as exc:
+        raise ModelLoadError(f"cannot read the sentence-transformers modules of {path}: {exc}") from exc
+    return bool(config.get("pooling_mode_lasttoken")) or str(config.get("pooling_mode", "")).lower() == "lasttoken"
 
 
 def load(name_or_path: str | os.PathLike[str], *, family: str | None = None, device: str | torch.device | None = None,

@@ -11,4 +11,5 @@ FAMILIES: dict[str, str] = {
     "masked": "inbedder.encoders.masked:MaskedEncoder",
     "seq2seq": "inbedder.encoders.seq2seq:Seq2SeqEncoder",
     "causal": "inbedder.encoders.causal:CausalEncoder",
+    "decoder": "inbedder.encoders.decoder:DecoderEncoder",
 }

@@ -80,6 +80,26 @@ class Encoder(nn.Module):
         """
         return None
 
+    def row_lengths(self, pairs: list[Pair], **options: Any) -> tuple[list[int], int] | None:
+        """Tokens each pair's row takes *before* truncation, and the most one row may hold (for long texts).
+
+        ``None`` (the default) means the family cannot tell, and ``encode(long_text="chunk")`` is refused."""
+        return None
+
+    def text_spans(self, text: str) -> list[tuple[int, int]] | None:
+        """Character spans of the tokens of ``text`` alone (no special tokens), as the family's tokenizer cuts it;
+        ``None`` without a fast tokenizer (character offsets)."""
+        tokenizer = getattr(self, "tokenizer", None)
+        if tokenizer is None or not getattr(tokenizer, "is_fast", False):
+            return None
+        enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True, verbose=False)
+        return [(int(a), int(b)) for a, b in enc["offset_mapping"]]
+
+    @property
+    def normalizes(self) -> bool:
+        """Whether the family's vectors have length 1 (a pooled mean of them is scaled back to length 1)."""
+        return bool(getattr(self, "normalize", False))
+
     def embed_batch(self, pairs: list[Pair], output: Output, **options: Any) -> BatchResult:
         raise NotImplementedError
 

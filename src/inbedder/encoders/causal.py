@@ -176,15 +176,30 @@ class CausalEncoder(Encoder):
 
     def token_counts(self, pairs: list[Pair]) -> list[int]:
         """Prompt tokens per pair under the encoder's own pattern, for the engine's length sort (less padding)."""
-        pattern, chat = self._resolve(None)
-        prompts = [text if ins is None else fill(pattern, text, ins)[0] for ins, text in pairs]
+        return [min(n, self.max_length) for n in self._prompt_lengths(pairs, None)]
+
+    def row_lengths(self, pairs: list[Pair], **options: Any) -> tuple[list[int], int]:
+        """Prompt tokens per pair before any cut (under the call's pattern), and the most a prompt may hold."""
+        generation = Generation.from_kwargs({k: options[k] for k in ("max_new_tokens",) if k in options},
+                                            self.generation)
+        return self._prompt_lengths(pairs, options.get("pattern")), self._limit(generation)
+
+    def _limit(self, generation: Generation) -> int:
+        """Tokens a prompt may take: ``max_length``, less the room the answer needs within the positions."""
+        if self.position_limit and generation.max_new_tokens:
+            return min(self.max_length, self.position_limit - generation.max_new_tokens)
+        return self.max_length
+
+    def _prompt_lengths(self, pairs: list[Pair], pattern: str | None) -> list[int]:
+        filled, chat = self._resolve(pattern)
+        prompts = [text if ins is None else fill(filled, text, ins)[0] for ins, text in pairs]
         lengths = [0] * len(pairs)
         for specials in (True, False):
             rows = [i for i, (ins, _) in enumerate(pairs) if (ins is None or not chat) == specials]
             if rows:
-                enc = self.tokenizer([prompts[i] for i in rows], add_special_tokens=specials)["input_ids"]
-                for i, row in zip(rows, enc, strict=True):
-                    lengths[i] = min(len(row), self.max_length)
+                enc = self.tokenizer([prompts[i] for i in rows], add_special_tokens=specials, verbose=False)
+                for i, row in zip(rows, enc["input_ids"], strict=True):
+                    lengths[i] = len(row)
         return lengths
 
     # -- forward passes -----------------------------------------------------------------------------------
@@ -296,10 +311,7 @@ class CausalEncoder(Encoder):
                              "model has none; "
                              "use output_value='fst_gen' or 'avg_ppt' without return_generations, or load a "
                              "*ForCausalLM checkpoint")
-        limit = self.max_length
-        if self.position_limit and generation.max_new_tokens:
-            limit = min(limit, self.position_limit - generation.max_new_tokens)
-        prompts, spans, cut = self.prompts(pairs, pattern, limit)
+        prompts, spans, cut = self.prompts(pairs, pattern, self._limit(generation))
         ids, mask, offsets, cut_raw = self.tokenize(prompts, pattern == CHAT, [p[0] is None for p in pairs],
                                                     output is not Output.SENTENCE)
         ids, mask = ids.to(self.device), mask.to(self.device)

@@ -121,6 +121,11 @@ class InstructorEncoder(Encoder):
                              verbose=False)["input_ids"]
         return [len(row) for row in ids]
 
+    def row_lengths(self, pairs: list[Pair], **options: Any) -> tuple[list[int], int]:
+        """Tokens of each ``instruction + text`` before truncation, and ``max_length``."""
+        ids = self.tokenizer([self.joined_text(p) for p in pairs], truncation=False, verbose=False)["input_ids"]
+        return [len(row) for row in ids], self.max_length
+
     # -- math -------------------------------------------------------------------------------------------
     def pool(self, tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Pool float32 token states ``(b, t, h)`` over ``mask`` ``(b, t)``; modes concatenated."""
@@ -151,9 +156,7 @@ class InstructorEncoder(Encoder):
         positions = torch.arange(input_ids.shape[1], device=input_ids.device)[None, :]
         pool_mask = attention_mask * (positions >= context.to(input_ids.device)[:, None])
         vectors = self.pool(states, pool_mask)
-        for layer in self.dense:
-            weight = getattr(layer.linear, "weight", None)  # a method, not a tensor, once dynamically quantized
-            vectors = layer(vectors.to(weight.dtype if isinstance(weight, torch.Tensor) else torch.float32)).float()
+        vectors = apply_dense(self.dense, vectors)
         if self.normalize:
             vectors = F.normalize(vectors, p=2, dim=1)
         return vectors, states
@@ -182,29 +185,7 @@ class InstructorEncoder(Encoder):
         if path.is_file():
             raise ModelLoadError(f"{path} is a single file; the instructor family needs a model directory")
 
-        modules = _read_json(path / "modules.json") if (path / "modules.json").exists() else None
-        transformer_dir, normalize = path, False
-        pooling: tuple[str, ...] = ("mean",)
-        dense: list[Dense] = []
-        if modules:
-            for module in sorted(modules, key=lambda m: m.get("idx", 0)):
-                kind = str(module.get("type", "")).rsplit(".", 1)[-1]
-                where = path / module.get("path", "")
-                if kind in ("Transformer", "INSTRUCTOR_Transformer"):
-                    transformer_dir = where
-                elif kind in ("Pooling", "INSTRUCTOR_Pooling"):
-                    pooling = _pooling_modes(_read_json(where / "config.json"))
-                elif kind == "Dense":
-                    dense.append(_load_dense(where))
-                elif kind == "Normalize":
-                    normalize = True
-                else:
-                    raise ModelLoadError(
-                        f"{path / 'modules.json'}: module type {module.get('type')!r} is not supported "
-                        "(supported: Transformer, INSTRUCTOR_Transformer, Pooling, Dense, Normalize)"
-                    )
-        found = [transformer_dir / n for n in _SBERT_CONFIGS if (transformer_dir / n).exists()]
-        sbert: dict[str, Any] = _read_json(found[0]) if found else {}
+        transformer_dir, pooling, dense, normalize, sbert = read_layout(path)
         config = AutoConfig.from_pretrained(transformer_dir, trust_remote_code=trust_remote_code)
         model_cls = T5EncoderModel if config.model_type in _T5_TYPES else AutoModel
         try:
@@ -217,6 +198,42 @@ class InstructorEncoder(Encoder):
         model.eval()
         return cls(model, tokenizer, max_length=max_length, pooling=pooling, dense=dense, normalize=normalize,
                    do_lower_case=bool(sbert.get("do_lower_case", False)))
+
+
+def apply_dense(dense: nn.ModuleList, vectors: torch.Tensor) -> torch.Tensor:
+    """``vectors`` through the Dense layers, in each layer's dtype; float32 out."""
+    for layer in dense:
+        weight = getattr(layer.linear, "weight", None)  # a method, not a tensor, once dynamically quantized
+        vectors = layer(vectors.to(weight.dtype if isinstance(weight, torch.Tensor) else torch.float32)).float()
+    return vectors
+
+
+def read_layout(path: Path) -> tuple[Path, tuple[str, ...], list[Dense], bool, dict[str, Any]]:
+    """A sentence-transformers directory's modules (a plain transformers directory: mean pooling, nothing else):
+    the transformer's folder, the pooling modes, the Dense layers, whether it normalizes, and its
+    ``sentence_*_config.json`` (``max_seq_length``, ``do_lower_case``)."""
+    modules = _read_json(path / "modules.json") if (path / "modules.json").exists() else None
+    transformer_dir, normalize = path, False
+    pooling: tuple[str, ...] = ("mean",)
+    dense: list[Dense] = []
+    for module in sorted(modules or [], key=lambda m: m.get("idx", 0)):
+        kind = str(module.get("type", "")).rsplit(".", 1)[-1]
+        where = path / module.get("path", "")
+        if kind in ("Transformer", "INSTRUCTOR_Transformer"):
+            transformer_dir = where
+        elif kind in ("Pooling", "INSTRUCTOR_Pooling"):
+            pooling = _pooling_modes(_read_json(where / "config.json"))
+        elif kind == "Dense":
+            dense.append(_load_dense(where))
+        elif kind == "Normalize":
+            normalize = True
+        else:
+            raise ModelLoadError(
+                f"{path / 'modules.json'}: module type {module.get('type')!r} is not supported "
+                "(supported: Transformer, INSTRUCTOR_Transformer, Pooling, Dense, Normalize)"
+            )
+    found = [transformer_dir / n for n in _SBERT_CONFIGS if (transformer_dir / n).exists()]
+    return transformer_dir, pooling, dense, normalize, _read_json(found[0]) if found else {}
 
 
 def _read_json(path: Path) -> Any:

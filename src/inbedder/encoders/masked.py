@@ -188,12 +188,8 @@ class MaskedEncoder(Encoder):
     # -- tokenization -----------------------------------------------------------------------------------
     def tokenize(self, pairs: list[Pair], n_mask: int) -> tuple[dict[str, torch.Tensor], int]:
         """Padded model inputs and the number of rows cut to ``max_length``."""
-        tok, limit, masks = self.tokenizer, self.spec.max_length, self.tokenizer.mask_token * n_mask
-        pattern = self.spec.pattern
-        if pattern is None:
-            args: tuple[list[str], ...] = ([t for _, t in pairs], [(ins or "") + masks for ins, _ in pairs])
-        else:
-            args = ([fill_pattern(pattern, p, i) + masks for i, p in enumerate(pairs)],)
+        tok, limit, pattern = self.tokenizer, self.spec.max_length, self.spec.pattern
+        args = self._segments(pairs, n_mask)
         enc = dict(tok(*args, truncation=False, padding=False, verbose=False))
         long = [i for i, ids in enumerate(enc["input_ids"]) if len(ids) > limit]
         if long:
@@ -212,6 +208,19 @@ class MaskedEncoder(Encoder):
                     enc[key][i] = cut[key][j]
         batch = tok.pad(enc, padding=True, return_tensors="pt")
         return {k: v for k, v in batch.items() if k in tok.model_input_names}, len(long)
+
+    def _segments(self, pairs: list[Pair], n_mask: int) -> tuple[list[str], ...]:
+        """What the tokenizer reads: (texts, instructions + masks) as a pair, or the filled patterns + masks."""
+        masks = self.tokenizer.mask_token * n_mask
+        if self.spec.pattern is None:
+            return [t for _, t in pairs], [(ins or "") + masks for ins, _ in pairs]
+        return [fill_pattern(self.spec.pattern, p, i) + masks for i, p in enumerate(pairs)],
+
+    def row_lengths(self, pairs: list[Pair], **options: Any) -> tuple[list[int], int]:
+        """Tokens of each row (text, instruction and masks) before truncation, and ``max_length``."""
+        n_mask = check_positive(options.get("n_mask", self.spec.n_mask), "n_mask")
+        enc = self.tokenizer(*self._segments(pairs, n_mask), truncation=False, padding=False, verbose=False)
+        return [len(ids) for ids in enc["input_ids"]], self.spec.max_length
 
     # -- math -------------------------------------------------------------------------------------------
     def head_transform(self, states: torch.Tensor) -> torch.Tensor:

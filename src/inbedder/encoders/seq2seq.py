@@ -139,10 +139,15 @@ class Seq2SeqEncoder(Encoder):
     def tokenize(self, pairs: list[Pair]) -> tuple[dict[str, torch.Tensor], int]:
         """Padded ``input_ids`` and ``attention_mask``, and the number of rows cut to ``max_length``."""
         prompts = [fill_pattern(self.spec.pattern, p, i) for i, p in enumerate(pairs)]
-        limit = self.spec.max_length
-        lengths = [len(ids) for ids in self.tokenizer(prompts, truncation=False, verbose=False)["input_ids"]]
+        lengths, limit = self.row_lengths(pairs)
         batch = self.tokenizer(prompts, padding=True, truncation=True, max_length=limit, return_tensors="pt")
         return {k: batch[k] for k in ("input_ids", "attention_mask")}, sum(n > limit for n in lengths)
+
+    def row_lengths(self, pairs: list[Pair], **options: Any) -> tuple[list[int], int]:
+        """Tokens of each filled prompt before truncation, and ``max_length``."""
+        prompts = [fill_pattern(self.spec.pattern, p, i) for i, p in enumerate(pairs)]
+        ids = self.tokenizer(prompts, truncation=False, verbose=False)["input_ids"]
+        return [len(row) for row in ids], self.spec.max_length
 
     def filter_ids(self, words: Any) -> list[int]:
         """Token ids of ``filter_words``, each word tokenized as a text (so with ``</s>``)."""
