@@ -63,7 +63,9 @@ def _pools_last_token(path: Path) -> bool:
         config = json.loads((path / pooling[0].get("path", "") / "config.json").read_text(encoding="utf-8")) \
             if pooling else {}
     except (OSError, json.JSONDecodeError, AttributeError, TypeError) as exc:
-        raise ModelLoadError(f"cannot read the sentence-transformers modules of {path}: {exc}") from exc
+        problem = broken_file(path) or f"{type(exc).__name__}: {exc}"
+        raise ModelLoadError(f"cannot read the sentence-transformers modules of {path}, read as {layout(path)}: "
+                             f"{problem}") from exc
     return bool(config.get("pooling_mode_lasttoken")) or str(config.get("pooling_mode", "")).lower() == "lasttoken"
 
 
