@@ -129,7 +129,8 @@ class Embedder(nn.Module):
                 vectors = second.encode(rows, convert_to_tensor=True, **batching)
             else:  # e.g. a sentence-transformers model
                 vectors = torch.as_tensor(np.asarray(second.encode(rows)), dtype=torch.float32)
-            return done(self._finish(Rows(vectors, rows), out, single, normalize, convert_to_tensor, return_generations))
+            finished = self._finish(Rows(vectors, rows), out, single, normalize, convert_to_tensor, return_generations)
+            return done(finished)
         store = open_cache(cache)
         if (store is not None or cache_dir is not None) and out is not Output.SENTENCE:
             raise InputError(f"cache and cache_dir keep sentence vectors only; got output={out.value!r}")

@@ -13,7 +13,6 @@ other families, and calls that generate answers, take the engine's usual plan ov
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 

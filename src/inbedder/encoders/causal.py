@@ -36,6 +36,7 @@ from torch import nn
 
 from ..errors import InputError, ModelLoadError
 from .base import BatchResult, Encoder, Output, Pair
+from .causal_questions import embed_questions, shares_input
 from .causal_settings import (
     CHAT,
     INBEDDER_PATTERN,
@@ -50,7 +51,6 @@ from .causal_settings import (
     parse_output_value,
     render_chat,
 )
-from .causal_questions import embed_questions, shares_input
 from .portable import make_portable
 
 _HEAD_SUFFIXES = ("ForCausalLM", "LMHeadModel")

@@ -58,7 +58,8 @@ def embed_questions(enc: CausalEncoder, items: list[Item], **options: Any) -> Ba
         result.vectors = pool(value, prompt.float(), mask, prompt[:, :0], torch.zeros_like(mask[:, :0]).bool())
         return result
     pad, device, group = enc.tokenizer.pad_token_id, ids.device, torch.tensor(owner, device=ids.device)
-    head_ids, head_mask = (t.to(device) for t in left_pad([rows[m[0]][:s] for m, s in zip(members, starts)], pad))
+    heads = [rows[m[0]][:s] for m, s in zip(members, starts, strict=True)]
+    head_ids, head_mask = (t.to(device) for t in left_pad(heads, pad))
     cache = enc.new_cache()
     head = enc._forward_to(layer, {"input_ids": head_ids, "attention_mask": head_mask,
                                    "position_ids": _position_ids(head_mask), cache_arg: cache, "use_cache": True})
