@@ -9,7 +9,8 @@ from inbedder.errors import InbedderError
 
 TEXTS = ["I love cat!", "I dislike dog!", "The funds rose less than 0.5 per cent on Friday.", "Where is the food?",
          "Parton energy loss in QCD matter. " * 5, "a", ""]
-QS = ["What is the animal mentioned here?", "What is the emotion?", " leading space?", "What is the animal mentioned here?"]
+QS = ["What is the animal mentioned here?", "What is the emotion?", " leading space?",
+      "What is the animal mentioned here?"]
 
 
 @pytest.mark.parametrize("value", ["fst_gen", "avg_ppt"])
