@@ -71,7 +71,8 @@ class Embedder(nn.Module):
     def extra_repr(self) -> str:
         return f"name={self.name!r}, family={self.family!r}, dim={self.dim}"
 
-    def encode(self, texts: Any, instruction: str | list[str | None] | None = None, *, batch_size: int = 32,
+    def encode(self, texts: Any, instruction: str | list[str | None] | None = None, *,
+               instructions: list[str] | None = None, batch_size: int = 32,
                max_tokens_per_batch: int | None = None, normalize: bool = False, output: str = "sentence",
                convert_to_tensor: bool = False,
                device: str | torch.device | None = None, show_progress_bar: bool | None = None,
@@ -97,6 +98,9 @@ class Embedder(nn.Module):
         tokens shared) pooled by their token counts, instead of cutting it (``"truncate"``; see
         :mod:`inbedder.long_text`). ``dimensions=k`` keeps the first ``k`` dimensions of each vector, scaled back
         to length 1 (Matryoshka models).
+        ``instructions=[q1, ..., qk]`` embeds every text under each instruction: a ``(k, n, d)`` array (``(k, d)``
+        for one text; per-row lists as k lists of n), as k calls would give it; the causal family computes each
+        text's input once for all k (:mod:`inbedder.multi_instruction`), and there ``batch_size`` counts texts.
         """
         if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
             raise InputError(f"batch_size must be a positive int; got {batch_size!r}")
@@ -109,7 +113,18 @@ class Embedder(nn.Module):
         if long.chunk and (out is not Output.SENTENCE or return_generations):
             raise InputError("long_text='chunk' gives sentence vectors only (pooled over windows); got "
                              f"output={out.value!r}, return_generations={return_generations}")
+        shape: tuple[int, bool] | None = None  # with instructions=: k and whether one text was given
+        if instructions is not None:
+            from .multi_instruction import expand, split
+
+            texts, instruction, k, one = expand(texts, instruction, instructions)
+            shape = (k, one)
         pairs, single = to_pairs(texts, instruction)
+        questions = shape is not None
+
+        def done(value: Any) -> Any:
+            return value if shape is None else split(value, *shape, out, return_generations)
+
         self.encoder.check_options(options)
         if return_generations and not self.encoder.answers:
             raise InputError(f"return_generations=True needs an answer family; this model is {self.family!r}")
@@ -131,8 +146,8 @@ class Embedder(nn.Module):
                 vectors = second.encode(rows, convert_to_tensor=True, **batching)
             else:  # e.g. a sentence-transformers model
                 vectors = torch.as_tensor(np.asarray(second.encode(rows)), dtype=torch.float32)
-            return self._finish(Rows(vectors, rows), out, single, normalize, convert_to_tensor, return_generations,
-                                dimensions)
+            return done(self._finish(Rows(vectors, rows), out, single, normalize, convert_to_tensor,
+                                     return_generations, dimensions))
         store = open_cache(cache)
         if (store is not None or cache_dir is not None) and out is not Output.SENTENCE:
             raise InputError(f"cache and cache_dir keep sentence vectors only; got output={out.value!r}")
@@ -142,16 +157,16 @@ class Embedder(nn.Module):
             directory = self._dir_cache(cache_dir, pairs, {**options, **long.key()})
             hit = directory.load()
             if hit is not None:
-                return self._finish(Rows(*hit), *finish)
+                return done(self._finish(Rows(*hit), *finish))
         if store is not None:
             rows = self._cached_run(store, pairs, batch_size, show_progress_bar, options, return_generations,
-                                    budget=max_tokens_per_batch, long=long)
+                                    budget=max_tokens_per_batch, long=long, questions=questions)
         else:
             rows = self._compute(pairs, out, batch_size, show_progress_bar, options, generations=return_generations,
-                                 budget=max_tokens_per_batch, long=long)
+                                 budget=max_tokens_per_batch, long=long, questions=questions)
         if directory is not None:
             directory.save(rows.vectors, rows.answers)
-        return self._finish(rows, *finish)
+        return done(self._finish(rows, *finish))
 
     def reencoder_for(self, reencoder: Any) -> Any:
         """The model that embeds the answers (loaded once per name), or None; checks that answers exist."""
@@ -184,7 +199,7 @@ class Embedder(nn.Module):
 
     def _cached_run(self, store: EmbeddingCache, pairs: list[Pair], batch_size: int, show: bool | None,
                     options: dict[str, Any], need_answers: bool, budget: int | None = None,
-                    long: LongTexts = TRUNCATE) -> Rows:
+                    long: LongTexts = TRUNCATE, questions: bool = False) -> Rows:
         """Look rows up in the persistent cache; compute and store the missing ones batch by batch (at the end, for
         windows pooled into rows)."""
         model_key, about = self.model_key({**options, **long.key()})
@@ -202,7 +217,7 @@ class Embedder(nn.Module):
         answers = {p: a for p, (_, a) in found.items()}
         if missing:
             computed = self._compute(missing, Output.SENTENCE, batch_size, show, options, on_batch=save,
-                                     budget=budget, generations=need_answers, long=long)
+                                     budget=budget, generations=need_answers, long=long, questions=questions)
             if long.chunk:
                 save(missing, BatchResult(computed.vectors, answers=computed.answers))
             for i, p in enumerate(missing):
@@ -220,11 +235,11 @@ class Embedder(nn.Module):
 
     def _compute(self, pairs: list[Pair], out: Output, batch_size: int, show: bool | None, options: dict[str, Any],
                  on_batch: Callable[[list[Pair], BatchResult], None] | None = None, generations: bool = False,
-                 budget: int | None = None, long: LongTexts = TRUNCATE) -> Rows:
+                 budget: int | None = None, long: LongTexts = TRUNCATE, questions: bool = False) -> Rows:
         """:meth:`_run`, or in chunk mode :meth:`_run` over the windows of the rows too long to fit, pooled back
         into rows (``on_batch`` then is not called: a batch holds windows, not rows)."""
         if not long.chunk:
-            return self._run(pairs, out, batch_size, show, options, on_batch, generations, budget)
+            return self._run(pairs, out, batch_size, show, options, on_batch, generations, budget, questions)
         chunks = split_long(self.encoder, pairs, long, options)
         if chunks.split:
             log.info("%d of %d texts were longer than the model's maximum length and were embedded in %d windows",
@@ -235,11 +250,17 @@ class Embedder(nn.Module):
 
     def _run(self, pairs: list[Pair], out: Output, batch_size: int, show: bool | None, options: dict[str, Any],
              on_batch: Callable[[list[Pair], BatchResult], None] | None = None, generations: bool = False,
-             budget: int | None = None) -> Rows:
+             budget: int | None = None, questions: bool = False) -> Rows:
         """Run the family over the unique pairs, longest first, and return rows in input order.
 
         Answer families are told whether generations are wanted (``return_generations``), so a one-pass output
-        value can skip ``generate()`` when they are not."""
+        value can skip ``generate()`` when they are not. With ``questions`` (several questions over one corpus)
+        a family that computes a text's input once for all its questions gets batches of texts instead."""
+        if questions:
+            from .multi_instruction import run_questions, shares_input
+
+            if shares_input(self, out, generations, options):
+                return run_questions(self, pairs, batch_size, show, options, on_batch, budget)
         if self.encoder.answers:
             options = {**options, "return_generations": generations}
         unique: dict[Pair, int] = {}
@@ -269,9 +290,7 @@ class Embedder(nn.Module):
                 batches.append(result)
                 truncated += result.truncated
                 bar.update(len(rows))
-        if truncated:
-            warnings.warn(f"{truncated} of {len(keys)} texts were longer than the model's maximum length and "
-                          "were truncated", stacklevel=4)
+        warn_truncated(truncated, len(keys))
         pick = [where[i] for i in index]
         if not batches:
             return Rows(torch.zeros((0, self.encoder.dim)), [] if self.encoder.answers else None, [], [])
@@ -320,6 +339,12 @@ def check_dimensions(dimensions: Any, dim: int, out: Output) -> None:
         raise InputError(f"dimensions={dimensions} is out of range: this model's vectors have {dim} dimensions")
     if out is not Output.SENTENCE:
         raise InputError(f"dimensions= shortens sentence vectors only; got output={out.value!r}")
+
+
+def warn_truncated(truncated: int, total: int) -> None:
+    if truncated:
+        warnings.warn(f"{truncated} of {total} texts were longer than the model's maximum length and were truncated",
+                      stacklevel=5)
 
 
 def plan_batches(lengths: list[int], batch_size: int, budget: int | None = None) -> list[tuple[int, int]]:

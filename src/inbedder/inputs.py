@@ -16,7 +16,7 @@ from .errors import InputError, InputTypeError
 Pair = tuple[str | None, str]  # (instruction or None, text)
 
 
-def _describe(value: Any) -> str:
+def describe(value: Any) -> str:
     text = repr(value)
     return f"{type(value).__name__} {text[:60] + '...' if len(text) > 60 else text}"
 
@@ -27,12 +27,12 @@ def to_pairs(texts: Any, instruction: Any) -> tuple[list[Pair], bool]:
     if single:
         if instruction is not None and not isinstance(instruction, str):
             raise InputTypeError(
-                f"a single text takes one instruction string; got instruction={_describe(instruction)}"
+                f"a single text takes one instruction string; got instruction={describe(instruction)}"
             )
         rows: Sequence[Any] = [texts]
     elif texts is None or isinstance(texts, (bytes, dict)) or not hasattr(texts, "__iter__"):
         raise InputTypeError(
-            f"texts must be a str, a list of str, or a list of [instruction, text] pairs; got {_describe(texts)}"
+            f"texts must be a str, a list of str, or a list of [instruction, text] pairs; got {describe(texts)}"
         )
     else:
         rows = list(texts)
@@ -49,9 +49,9 @@ def to_pairs(texts: Any, instruction: Any) -> tuple[list[Pair], bool]:
             )
         for i, ins in enumerate(instructions):
             if ins is not None and not isinstance(ins, str):
-                raise InputTypeError(f"instruction at row {i} must be a str (or None); got {_describe(ins)}")
+                raise InputTypeError(f"instruction at row {i} must be a str (or None); got {describe(ins)}")
     else:
-        raise InputTypeError(f"instruction must be a str, a list of str, or None; got {_describe(instruction)}")
+        raise InputTypeError(f"instruction must be a str, a list of str, or None; got {describe(instruction)}")
 
     pairs: list[Pair] = []
     for i, row in enumerate(rows):
@@ -60,7 +60,7 @@ def to_pairs(texts: Any, instruction: Any) -> tuple[list[Pair], bool]:
         elif isinstance(row, (list, tuple)):
             if len(row) != 2 or not all(isinstance(x, str) for x in row):
                 raise InputError(
-                    f"row {i}: an [instruction, text] pair must be exactly 2 strings; got {_describe(row)}"
+                    f"row {i}: an [instruction, text] pair must be exactly 2 strings; got {describe(row)}"
                 )
             if instruction is not None:
                 raise InputError(
@@ -70,12 +70,12 @@ def to_pairs(texts: Any, instruction: Any) -> tuple[list[Pair], bool]:
         elif isinstance(row, dict) and "text" in row:
             text, ins = row["text"], row.get("instruction", instructions[i])
             if not isinstance(text, str):
-                raise InputTypeError(f"row {i}, field 'text': expected a str; got {_describe(text)}")
+                raise InputTypeError(f"row {i}, field 'text': expected a str; got {describe(text)}")
             if ins is not None and not isinstance(ins, str):
-                raise InputTypeError(f"row {i}, field 'instruction': expected a str; got {_describe(ins)}")
+                raise InputTypeError(f"row {i}, field 'instruction': expected a str; got {describe(ins)}")
             pairs.append((ins, text))
         else:
             raise InputTypeError(
-                f"row {i}: expected a str, an [instruction, text] pair, or a dict with 'text'; got {_describe(row)}"
+                f"row {i}: expected a str, an [instruction, text] pair, or a dict with 'text'; got {describe(row)}"
             )
     return pairs, single

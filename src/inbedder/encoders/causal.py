@@ -36,6 +36,7 @@ from torch import nn
 
 from ..errors import InputError, ModelLoadError
 from .base import BatchResult, Encoder, Output, Pair
+from .causal_questions import embed_questions, shares_input
 from .causal_settings import (
     CHAT,
     INBEDDER_PATTERN,
@@ -168,10 +169,7 @@ class CausalEncoder(Encoder):
                     cut += 1
                     redo = self.tokenizer(prompts[i], truncation=True, max_length=self.max_length, **kwargs)
                     ids[i], offs[i] = redo["input_ids"], redo["offset_mapping"] if offsets else None
-        width = max(len(r) for r in ids)
-        pad = self.tokenizer.pad_token_id
-        input_ids = torch.tensor([[pad] * (width - len(r)) + list(r) for r in ids], dtype=torch.long)
-        mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in ids], dtype=torch.long)
+        input_ids, mask = left_pad(ids, self.tokenizer.pad_token_id)
         return input_ids, mask, ([list(map(tuple, o)) for o in offs] if offsets else None), cut
 
     def token_counts(self, pairs: list[Pair]) -> list[int]:
@@ -227,17 +225,29 @@ class CausalEncoder(Encoder):
 
         Tokens that begin every row (the pattern's ``### Input:``, a chat template's system prompt) are computed
         once for the batch: their keys and values are reused by every row (see :meth:`_shared_pass`)."""
+        cache_arg = self.sharing(layer, ids.shape[1])
+        shared = shared_prefix(ids, mask) if cache_arg else 0
+        if cache_arg and shared >= MIN_SHARED_PREFIX and ids.shape[0] > 1:
+            return self._shared_pass(ids, mask, layer, shared, cache_arg)
+        kwargs: dict[str, Any] = {"input_ids": ids, "attention_mask": mask, "use_cache": False}
+        if "position_ids" in _parameters(self.base.forward):  # as generate() sets them for left padding
+            kwargs["position_ids"] = _position_ids(mask)
+        return self._forward_to(layer, kwargs)
+
+    def sharing(self, layer: int, width: int) -> str | None:
+        """The base model's cache argument when a pass to ``layer`` over ``width`` columns may reuse a key/value
+        cache (position ids accepted, no sliding window shorter than the rows, not the embeddings); else None."""
         params = _parameters(self.base.forward)
         cache_arg = next((k for k in ("cache", "past_key_values") if k in params), None)  # transformers 5.x, 4.x
         window = getattr(_text_config(self.model), "sliding_window", None)  # a cache that drops old tokens
-        fits = not isinstance(window, int) or ids.shape[1] <= window
-        shared = shared_prefix(ids, mask) if layer > 0 and cache_arg and "position_ids" in params and fits else 0
-        if shared >= MIN_SHARED_PREFIX and ids.shape[0] > 1:
-            return self._shared_pass(ids, mask, layer, shared, cache_arg)  # type: ignore[arg-type]
-        kwargs: dict[str, Any] = {"input_ids": ids, "attention_mask": mask, "use_cache": False}
-        if "position_ids" in params:  # as generate() sets them for left padding
-            kwargs["position_ids"] = _position_ids(mask)
-        return self._forward_to(layer, kwargs)
+        fits = not isinstance(window, int) or width <= window
+        return cache_arg if layer > 0 and "position_ids" in params and fits else None
+
+    def new_cache(self) -> Any:
+        """An empty key/value cache for the base model."""
+        from transformers import DynamicCache
+
+        return DynamicCache(config=self.model.config) if "config" in _parameters(DynamicCache) else DynamicCache()
 
     def _forward_to(self, layer: int, kwargs: dict[str, Any]) -> torch.Tensor:
         with self._tap(layer, stop=True) as states:
@@ -255,12 +265,10 @@ class CausalEncoder(Encoder):
         row runs over it, left-padded *after* the prefix (``prefix, pads, tokens``: the mask hides the pads and
         the position ids skip them, so every token sees what it sees in the plain pass). The states come back in
         the plain pass' layout (``pads, prefix, tokens``)."""
-        from transformers import DynamicCache
-
         b, width = ids.shape
         start = _first_columns(mask)[:, None]
         prefix = ids[:1, int(start[0]):int(start[0]) + shared]
-        cache = DynamicCache(config=self.model.config) if "config" in _parameters(DynamicCache) else DynamicCache()
+        cache = self.new_cache()
         head = self._forward_to(layer, {"input_ids": prefix, "attention_mask": torch.ones_like(prefix),
                                         "position_ids": torch.arange(shared, device=ids.device)[None],
                                         cache_arg: cache, "use_cache": True})
@@ -295,15 +303,21 @@ class CausalEncoder(Encoder):
         return states[0], steps, seqs
 
     # -- one batch ----------------------------------------------------------------------------------------
-    def embed_batch(self, pairs: list[Pair], output: Output, return_generations: bool = False, **options: Any
-                    ) -> BatchResult:
-        """Vectors for one batch; answers too when generating (always for avg_gen, last_gen, avg_all)."""
+    def call_settings(self, options: dict[str, Any]) -> tuple[OutputValue, int, Generation, str, int]:
+        """Checked per-call readout, layer, generation settings, pattern, and the prompt limit in tokens (room is
+        left for the answer tokens)."""
         self.check_options(options)
         value, layer = self._readout(options.get("output_value"), options.get("layer"))
         generation = Generation.from_kwargs({k: options[k] for k in Generation.__dataclass_fields__ if k in options},
                                             self.generation)
-        words = check_words(options["filter_words"]) if "filter_words" in options else self.filter_words
         pattern = check_pattern(options.get("pattern", self.pattern))
+        return value, layer, generation, pattern, self._limit(generation)
+
+    def embed_batch(self, pairs: list[Pair], output: Output, return_generations: bool = False, **options: Any
+                    ) -> BatchResult:
+        """Vectors for one batch; answers too when generating (always for avg_gen, last_gen, avg_all)."""
+        value, layer, generation, pattern, limit = self.call_settings(options)
+        words = check_words(options["filter_words"]) if "filter_words" in options else self.filter_words
         generate = value.generates or return_generations
         if generate and not self.has_lm_head:
             raise InputError(f"the {self.family} family needs a language-model head to generate answers "
@@ -311,7 +325,7 @@ class CausalEncoder(Encoder):
                              "model has none; "
                              "use output_value='fst_gen' or 'avg_ppt' without return_generations, or load a "
                              "*ForCausalLM checkpoint")
-        prompts, spans, cut = self.prompts(pairs, pattern, self._limit(generation))
+        prompts, spans, cut = self.prompts(pairs, pattern, limit)
         ids, mask, offsets, cut_raw = self.tokenize(prompts, pattern == CHAT, [p[0] is None for p in pairs],
                                                     output is not Output.SENTENCE)
         ids, mask = ids.to(self.device), mask.to(self.device)
@@ -332,6 +346,14 @@ class CausalEncoder(Encoder):
         if output is not Output.SENTENCE:
             result.tokens, result.instruction_tokens = _token_states(prompt.float(), offsets, spans)
         return result
+
+    def shares_input(self, output: Output, generations: bool, options: dict[str, Any]) -> bool:
+        """Whether :meth:`embed_questions` serves a call (sentence vectors without answers)."""
+        return shares_input(self, output, generations, options)
+
+    def embed_questions(self, items: list[tuple[str, list[str]]], **options: Any) -> BatchResult:
+        """Vectors of each text under each of its questions, its input computed once (:mod:`.causal_questions`)."""
+        return embed_questions(self, items, **options)
 
     # -- files --------------------------------------------------------------------------------------------
     @classmethod
@@ -425,6 +447,14 @@ def shared_prefix(ids: torch.Tensor, mask: torch.Tensor) -> int:
     heads = torch.gather(ids, 1, index)  # each row's first `shortest - 1` real tokens
     same = (heads == heads[:1]).all(0)
     return int(same.long().cumprod(0).sum())
+
+
+def left_pad(rows: list[list[int]], pad: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token id rows as left-padded ``(ids, mask)``."""
+    width = max(len(r) for r in rows)
+    ids = torch.tensor([[pad] * (width - len(r)) + list(r) for r in rows], dtype=torch.long)
+    mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows], dtype=torch.long)
+    return ids, mask
 
 
 def _first_columns(mask: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,87 @@
+"""One input, several questions: the causal family's batch for ``encode(texts, instructions=[...])``.
+
+The answer pattern puts the input first (``### Input:\\n{input}\\n\\n### Instruction:\\n{instruction}...``), so
+the prompts of one text under k questions begin with the same tokens. Those run once per text into a key/value
+cache; the cache is repeated for the text's questions and only each prompt's remaining tokens (the question and
+the response cue) run over it. A text's shared tokens are the longest run of tokens that begins *every* one of its
+full prompts, as each is tokenized alone (so a question that tokenizes into the tokens before it, or a text cut
+to fit differently under a longer question, shares less, never differently): every prompt sees exactly the
+tokens, positions and mask it sees in a separate call.
+
+Layout of the second pass, per prompt: ``pads, shared tokens | pads, own tokens``; the mask hides the pads and
+the position ids skip them. Readouts without answers (``fst_gen``, ``avg_ppt``, any layer) come from it;
+``output_value``\\ s that generate take the plain batch (:meth:`CausalEncoder.embed_batch`) instead.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from .base import BatchResult, Output, Pair
+from .causal_settings import CHAT, OutputValue
+
+if TYPE_CHECKING:
+    from .causal import CausalEncoder
+
+Item = tuple[str, list[str]]  # (text, its questions)
+
+
+def shares_input(enc: CausalEncoder, output: Output, generations: bool, options: dict[str, Any]) -> bool:
+    """Whether :func:`embed_questions` serves this call: sentence vectors read without generating answers."""
+    value, _, _, _, _ = enc.call_settings(options)
+    return output is Output.SENTENCE and not generations and not value.generates
+
+
+def embed_questions(enc: CausalEncoder, items: list[Item], **options: Any) -> BatchResult:
+    """Vectors of every (question, text) pair of ``items``, text by text, in the order of its questions; each row
+    as :meth:`CausalEncoder.embed_batch` gives it for that pair alone (within float rounding)."""
+    from .causal import _position_ids, left_pad, pool
+
+    value, layer, _, pattern, limit = enc.call_settings(options)
+    pairs: list[Pair] = [(q, text) for text, questions in items for q in questions]
+    prompts, _, cut = enc.prompts(pairs, pattern, limit)
+    ids, mask, _, _ = enc.tokenize(prompts, pattern == CHAT, [False] * len(pairs), False)
+    ids, mask = ids.to(enc.device), mask.to(enc.device)
+    result = BatchResult(torch.empty(0), truncated=cut, n_tokens=int(mask.sum()))
+    rows = [row[keep.bool()].tolist() for row, keep in zip(ids, mask, strict=True)]
+    owner = [g for g, (_, questions) in enumerate(items) for _ in questions]  # each prompt's text
+    members: list[list[int]] = [[] for _ in items]
+    for r, g in enumerate(owner):
+        members[g].append(r)
+    starts = [len(_common_start([rows[r] for r in m])) for m in members]
+    own = [rows[r][starts[g]:] for r, g in enumerate(owner)]
+    cache_arg = enc.sharing(layer, max(starts) + max(map(len, own)))
+    if cache_arg is None or min(starts) < 1:
+        prompt = enc.one_pass(ids, mask, layer)
+        result.vectors = pool(value, prompt.float(), mask, prompt[:, :0], torch.zeros_like(mask[:, :0]).bool())
+        return result
+    pad, device, group = enc.tokenizer.pad_token_id, ids.device, torch.tensor(owner, device=ids.device)
+    heads = [rows[m[0]][:s] for m, s in zip(members, starts, strict=True)]
+    head_ids, head_mask = (t.to(device) for t in left_pad(heads, pad))
+    cache = enc.new_cache()
+    head = enc._forward_to(layer, {"input_ids": head_ids, "attention_mask": head_mask,
+                                   "position_ids": _position_ids(head_mask), cache_arg: cache, "use_cache": True})
+    cache.reorder_cache(group)  # one copy of a text's shared keys and values per question
+    tail_ids, tail_mask = (t.to(device) for t in left_pad(own, pad))
+    joined_mask = torch.cat([head_mask[group], tail_mask], 1)
+    seen = torch.tensor(starts, device=device)[group, None]
+    tail = enc._forward_to(layer, {"input_ids": tail_ids, "attention_mask": joined_mask,
+                                   "position_ids": seen + _position_ids(tail_mask), cache_arg: cache,
+                                   "use_cache": True})
+    if value is OutputValue.FST_GEN:
+        result.vectors = tail[:, -1].float()
+    else:
+        states = torch.cat([head[group], tail], 1).float()
+        result.vectors = pool(value, states, joined_mask, states[:, :0], torch.zeros_like(joined_mask[:, :0]).bool())
+    return result
+
+
+def _common_start(rows: list[list[int]]) -> list[int]:
+    """The longest run of tokens that begins every row, leaving each row one token of its own at least."""
+    n = min(len(r) for r in rows) - 1
+    first = rows[0]
+    for r in rows[1:]:
+        n = next((i for i in range(n) if r[i] != first[i]), n)
+    return first[:max(n, 0)]
