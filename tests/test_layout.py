@@ -13,7 +13,7 @@ LAYERS = [
     ["version", "errors"],
     ["choices", "fingerprint", "prompts", "inputs"],
     ["registry", "model_files", "speed", "encoders", "cache.packed", "cache.store", "cache.directory", "cache"],
-    ["long_text", "multi_instruction", "engine"],
+    ["batching", "long_text", "multi_instruction", "engine"],
     ["loading"],
     ["cache.keys"],
     ["io"],

@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
-import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -18,6 +16,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from .batching import PROGRESS_MIN_BATCHES, Rows, plan_batches, warn_truncated
 from .cache.directory import DirCache
 from .cache.store import EmbeddingCache, open_cache
 from .choices import parse_device
@@ -31,7 +30,6 @@ from .speed import check_device_for
 
 log = logging.getLogger("inbedder")
 
-PROGRESS_MIN_BATCHES = 8  # show a progress bar by default from this many batches on
 CHARS_PER_TOKEN = 4  # for a token budget where the family cannot count tokens
 TRUNCATE = LongTexts()
 
@@ -117,8 +115,8 @@ class Embedder(nn.Module):
         if instructions is not None:
             from .multi_instruction import expand, split
 
-            texts, instruction, k, one = expand(texts, instruction, instructions)
-            shape = (k, one)
+            texts, every, k, one = expand(texts, instruction, instructions)
+            instruction, shape = list(every), (k, one)
         pairs, single = to_pairs(texts, instruction)
         questions = shape is not None
 
@@ -339,36 +337,3 @@ def check_dimensions(dimensions: Any, dim: int, out: Output) -> None:
         raise InputError(f"dimensions={dimensions} is out of range: this model's vectors have {dim} dimensions")
     if out is not Output.SENTENCE:
         raise InputError(f"dimensions= shortens sentence vectors only; got output={out.value!r}")
-
-
-def warn_truncated(truncated: int, total: int) -> None:
-    if truncated:
-        warnings.warn(f"{truncated} of {total} texts were longer than the model's maximum length and were truncated",
-                      stacklevel=5)
-
-
-def plan_batches(lengths: list[int], batch_size: int, budget: int | None = None) -> list[tuple[int, int]]:
-    """``(start, stop)`` of each batch over rows sorted longest first: at most ``batch_size`` rows and, with a
-    ``budget``, at most ``budget`` padded tokens (rows × the first row's length; a longer row goes alone).
-
-    >>> plan_batches([9, 5, 5, 2, 1], batch_size=4, budget=12)
-    [(0, 1), (1, 3), (3, 5)]
-    """
-    plan: list[tuple[int, int]] = []
-    start = 0
-    while start < len(lengths):
-        rows = batch_size if budget is None else max(1, min(batch_size, budget // max(1, lengths[start])))
-        stop = min(len(lengths), start + rows)
-        plan.append((start, stop))
-        start = stop
-    return plan
-
-
-@dataclass
-class Rows:
-    """Per-row results in input order."""
-
-    vectors: torch.Tensor
-    answers: list[str] | None = None
-    tokens: list[torch.Tensor] | None = None
-    instruction_tokens: list[torch.Tensor] | None = None

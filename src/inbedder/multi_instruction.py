@@ -14,17 +14,15 @@ other families, and calls that generate answers, take the engine's usual plan ov
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from tqdm.auto import tqdm
 
+from .batching import PROGRESS_MIN_BATCHES, Rows, plan_batches, warn_truncated
 from .encoders.base import BatchResult, Output, Pair
 from .errors import InputError, InputTypeError
 from .inputs import describe, to_pairs
-
-if TYPE_CHECKING:
-    from .engine import Embedder, Rows
 
 
 def expand(texts: Any, instruction: Any, instructions: Any) -> tuple[list[str], list[str], int, bool]:
@@ -67,13 +65,12 @@ def split(value: Any, k: int, single: bool, out: Output, generations: bool) -> A
     return (shape(sentence), *((list(t) if single else per_instruction(t)) for t in (tokens, instruction_tokens)))
 
 
-def run_questions(model: Embedder, pairs: list[Pair], batch_size: int, show: bool | None, options: dict[str, Any],
+def run_questions(model: Any, pairs: list[Pair], batch_size: int, show: bool | None, options: dict[str, Any],
                   on_batch: Callable[[list[Pair], BatchResult], None] | None = None, budget: int | None = None
                   ) -> Rows:
     """The engine's run for a family with ``embed_questions``: the unique texts, longest first, ``batch_size``
     texts a batch (with a ``budget``, about that many padded tokens over all their prompts), each text with
     its questions; rows come back in the order of ``pairs``."""
-    from .engine import PROGRESS_MIN_BATCHES, Rows, plan_batches, warn_truncated
 
     encoder: Any = model.encoder
     questions: dict[str, list[str]] = {}
@@ -91,7 +88,7 @@ def run_questions(model: Embedder, pairs: list[Pair], batch_size: int, show: boo
         for start, stop in plan:
             items = [(texts[i], questions[texts[i]]) for i in order[start:stop]]
             result = encoder.embed_questions(items, **options)
-            batch = [(q, text) for text, qs in items for q in qs]
+            batch: list[Pair] = [(q, text) for text, qs in items for q in qs]
             if on_batch is not None:
                 on_batch(batch, result)
             found.update(zip(batch, result.vectors, strict=True))
@@ -103,7 +100,7 @@ def run_questions(model: Embedder, pairs: list[Pair], batch_size: int, show: boo
     return Rows(torch.stack([found[p] for p in pairs]).float())
 
 
-def shares_input(model: Embedder, out: Output, generations: bool, options: dict[str, Any]) -> bool:
+def shares_input(model: Any, out: Output, generations: bool, options: dict[str, Any]) -> bool:
     """Whether the family computes a text's input once for all its questions in this call."""
     check = getattr(model.encoder, "shares_input", None)
     return callable(check) and bool(check(out, generations, options))
