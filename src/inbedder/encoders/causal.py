@@ -36,6 +36,7 @@ from torch import nn
 
 from ..errors import InputError, ModelLoadError
 from .base import BatchResult, Encoder, Output, Pair
+from .causal_pooling import MIN_SHARED_PREFIX, first_columns, left_pad, pool, position_ids, shared_prefix
 from .causal_questions import embed_questions, shares_input
 from .causal_settings import (
     CHAT,
@@ -231,7 +232,7 @@ class CausalEncoder(Encoder):
             return self._shared_pass(ids, mask, layer, shared, cache_arg)
         kwargs: dict[str, Any] = {"input_ids": ids, "attention_mask": mask, "use_cache": False}
         if "position_ids" in _parameters(self.base.forward):  # as generate() sets them for left padding
-            kwargs["position_ids"] = _position_ids(mask)
+            kwargs["position_ids"] = position_ids(mask)
         return self._forward_to(layer, kwargs)
 
     def sharing(self, layer: int, width: int) -> str | None:
@@ -266,7 +267,7 @@ class CausalEncoder(Encoder):
         the position ids skip them, so every token sees what it sees in the plain pass). The states come back in
         the plain pass' layout (``pads, prefix, tokens``)."""
         b, width = ids.shape
-        start = _first_columns(mask)[:, None]
+        start = first_columns(mask)[:, None]
         prefix = ids[:1, int(start[0]):int(start[0]) + shared]
         cache = self.new_cache()
         head = self._forward_to(layer, {"input_ids": prefix, "attention_mask": torch.ones_like(prefix),
@@ -278,7 +279,7 @@ class CausalEncoder(Encoder):
         rest_ids = ids[:, shared:].masked_fill(rest_mask == 0, self.tokenizer.pad_token_id)
         tail = self._forward_to(layer, {"input_ids": rest_ids,
                                         "attention_mask": torch.cat([mask.new_ones(b, shared), rest_mask], 1),
-                                        "position_ids": shared + _position_ids(rest_mask),
+                                        "position_ids": shared + position_ids(rest_mask),
                                         cache_arg: cache, "use_cache": True})
         joined = torch.cat([head.expand(b, -1, -1), tail], dim=1)  # prefix, pads, tokens
         target = torch.arange(width, device=ids.device)[None]
@@ -401,69 +402,11 @@ class CausalEncoder(Encoder):
         return directory
 
 
-def pool(value: OutputValue, prompt: torch.Tensor, mask: torch.Tensor, steps: torch.Tensor, keep: torch.Tensor
-         ) -> torch.Tensor:
-    """One vector per row from left-padded prompt states ``(b, t, h)``, ``mask`` ``(b, t)``, the states over answer
-    tokens ``(b, s, h)`` and which of those to ``keep`` ``(b, s)`` (when a row keeps none, the first is used).
-
-    Row by row, in the reference's order of operations, so that means over large activations round alike."""
-    if value is OutputValue.FST_GEN:
-        return prompt[:, -1]
-    rows = []
-    for i in range(prompt.shape[0]):
-        real = prompt[i, mask[i].bool()]
-        if value is OutputValue.AVG_PPT:
-            if real.shape[0] < 2:
-                raise InputError("avg_ppt needs prompts of 2 tokens or more; one prompt has 1")
-            rows.append(real[:-1].mean(0))
-            continue
-        kept = keep[i] if keep[i].any() or not steps.shape[1] else torch.arange(steps.shape[1]) == 0
-        answer = steps[i, kept.to(steps.device)]
-        if value is OutputValue.AVG_GEN:
-            rows.append(torch.cat([real[-1:], answer]).mean(0))
-        elif value is OutputValue.AVG_ALL:
-            rows.append(torch.cat([real, answer]).mean(0))
-        else:  # LAST_GEN; with a one-token answer no state over an answer token exists, so the prompt's last
-            rows.append(answer[-1] if answer.shape[0] else real[-1])
-    return torch.stack(rows)
-
-
 def answer_keep(new: torch.Tensor, tokenizer: Any, filter_words: list[str] | None = None) -> torch.Tensor:
     """``(b, n-1)``: keep the state over answer token k when token k + 1 is neither special nor a filtered word."""
     skip = set(tokenizer.all_special_ids) | _word_ids(tokenizer, filter_words)
     rows = [[int(t) not in skip for t in row[1:]] for row in new.tolist()]
     return torch.tensor(rows, dtype=torch.bool).reshape(new.shape[0], max(new.shape[1] - 1, 0))
-
-
-MIN_SHARED_PREFIX = 2  # fewer shared tokens are not worth a second forward call
-
-
-def shared_prefix(ids: torch.Tensor, mask: torch.Tensor) -> int:
-    """How many real tokens begin every left-padded row, at most the shortest row's length minus one."""
-    shortest = int(mask.sum(1).min())
-    if shortest < 2:
-        return 0
-    index = _first_columns(mask)[:, None] + torch.arange(shortest - 1, device=ids.device)[None]
-    heads = torch.gather(ids, 1, index)  # each row's first `shortest - 1` real tokens
-    same = (heads == heads[:1]).all(0)
-    return int(same.long().cumprod(0).sum())
-
-
-def left_pad(rows: list[list[int]], pad: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Token id rows as left-padded ``(ids, mask)``."""
-    width = max(len(r) for r in rows)
-    ids = torch.tensor([[pad] * (width - len(r)) + list(r) for r in rows], dtype=torch.long)
-    mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows], dtype=torch.long)
-    return ids, mask
-
-
-def _first_columns(mask: torch.Tensor) -> torch.Tensor:
-    """Each left-padded row's first real column."""
-    return mask.shape[1] - mask.sum(1)
-
-
-def _position_ids(mask: torch.Tensor) -> torch.Tensor:
-    return (mask.cumsum(-1) - 1).masked_fill(mask == 0, 0)
 
 
 def _token_states(prompt: torch.Tensor, offsets: list[list[tuple[int, int]]] | None, spans: Spans

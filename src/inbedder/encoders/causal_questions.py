@@ -15,30 +15,26 @@ the position ids skip them. Readouts without answers (``fst_gen``, ``avg_ppt``, 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
 from .base import BatchResult, Output, Pair
+from .causal_pooling import left_pad, pool, position_ids
 from .causal_settings import CHAT, OutputValue
-
-if TYPE_CHECKING:
-    from .causal import CausalEncoder
 
 Item = tuple[str, list[str]]  # (text, its questions)
 
 
-def shares_input(enc: CausalEncoder, output: Output, generations: bool, options: dict[str, Any]) -> bool:
+def shares_input(enc: Any, output: Output, generations: bool, options: dict[str, Any]) -> bool:
     """Whether :func:`embed_questions` serves this call: sentence vectors read without generating answers."""
     value, _, _, _, _ = enc.call_settings(options)
     return output is Output.SENTENCE and not generations and not value.generates
 
 
-def embed_questions(enc: CausalEncoder, items: list[Item], **options: Any) -> BatchResult:
+def embed_questions(enc: Any, items: list[Item], **options: Any) -> BatchResult:
     """Vectors of every (question, text) pair of ``items``, text by text, in the order of its questions; each row
     as :meth:`CausalEncoder.embed_batch` gives it for that pair alone (within float rounding)."""
-    from .causal import _position_ids, left_pad, pool
-
     value, layer, _, pattern, limit = enc.call_settings(options)
     pairs: list[Pair] = [(q, text) for text, questions in items for q in questions]
     prompts, _, cut = enc.prompts(pairs, pattern, limit)
@@ -62,13 +58,13 @@ def embed_questions(enc: CausalEncoder, items: list[Item], **options: Any) -> Ba
     head_ids, head_mask = (t.to(device) for t in left_pad(heads, pad))
     cache = enc.new_cache()
     head = enc._forward_to(layer, {"input_ids": head_ids, "attention_mask": head_mask,
-                                   "position_ids": _position_ids(head_mask), cache_arg: cache, "use_cache": True})
+                                   "position_ids": position_ids(head_mask), cache_arg: cache, "use_cache": True})
     cache.reorder_cache(group)  # one copy of a text's shared keys and values per question
     tail_ids, tail_mask = (t.to(device) for t in left_pad(own, pad))
     joined_mask = torch.cat([head_mask[group], tail_mask], 1)
     seen = torch.tensor(starts, device=device)[group, None]
     tail = enc._forward_to(layer, {"input_ids": tail_ids, "attention_mask": joined_mask,
-                                   "position_ids": seen + _position_ids(tail_mask), cache_arg: cache,
+                                   "position_ids": seen + position_ids(tail_mask), cache_arg: cache,
                                    "use_cache": True})
     if value is OutputValue.FST_GEN:
         result.vectors = tail[:, -1].float()
