@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from inbedder import load
-from inbedder.engine import plan_batches
+from inbedder.batching import plan_batches
 from inbedder.errors import InputError
 from inbedder.speed import Int8Linear, flops_per_token, quantize_int8
 

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
+from tqdm.auto import tqdm
+
+from .encoders.base import BatchResult
 
 PROGRESS_MIN_BATCHES = 8  # show a progress bar by default from this many batches on
 
@@ -31,6 +35,28 @@ def plan_batches(lengths: list[int], batch_size: int, budget: int | None = None)
         plan.append((start, stop))
         start = stop
     return plan
+
+
+def run_batches(lengths: list[int], batch_size: int, budget: int | None, show: bool | None,
+                run: Callable[[list[int]], BatchResult]) -> list[tuple[list[int], BatchResult]]:
+    """Items (by index) longest first, cut into batches by :func:`plan_batches`; ``run`` computes one batch of
+    indices. Returns each batch's indices with its result; a progress bar by default from
+    ``PROGRESS_MIN_BATCHES`` batches; the count of truncated rows is left to the caller (the results carry it)."""
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    plan = plan_batches([lengths[i] for i in order], batch_size, budget)
+    show = len(plan) >= PROGRESS_MIN_BATCHES if show is None else show
+    done: list[tuple[list[int], BatchResult]] = []
+    with torch.inference_mode(), tqdm(total=len(lengths), disable=not show, desc="Embedding", unit="text") as bar:
+        for start, stop in plan:
+            rows = order[start:stop]
+            done.append((rows, run(rows)))
+            bar.update(len(rows))
+    return done
+
+
+def keep_dimensions(vectors: torch.Tensor, dimensions: int) -> torch.Tensor:
+    """The first ``dimensions`` of each row, scaled back to length 1 (Matryoshka models); zero rows stay zero."""
+    return torch.nn.functional.normalize(vectors[:, :dimensions].float(), p=2, dim=1)
 
 
 @dataclass

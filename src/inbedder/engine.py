@@ -14,9 +14,8 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
-from .batching import PROGRESS_MIN_BATCHES, Rows, plan_batches, warn_truncated
+from .batching import Rows, keep_dimensions, run_batches, warn_truncated
 from .cache.directory import DirCache
 from .cache.store import EmbeddingCache, open_cache
 from .choices import parse_device
@@ -269,25 +268,22 @@ class Embedder(nn.Module):
         if counts is None:  # a budget then counts about 4 characters a token
             counts = [len(text) + len(instruction or "") for instruction, text in keys]
             counts = [-(-c // CHARS_PER_TOKEN) for c in counts] if budget is not None else counts
-        order = sorted(range(len(keys)), key=lambda i: -counts[i])
-        plan = plan_batches([counts[i] for i in order], batch_size, budget)
-        show = len(plan) >= PROGRESS_MIN_BATCHES if show is None else show
-        batches: list[BatchResult] = []
-        where: list[tuple[int, int]] = [(0, 0)] * len(keys)  # unique row -> (batch, row in batch)
-        truncated = 0
         self.encoder.eval()
-        with torch.inference_mode(), tqdm(total=len(keys), disable=not show, desc="Embedding", unit="text") as bar:
-            for b, (start, stop) in enumerate(plan):
-                rows = order[start:stop]
-                batch = [keys[i] for i in rows]
-                result = self.encoder.embed_batch(batch, out, **options)
-                if on_batch is not None:
-                    on_batch(batch, result)
-                for j, i in enumerate(rows):
-                    where[i] = (b, j)
-                batches.append(result)
-                truncated += result.truncated
-                bar.update(len(rows))
+
+        def run(rows: list[int]) -> BatchResult:
+            batch = [keys[i] for i in rows]
+            result = self.encoder.embed_batch(batch, out, **options)
+            if on_batch is not None:
+                on_batch(batch, result)
+            return result
+
+        done = run_batches(counts, batch_size, budget, show, run)
+        batches = [result for _, result in done]
+        where: list[tuple[int, int]] = [(0, 0)] * len(keys)  # unique row -> (batch, row in batch)
+        for b, (rows, _) in enumerate(done):
+            for j, i in enumerate(rows):
+                where[i] = (b, j)
+        truncated = sum(result.truncated for result in batches)
         warn_truncated(truncated, len(keys))
         pick = [where[i] for i in index]
         if not batches:
@@ -306,7 +302,7 @@ class Embedder(nn.Module):
         """Normalize (or keep ``dimensions`` and renormalize), check, convert and shape the output."""
         vectors = rows.vectors.float()
         if dimensions is not None:
-            vectors = torch.nn.functional.normalize(vectors[:, :dimensions], p=2, dim=1)
+            vectors = keep_dimensions(vectors, dimensions)
         elif normalize:
             vectors = torch.nn.functional.normalize(vectors, p=2, dim=1)
         bad = (~torch.isfinite(vectors)).any(dim=1).nonzero().flatten().tolist()

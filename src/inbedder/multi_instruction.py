@@ -17,9 +17,8 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
-from tqdm.auto import tqdm
 
-from .batching import PROGRESS_MIN_BATCHES, Rows, plan_batches, warn_truncated
+from .batching import Rows, run_batches, warn_truncated
 from .encoders.base import BatchResult, Output, Pair
 from .errors import InputError, InputTypeError
 from .inputs import describe, to_pairs
@@ -78,22 +77,21 @@ def run_questions(model: Any, pairs: list[Pair], batch_size: int, show: bool | N
         questions.setdefault(text, []).append(str(ins))
     texts = list(questions)
     counts = encoder.token_counts([(max(questions[t], key=len), t) for t in texts])
-    order = sorted(range(len(texts)), key=lambda i: -counts[i])
-    plan = plan_batches([counts[i] * len(questions[texts[i]]) for i in order], batch_size, budget)
-    show = len(plan) >= PROGRESS_MIN_BATCHES if show is None else show
     found: dict[Pair, torch.Tensor] = {}
-    truncated = 0
     encoder.eval()
-    with torch.inference_mode(), tqdm(total=len(texts), disable=not show, desc="Embedding", unit="text") as bar:
-        for start, stop in plan:
-            items = [(texts[i], questions[texts[i]]) for i in order[start:stop]]
-            result = encoder.embed_questions(items, **options)
-            batch: list[Pair] = [(q, text) for text, qs in items for q in qs]
-            if on_batch is not None:
-                on_batch(batch, result)
-            found.update(zip(batch, result.vectors, strict=True))
-            truncated += result.truncated
-            bar.update(len(items))
+
+    def run(rows: list[int]) -> BatchResult:
+        items = [(texts[i], questions[texts[i]]) for i in rows]
+        result = encoder.embed_questions(items, **options)
+        batch: list[Pair] = [(q, text) for text, qs in items for q in qs]
+        if on_batch is not None:
+            on_batch(batch, result)
+        found.update(zip(batch, result.vectors, strict=True))
+        return result
+
+    done = run_batches([counts[i] * len(questions[texts[i]]) for i in range(len(texts))], batch_size, budget, show,
+                       run)
+    truncated = sum(result.truncated for _, result in done)
     warn_truncated(truncated, len(found))
     if not pairs:
         return Rows(torch.zeros((0, encoder.dim)))

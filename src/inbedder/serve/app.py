@@ -16,11 +16,12 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import anyio.to_thread
-import numpy as np
+import torch
 from fastapi import Depends, FastAPI
 from fastapi.responses import JSONResponse, PlainTextResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from ..batching import keep_dimensions
 from ..encoders.base import Pair
 from ..errors import InputError, did_you_mean
 from ..version import __version__
@@ -172,9 +173,7 @@ def create_app(models: dict[str, Any], config: ServeConfig | None = None, cache:
         result, tokens = await run(worker, pairs, answers=False)
         vectors = result.vectors
         if body.dimensions is not None:
-            vectors = vectors[:, :body.dimensions]
-            norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-            vectors = np.where(norms > 0, vectors / np.where(norms > 0, norms, 1), vectors).astype(np.float32)
+            vectors = keep_dimensions(torch.from_numpy(vectors), body.dimensions).numpy()
         if body.encoding_format == "base64":
             values: list[Any] = [base64.b64encode(v.astype("<f4").tobytes()).decode() for v in vectors]
         else:
