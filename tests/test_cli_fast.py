@@ -26,9 +26,9 @@ def test_option_tables_match_the_click_command(monkeypatch: pytest.MonkeyPatch) 
     for name in CLEAN_ENV:
         monkeypatch.delenv(name, raising=False)
     command = click_main.commands["embed"]
-    ray = ("ray", "ray_address", "concurrency")
+    ray = ("ray", "ray_address", "concurrency", "no_cache")  # options the fast path leaves to the click command
     parsed = command.make_context("embed", ["a text"]).params  # the values click passes when nothing is given
-    defaults = {k: v for k, v in parsed.items() if v is not None and k not in (*ray, "texts")}
+    defaults = {k: v for k, v in parsed.items() if v not in (None, ()) and k not in (*ray, "texts")}
     value, flags, envvars = {}, {}, {}
     for param in command.params:
         if not isinstance(param, click.Option) or param.name in ray:

@@ -111,15 +111,25 @@ def _served(store: EmbeddingCache | None, model: str | os.PathLike[str], texts: 
             ) -> list[tuple[bytes, str | None]] | None:
     """Every row from ``store`` for ``request_key(model, **request)`` (see :func:`_all_rows`), or None when they
     cannot all be served."""
-    if store is None or not texts or not _plain(texts, instruction) or "reencoder" in request["encode_options"]:
+    if (store is None or not texts or not _plain(texts, instruction) or "reencoder" in request["encode_options"]
+            or "dimensions" in request["encode_options"]):
         return None
     return _all_rows(store, request_key(model, **request), to_pairs(texts, instruction)[0], answers)
 
 
-def _vectors(found: list[tuple[bytes, str | None]], normalize: bool, packed: bool) -> np.ndarray | PackedRows:
-    """Cached rows as :func:`encode_cached` returns them."""
+def _vectors(found: list[tuple[bytes, str | None]], normalize: bool, packed: bool, dimensions: int | None = None
+             ) -> np.ndarray | PackedRows:
+    """Cached rows as :func:`encode_cached` returns them; ``dimensions`` keeps the first ones, renormalized."""
     rows = PackedRows([vector for vector, _ in found], len(found[0][0]) // 4)
+    if dimensions is not None:
+        return _finish(rows.to_numpy()[:, :dimensions], normalize=True)
     return rows.check_finite() if packed and not normalize else _finish(rows.to_numpy(), normalize)
+
+
+def _fits(dimensions: Any, found: list[tuple[bytes, str | None]]) -> bool:
+    """Whether ``dimensions`` (None or an int) can cut the cached rows; if not, the model's encode names it."""
+    return dimensions is None or (isinstance(dimensions, int) and not isinstance(dimensions, bool)
+                                  and 1 <= dimensions <= len(found[0][0]) // 4)
 
 
 def lookup(cache: Any, model: str | os.PathLike[str], texts: Sequence[str],
@@ -173,6 +183,7 @@ def encode_cached(model: str | os.PathLike[str], texts: Sequence[str], instructi
                   **options: Any) -> np.ndarray | PackedRows:
     """``load(model, ...).encode(texts, instruction, ...)`` as an ``(n, d)`` float32 array, loading the model
     only when some row is missing from ``cache`` (True, a path or an :class:`~inbedder.cache.EmbeddingCache`).
+    ``instructions=[q1, ..., qk]`` gives ``(k, n, d)`` (with ``packed=True``: the k × n rows, question by question).
 
     Without a cache this is exactly ``load`` then ``encode``. With one, a call whose rows are all cached and
     whose model files are unchanged since a run that loaded the model reads them and returns; torch is not
@@ -183,8 +194,10 @@ def encode_cached(model: str | os.PathLike[str], texts: Sequence[str], instructi
         raise InputError(f"batch_size must be a positive int; got {batch_size!r}")
     store = open_cache(cache)
     texts = list(texts)
+    dimensions, questions = options.pop("dimensions", None), options.pop("instructions", None)
     found = served_from_cache(store, model, texts, instruction, dtype=dtype, device=device, family=family,
-                              load_options=load_options, normalize=normalize, packed=packed, **options)
+                              load_options=load_options, normalize=normalize, packed=packed, dimensions=dimensions,
+                              instructions=questions, **options)
     if found is not None:
         return found
     from ..loading import quiet_transformers
@@ -193,22 +206,38 @@ def encode_cached(model: str | os.PathLike[str], texts: Sequence[str], instructi
         embedder = load_remembered(store, model, dtype=dtype, device=device, family=family,
                                    load_options=load_options, encode_options=options)
         vectors = embedder.encode(texts, instruction=instruction, batch_size=batch_size, normalize=normalize,
-                                  show_progress_bar=show_progress_bar, cache=store, **options)
+                                  show_progress_bar=show_progress_bar, cache=store, dimensions=dimensions,
+                                  instructions=questions, **options)
     import numpy as np
 
-    return np.asarray(vectors, dtype=np.float32)
+    vectors = np.asarray(vectors, dtype=np.float32)
+    return vectors.reshape(-1, vectors.shape[-1]) if questions is not None and packed else vectors
+
+
 
 
 def served_from_cache(store: EmbeddingCache | None, model: str | os.PathLike[str], texts: list[str],
                       instruction: str | list[str | None] | None, *, dtype: Any = "float32", device: Any = None,
                       family: str | None = None, load_options: dict[str, Any] | None = None,
-                      normalize: bool = False, packed: bool = False, **options: Any
-                      ) -> np.ndarray | PackedRows | None:
+                      normalize: bool = False, packed: bool = False, dimensions: int | None = None,
+                      instructions: list[str] | None = None, **options: Any) -> np.ndarray | PackedRows | None:
     """The vectors as :func:`encode_cached` returns them when ``store`` holds every row for this request (else
-    None). Loads no model and imports no torch."""
+    None). Loads no model and imports no torch.
+
+    ``dimensions`` cuts the cached (whole) vectors; with ``instructions`` the rows are every text under each, as
+    the cache keeps them (question, text) by (question, text)."""
+    if instructions is not None:
+        if instruction is not None or not isinstance(instructions, list):
+            return None  # encode names what is wrong
+        texts, instruction = [t for _ in instructions for t in texts], [q for q in instructions for _ in texts]
     found = _served(store, model, texts, instruction, dtype=dtype, device=device, family=family,
                     load_options=load_options, encode_options=options)
-    return None if found is None else _vectors(found, normalize, packed)
+    if found is None or not _fits(dimensions, found):
+        return None
+    vectors = _vectors(found, normalize, packed, dimensions)
+    if instructions is None or isinstance(vectors, PackedRows) or packed:  # packed: the k × n rows as they come
+        return vectors
+    return vectors.reshape(len(instructions), len(texts) // len(instructions), -1)
 
 
 def _plain(texts: list[Any], instruction: Any) -> bool:

@@ -63,6 +63,48 @@ def input_options(f: FC) -> FC:
     return f
 
 
+def instruction_option(help: str, multiple: bool = False) -> Callable[[FC], FC]:
+    """--instruction; with ``multiple``, it may be given several times (every text under each)."""
+    return click.option("--instruction", "instruction", multiple=multiple, help=help)
+
+
+def output_options(help: str, formats: tuple[str, ...], format_help: str = "Output format, whatever the "
+                   "extension of -o.", metavar: str = "FILE") -> Callable[[FC], FC]:
+    """-o/--output and --format (one of ``formats``)."""
+    def apply(f: FC) -> FC:
+        f = click.option("--format", "fmt", metavar="|".join(formats), help=format_help)(f)
+        return click.option("-o", "--output", metavar=metavar, help=help)(f)
+    return apply
+
+
+def vector_options(f: FC) -> FC:
+    """--normalize/--no-normalize, --dimensions, --long-text and --chunk-overlap: how each vector is made."""
+    for option in reversed([
+        click.option("--normalize/--no-normalize", default=False, show_default=True, envvar="INBEDDER_NORMALIZE",
+                     show_envvar=True, help="Scale each vector to unit length."),
+        click.option("--dimensions", type=int, help="Keep the first N dimensions of each vector, scaled back to "
+                     "length 1 (Matryoshka models) [default: all]."),
+        click.option("--long-text", metavar="truncate|chunk", help="A text longer than the model's limit: cut "
+                     "it (truncate) or embed it in overlapping windows pooled by token count (chunk) "
+                     "[default: truncate]."),
+        click.option("--chunk-overlap", type=int, help="Tokens shared by neighbouring windows with --long-text "
+                     "chunk [default: an eighth of the window]."),
+    ]):
+        f = option(f)
+    return f
+
+
+def vector_settings(dimensions: int | None, long_text: str | None, chunk_overlap: int | None) -> dict[str, Any]:
+    """``encode`` options for the :func:`vector_options` that were given (the library's defaults otherwise)."""
+    given = {"dimensions": dimensions, "long_text": long_text, "chunk_overlap": chunk_overlap}
+    return {k: v for k, v in given.items() if v is not None}
+
+
+def one_or_several(instructions: tuple[str, ...]) -> str | list[str] | None:
+    """A repeated --instruction: None, the one given, or the list of them."""
+    return None if not instructions else instructions[0] if len(instructions) == 1 else list(instructions)
+
+
 def model_options(f: FC, model_required: bool = True) -> FC:
     """-m/--model, --batch-size, --device, --dtype, --progress and --cache/--no-cache."""
     model_help = ("Model alias (see `inbedder models`), local directory, .gguf file or hub id." if model_required

@@ -23,23 +23,36 @@ from ..io import Record, check_target, gather_input, output_format, write_embedd
 VALUE_OPTIONS = {"-m": "model", "--model": "model", "--instruction": "instruction", "-i": "input_path",
                  "--input": "input_path", "--text-column": "text_column", "--instruction-column": "instruction_column",
                  "-o": "output", "--output": "output", "--format": "fmt", "--batch-size": "batch_size",
-                 "--device": "device", "--dtype": "dtype", "--cache": "cache_path"}
+                 "--device": "device", "--dtype": "dtype", "--cache": "cache_path", "--dimensions": "dimensions",
+                 "--long-text": "long_text", "--chunk-overlap": "chunk_overlap"}
+INT_OPTIONS = ("batch_size", "dimensions", "chunk_overlap")
 FLAG_OPTIONS = {"--normalize": ("normalize", True), "--no-normalize": ("normalize", False),
                 "--progress": ("progress", True), "--no-progress": ("progress", False)}
 ENVVARS = {"model": "INBEDDER_MODEL", "device": "INBEDDER_DEVICE", "dtype": "INBEDDER_DTYPE",
            "cache_path": "INBEDDER_CACHE", "batch_size": "INBEDDER_BATCH_SIZE", "normalize": "INBEDDER_NORMALIZE"}
-DEFAULTS: dict[str, Any] = {"text_column": "text", "batch_size": 32, "normalize": False, "dtype": "float32"}
+DEFAULTS: dict[str, Any] = {"text_column": "text", "batch_size": 32, "normalize": False}
 
 
-def embed_records(records: list[Record], model: str, instruction: str | None, *, output: str | None, fmt: str,
-                  cached_only: bool = False, cache_path: str | None = None, **encode: Any) -> bool:
-    """Embed ``records`` (each with its own instruction or ``instruction``) and write them to ``output`` (stdout
-    for None or ``-``). With ``cached_only``, write nothing and return False unless every row is cached."""
+def embed_records(records: list[Record], model: str, instruction: str | list[str] | None, *, output: str | None,
+                  fmt: str, cached_only: bool = False, cache_path: str | None = None, **encode: Any) -> bool:
+    """Embed ``records`` (each with its own instruction or ``instruction``; a list: every record under each, rows
+    instruction by instruction) and write them to ``output`` (stdout for None or ``-``). With ``cached_only``,
+    write nothing and return False unless every row is cached."""
     from ..cache.keys import encode_cached, open_cache, served_from_cache
 
-    instructions = [instruction if r.instruction is None else r.instruction for r in records]
-    per_row = any(r.instruction is not None for r in records)
-    texts, asked = [r.text for r in records], instructions if per_row else instruction
+    texts = [r.text for r in records]
+    if isinstance(instruction, list):  # several questions of every text
+        from ..errors import InputError
+
+        own = next((i for i, r in enumerate(records) if r.instruction is not None), None)
+        if own is not None:
+            raise InputError(f"row {own} carries its own instruction; with several --instruction give plain texts")
+        encode["instructions"], asked = instruction, None
+        instructions: list[str | None] = [q for q in instruction for _ in records]
+        records = [r for _ in instruction for r in records]
+    else:
+        instructions = [instruction if r.instruction is None else r.instruction for r in records]
+        asked = instructions if any(r.instruction is not None for r in records) else instruction
     if cached_only:
         vectors = served_from_cache(open_cache(cache_path), model, texts, asked, packed=True, **encode)
         if vectors is None:
@@ -59,13 +72,15 @@ def parse_embed(args: list[str]) -> dict[str, Any] | None:
     rest = iter(args[1:])
     for arg in rest:
         name, eq, attached = arg.partition("=")
-        if arg.startswith("--") and eq and name in VALUE_OPTIONS:
-            given[VALUE_OPTIONS[name]] = attached
-        elif arg in VALUE_OPTIONS:
-            value = next(rest, None)
+        if (arg.startswith("--") and eq and name in VALUE_OPTIONS) or arg in VALUE_OPTIONS:
+            key, value = (VALUE_OPTIONS[name], attached) if eq and arg.startswith("--") else (
+                VALUE_OPTIONS[arg], next(rest, None))
             if value is None:
                 return None
-            given[VALUE_OPTIONS[arg]] = value
+            if key == "instruction":  # may be given several times
+                given.setdefault(key, []).append(value)
+            else:
+                given[key] = value
         elif arg in FLAG_OPTIONS:
             key, flag = FLAG_OPTIONS[arg]
             given[key] = flag
@@ -77,9 +92,11 @@ def parse_embed(args: list[str]) -> dict[str, Any] | None:
         return None  # click's boolean spellings
     params = {**DEFAULTS, **{k: os.environ[v] for k, v in ENVVARS.items() if os.environ.get(v)}, **given}
     try:
-        params["batch_size"] = int(params["batch_size"])
+        params.update({k: int(params[k]) for k in INT_OPTIONS if k in params})
     except ValueError:
         return None
+    asked = params.pop("instruction", [])
+    params["instruction"] = None if not asked else asked[0] if len(asked) == 1 else asked
     return {"texts": texts, **params}
 
 
@@ -97,7 +114,8 @@ def serve_cached(args: list[str]) -> bool:
         records = gather_input(texts, input_path, params["text_column"], params.get("instruction_column"))
         return embed_records(records, params["model"], params.get("instruction"), output=output,
                              fmt=output_format(output, params.get("fmt")), cached_only=True,
-                             cache_path=params["cache_path"], dtype=params["dtype"], device=params.get("device"),
-                             normalize=params["normalize"])
+                             cache_path=params["cache_path"], dtype=params.get("dtype") or "float32",
+                             device=params.get("device"), normalize=params["normalize"],
+                             **{k: params[k] for k in ("dimensions", "long_text", "chunk_overlap") if k in params})
     except Exception:  # noqa: BLE001 - the click command redoes the call and reports the error properly
         return False
