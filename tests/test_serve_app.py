@@ -66,6 +66,33 @@ def test_single_string_base64_and_dimensions(client: TestClient, tiny_bert) -> N
     assert np.abs(short - expected[:8] / np.linalg.norm(expected[:8])).max() <= 1e-5
 
 
+def test_several_instructions_give_every_input_under_each(client: TestClient, tiny_bert) -> None:
+    questions, texts = ["What is the animal?", "What is the topic?", "Represent:"], TEXTS[:2]
+    r = client.post("/v1/embeddings", json={"model": "bert", "input": texts, "instructions": questions,
+                                            "dimensions": 8})
+    data = r.json()["data"]
+    assert [(d["index"], d["instruction_index"], d["input_index"]) for d in data] == [
+        (j * 2 + i, j, i) for j in range(3) for i in range(2)]
+    expected = tiny_bert.encode(texts, instructions=questions, dimensions=8).reshape(6, 8)
+    assert np.abs(vectors(r) - expected).max() <= 1e-5
+    tokens = 3 * sum(tiny_bert.encoder.token_counts([(None, t) for t in texts]))
+    assert r.json()["usage"]["prompt_tokens"] == tokens
+    plain = client.post("/v1/embeddings", json={"model": "bert", "input": texts}).json()["data"]
+    assert "instruction_index" not in plain[0]  # the OpenAI shape is unchanged without instructions
+
+
+@pytest.mark.filterwarnings("ignore:.*were truncated")
+def test_long_text_chunk_matches_encode(tiny_bert) -> None:
+    long = "the cat sat on the mat " * 20 + "stocks fell at the bank " * 20
+    with TestClient(create_app({"bert": tiny_bert})) as c:
+        chunked = vectors(c.post("/v1/embeddings", json={"input": [long, "short"], "long_text": "chunk",
+                                                         "chunk_overlap": 3}))
+        cut = vectors(c.post("/v1/embeddings", json={"input": [long, "short"]}))
+    assert np.abs(chunked - tiny_bert.encode([long, "short"], long_text="chunk", chunk_overlap=3)).max() <= 1e-5
+    assert np.abs(cut - tiny_bert.encode([long, "short"])).max() <= 1e-5
+    assert np.abs(chunked[0] - cut[0]).max() > 1e-3 and np.abs(chunked[1] - cut[1]).max() <= 1e-5
+
+
 def test_answers(client: TestClient, mlm) -> None:
     texts, question = ["I love cat!", "I dislike dog!"], "What is the animal mentioned here?"
     r = client.post("/v1/answers", json={"model": "mlm", "input": texts, "instruction": question,
@@ -114,6 +141,12 @@ def test_models_health_metrics_openapi(client: TestClient) -> None:
     ({"input": "a", "dimensions": 33}, 400, "dimensions"),
     ({"input": "a", "dimensions": True}, 400, "dimensions"),
     ({"input": "a", "instructions": "typo"}, 400, "instructions"),
+    ({"input": "a", "instructions": []}, 400, "instructions"),
+    ({"input": "a", "instructions": ["q"], "instruction": "q"}, 400, "instructions"),
+    ({"input": ["a"] * 5, "instructions": ["q", "r"]}, 400, "input"),  # 10 rows over the limit of 8
+    ({"input": "a", "instructions": ["q", "y" * 51]}, 413, "instructions[1]"),
+    ({"input": "a", "long_text": "split"}, 400, "long_text"),
+    ({"input": "a", "long_text": "chunk", "chunk_overlap": -1}, 400, "chunk_overlap"),
     ({"input": "a", "model": "nope"}, 404, "model"),
     ({"input": "a"}, 400, "model"),  # two models served: model is required
 ])

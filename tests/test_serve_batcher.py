@@ -15,7 +15,7 @@ from fastapi.testclient import TestClient  # noqa: E402
 
 from inbedder.errors import InputError  # noqa: E402
 from inbedder.serve.app import create_app  # noqa: E402
-from inbedder.serve.batcher import ModelWorker, QueueFull, ShuttingDown  # noqa: E402
+from inbedder.serve.batcher import PLAIN, ModelWorker, Options, QueueFull, ShuttingDown  # noqa: E402
 from inbedder.serve.config import ServeConfig  # noqa: E402
 from inbedder.serve.metrics import Metrics  # noqa: E402
 
@@ -27,17 +27,19 @@ class ScriptedModel:
 
     def __init__(self) -> None:
         self.calls: list[tuple[list[str], list[Any], bool]] = []
+        self.long_text: list[str | None] = []  # the long_text option of each call
         self.release = threading.Event()
         self.release.set()
         self.started = threading.Event()
         self.encoder = SimpleNamespace(answers=True, token_counts=lambda pairs: [len(t) + 1 for _, t in pairs])
 
-    def encode(self, texts: list[str], instruction: list[Any], return_generations: bool = False, **_: Any) -> Any:
+    def encode(self, texts: list[str], instruction: list[Any], return_generations: bool = False, **options: Any) -> Any:
         self.started.set()
         self.release.wait(10)
         if "poison" in texts:
             raise InputError("row 0: poison is not a valid text")
         self.calls.append((list(texts), list(instruction), return_generations))
+        self.long_text.append(options.get("long_text"))
         vectors = np.array([[len(t), len(i or "")] for t, i in zip(texts, instruction, strict=True)], np.float32)
         return (vectors, [t.upper() for t in texts]) if return_generations else vectors
 
@@ -73,6 +75,15 @@ def test_batches_stay_within_rows_and_tokens_and_kinds_do_not_mix() -> None:
     worker.stop()
     assert all(len(texts) <= 6 for texts, _, _ in model.calls)
     assert {kind for _, _, kind in model.calls} == {True, False}
+    worker, model = make(ServeConfig(max_wait_ms=300))  # other embedding options: a batch of their own
+    model.release.clear()
+    futures = [worker.submit([(None, "ab")], answers=False, tokens=1, options=Options("chunk") if k % 2 else PLAIN)
+               for k in range(4)]
+    model.release.set()
+    [f.result(timeout=10) for f in futures]
+    worker.stop()
+    assert [len(texts) for texts, _, _ in model.calls] == [2, 2]  # jobs 0 and 2, then jobs 1 and 3
+    assert model.long_text == [None, "chunk"]
     worker, model = make(ServeConfig(max_wait_ms=300, max_batch_tokens=20))
     futures = [worker.submit([(None, "ab")], answers=False, tokens=9) for _ in range(4)]
     [f.result(timeout=10) for f in futures]

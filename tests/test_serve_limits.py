@@ -47,7 +47,7 @@ def no_tokenizer(app: Any) -> None:
     def refuse(*args: object) -> None:
         raise AssertionError("the tokenizer was called")
 
-    for worker in app.state.workers.values():
+    for worker in app.state.service.workers.values():
         worker.count_tokens = refuse
 
 

@@ -91,7 +91,7 @@ def test_openai_client_errors(live: str) -> None:
         client.embeddings.create(model="gpt-4", input="x")
     with pytest.raises(openai.BadRequestError, match=r"instruction\[1\]"):
         client.embeddings.create(model="bert", input=["x", "y"], extra_body={"instruction": ["a", 5]})
-    with pytest.raises(openai.BadRequestError, match="instruction has 1 entries for 2 inputs"):
+    with pytest.raises(openai.BadRequestError, match="got 1 instructions for 2 texts"):
         client.embeddings.create(model="bert", input=["x", "y"], extra_body={"instruction": ["a"]})
     with pytest.raises(openai.AuthenticationError):
         openai.OpenAI(base_url=f"{live}/v1", api_key="wrong", max_retries=0).embeddings.create(model="bert", input="x")

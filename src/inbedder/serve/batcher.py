@@ -22,7 +22,7 @@ import time
 from collections import deque
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -42,9 +42,27 @@ class ShuttingDown(Exception):
     """The server is stopping and takes no new work."""
 
 
+class Options(NamedTuple):
+    """How a request's rows are embedded; only requests with equal options run in one batch."""
+
+    long_text: str = "truncate"
+    chunk_overlap: int | None = None
+    questions: tuple[str, ...] | None = None  # several instructions, each asked of every input
+
+    def encode_options(self) -> dict[str, Any]:
+        """The ``encode`` keywords these options need (none for the defaults)."""
+        given = {"long_text": self.long_text if self.long_text != "truncate" else None,
+                 "chunk_overlap": self.chunk_overlap,
+                 "instructions": None if self.questions is None else list(self.questions)}
+        return {k: v for k, v in given.items() if v is not None}
+
+
+PLAIN = Options()
+
+
 @dataclass
 class Result:
-    vectors: np.ndarray  # (n, d) float32, the request's rows in order
+    vectors: np.ndarray  # (n, d) float32, the request's rows in order; (k, n, d) with several questions
     answers: list[str] | None
 
 
@@ -53,8 +71,14 @@ class Job:
     pairs: list[Pair]
     answers: bool  # wants generated answers (``return_generations=True``)
     tokens: int
+    options: Options = PLAIN
     arrived: float = field(default_factory=time.monotonic)
     future: Future[Result] = field(default_factory=Future)
+
+    @property
+    def rows(self) -> int:
+        """Rows the model embeds: every pair, under each question when there are several."""
+        return len(self.pairs) * (1 if self.options.questions is None else len(self.options.questions))
 
 
 class CountingCache(EmbeddingCache):
@@ -111,18 +135,18 @@ class ModelWorker:
             counts = [len(text.split()) + len((ins or "").split()) + 2 for ins, text in pairs]
         return [int(c) for c in counts]
 
-    def submit(self, pairs: list[Pair], answers: bool, tokens: int) -> Future[Result]:
+    def submit(self, pairs: list[Pair], answers: bool, tokens: int, options: Options = PLAIN) -> Future[Result]:
         """Queue one request; raises :class:`QueueFull` or :class:`ShuttingDown` instead of waiting."""
-        job = Job(list(pairs), answers, tokens)
+        job = Job(list(pairs), answers, tokens, options)
         with self._cond:
             if self._stopping:
                 raise ShuttingDown(self.name)
             if self._thread is None:  # an app used without its lifespan (a test client outside ``with``)
                 self.start()
-            if self._rows + len(job.pairs) > self.config.max_queue_rows:
+            if self._rows + job.rows > self.config.max_queue_rows:
                 raise QueueFull(self.name)
             self._pending.append(job)
-            self._rows += len(job.pairs)
+            self._rows += job.rows
             self.metrics.set("inbedder_queue_rows", self._rows, model=self.name)
             self._cond.notify_all()
         return job.future
@@ -138,16 +162,17 @@ class ModelWorker:
                 self._process(live)
 
     def _select(self) -> tuple[list[Job], bool]:
-        """The oldest job and the waiting jobs of its kind that fit with it; and whether the batch is full."""
+        """The oldest job and the waiting jobs of its kind (answers or not, same options) that fit with it; and
+        whether the batch is full."""
         first = self._pending[0]
-        picked, rows, tokens = [first], len(first.pairs), first.tokens
+        picked, rows, tokens = [first], first.rows, first.tokens
         for job in list(self._pending)[1:]:
-            if job.answers != first.answers:
+            if job.answers != first.answers or job.options != first.options:
                 continue
-            if rows + len(job.pairs) > self.config.max_batch_rows or tokens + job.tokens > self.config.max_batch_tokens:
+            if rows + job.rows > self.config.max_batch_rows or tokens + job.tokens > self.config.max_batch_tokens:
                 return picked, True
             picked.append(job)
-            rows, tokens = rows + len(job.pairs), tokens + job.tokens
+            rows, tokens = rows + job.rows, tokens + job.tokens
         return picked, rows >= self.config.max_batch_rows or tokens >= self.config.max_batch_tokens
 
     def _take(self) -> list[Job] | None:
@@ -165,7 +190,7 @@ class ModelWorker:
                 self._cond.wait(remaining)
             for job in picked:
                 self._pending.remove(job)
-            self._rows -= sum(len(j.pairs) for j in picked)
+            self._rows -= sum(j.rows for j in picked)
             self.metrics.set("inbedder_queue_rows", self._rows, model=self.name)
         return picked
 
@@ -175,7 +200,7 @@ class ModelWorker:
             self.metrics.observe("inbedder_queue_seconds", start - job.arrived, model=self.name)
         pairs = [p for job in jobs for p in job.pairs]
         try:
-            vectors, answers = self._compute(pairs, jobs[0].answers)
+            vectors, answers = self._compute(pairs, jobs[0].answers, jobs[0].options)
         except Exception as exc:  # noqa: BLE001 - the error goes to the requests that caused it
             if len(jobs) > 1:  # one bad request must not fail the others merged with it: run each alone
                 for job in jobs:
@@ -185,20 +210,25 @@ class ModelWorker:
             jobs[0].future.set_exception(exc)
             return
         self.metrics.observe("inbedder_batch_seconds", time.monotonic() - start, model=self.name)
-        self.metrics.observe("inbedder_batch_rows", len(pairs), model=self.name)
+        rows = sum(j.rows for j in jobs)
+        self.metrics.observe("inbedder_batch_rows", rows, model=self.name)
         self.metrics.observe("inbedder_batch_requests", len(jobs), model=self.name)
-        self.metrics.inc("inbedder_inputs_total", len(pairs), model=self.name)
+        self.metrics.inc("inbedder_inputs_total", rows, model=self.name)
         self.metrics.inc("inbedder_tokens_total", sum(j.tokens for j in jobs), model=self.name)
         at = 0
         for job in jobs:
             n = len(job.pairs)
-            job.future.set_result(Result(vectors[at:at + n], None if answers is None else answers[at:at + n]))
+            mine = vectors[at:at + n] if job.options.questions is None else vectors[:, at:at + n]
+            job.future.set_result(Result(mine, None if answers is None else answers[at:at + n]))
             at += n
 
-    def _compute(self, pairs: list[Pair], want_answers: bool) -> tuple[np.ndarray, list[str] | None]:
-        texts, instructions = [t for _, t in pairs], [i for i, _ in pairs]
-        out = self.model.encode(texts, instruction=instructions, batch_size=self.config.batch_size,
-                                show_progress_bar=False, cache=self.cache, return_generations=want_answers)
+    def _compute(self, pairs: list[Pair], want_answers: bool, options: Options = PLAIN
+                 ) -> tuple[np.ndarray, list[str] | None]:
+        texts = [t for _, t in pairs]
+        asked = None if options.questions is not None else [i for i, _ in pairs]
+        out = self.model.encode(texts, instruction=asked, batch_size=self.config.batch_size,
+                                show_progress_bar=False, cache=self.cache, return_generations=want_answers,
+                                **options.encode_options())
         if want_answers:
             vectors, answers = out
             return np.asarray(vectors, dtype=np.float32), list(answers)

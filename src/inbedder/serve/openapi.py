@@ -3,7 +3,8 @@
 FastAPI builds the schema from the bodies in :mod:`.schemas`; this adds what only a running server knows, so
 a client (or a schema-driven fuzzer) can see the limits before it hits them:
 
-- ``input`` and ``instruction``: ``maxLength`` (``--max-input-chars``), ``maxItems`` (``--max-inputs``);
+- ``input``, ``instruction`` and ``instructions``: ``maxLength`` (``--max-input-chars``), ``maxItems``
+  (``--max-inputs``);
 - ``model``: the served ids as an ``enum`` (required when several models are served, else optional);
 - ``dimensions``: the largest dimension served, as ``maximum``;
 - the 400 this service answers instead of FastAPI's default 422, and error bodies as ``application/json`` on
@@ -49,7 +50,7 @@ def document(app: FastAPI, config: ServeConfig, dims: Mapping[str, int]) -> None
 
 def _limit(body: dict[str, Any], config: ServeConfig, dims: Mapping[str, int]) -> None:
     properties = body.get("properties", {})
-    for field in ("input", "instruction"):
+    for field in ("input", "instruction", "instructions"):
         for option in _options(properties.get(field, {})):
             if option.get("type") == "string":
                 option["maxLength"] = config.max_input_chars

@@ -1,7 +1,7 @@
-"""Request and response bodies of the service; FastAPI builds the OpenAPI schema from them.
-
-``EmbeddingRequest`` is OpenAI's ``POST /v1/embeddings`` body plus ``instruction`` (one string, or one per
-input). Token-id inputs (lists of ints) are not accepted: this service tokenizes itself.
+"""Request and response bodies of the service; FastAPI builds the OpenAPI schema from them. ``EmbeddingRequest`` is
+OpenAI's ``POST /v1/embeddings`` body plus ``instruction`` (one string, or one per input), ``instructions``
+(several, each asked of every input) and ``long_text``. Token-id inputs (lists of ints) are not accepted: this
+service tokenizes itself.
 """
 
 from __future__ import annotations
@@ -23,6 +23,15 @@ class EmbeddingRequest(BaseModel):
     dimensions: StrictInt | None = Field(None, ge=1, description="Keep the first N dimensions, rescaled to length 1.")
     user: StrictStr | None = Field(None, description="Accepted for compatibility; not used.")
     instruction: Instruction = Field(None, description="One instruction for all inputs, or one per input (null: none).")
+    instructions: list[StrictStr] | None = Field(
+        None, min_length=1, description="Several instructions, each asked of every input (instead of "
+        "`instruction`): the data holds every input under the first, then under the second, and so on, each item "
+        "with its `input_index` and `instruction_index`.")
+    long_text: Literal["truncate", "chunk"] = Field(
+        "truncate", description="An input longer than the model's limit: cut it, or embed overlapping windows "
+        "pooled by token count.")
+    chunk_overlap: StrictInt | None = Field(None, ge=0, description="Tokens shared by neighbouring windows "
+                                            "(long_text 'chunk'); null: an eighth of the window.")
 
 
 class AnswerRequest(BaseModel):
@@ -44,6 +53,8 @@ class Embedding(BaseModel):
     object: Literal["embedding"] = "embedding"
     index: int
     embedding: list[float] | str
+    input_index: int | None = Field(None, description="With several instructions: the input embedded.")
+    instruction_index: int | None = Field(None, description="With several instructions: the one it was asked.")
 
 
 class EmbeddingResponse(BaseModel):
