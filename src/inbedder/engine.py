@@ -41,6 +41,8 @@ class Embedder(nn.Module):
     (384,)
     """
 
+    takes_instructions = True  # encode(texts, instructions=[...]): every text under each (evaluation asks this)
+
     def __init__(self, encoder: Encoder, name: str = "", source: str = "",
                  loader: Callable[..., Embedder] | None = None):
         super().__init__()

@@ -139,22 +139,48 @@ def cluster(texts: Sequence[str], model: Any, instruction: Any = None, *, k: int
     silhouette is used. ``labels`` (one per text) adds V-measure, ARI and NMI to ``result.metrics``.
     ``cache`` is passed to ``model.encode`` (True, a path or an ``EmbeddingCache``).
     """
-    settings = ClusterSettings(method=method, k=k,  # type: ignore[arg-type]
-                               auto_k=tuple(DEFAULT_AUTO_K if auto_k is None else auto_k), seed=seed,
-                               n_examples=n_examples, n_words=n_words)
+    settings = _settings(k, auto_k, method, seed, n_examples, n_words)
+    texts = _check_texts(texts, labels)
+    vectors, answers = _encode(model, texts, {"instruction": instruction}, batch_size, cache, show_progress_bar)
+    return _result(model, instruction, cluster_vectors(vectors, texts, settings, answers=answers, labels=labels))
+
+
+def cluster_each(texts: Sequence[str], model: Any, instructions: Sequence[str], *, k: int | None = None,
+                 auto_k: Sequence[int] | None = None, method: str | Method = "kmeans", seed: int = 0,
+                 labels: Sequence[Any] | None = None, n_examples: int = 5, n_words: int = 5, batch_size: int = 32,
+                 cache: Any = None, show_progress_bar: bool | None = None) -> list[ClusterResult]:
+    """:func:`cluster` under each of several instructions, from one ``encode(texts, instructions=...)`` (which
+    computes each text's input once for all of them in the causal answer family): one result per instruction."""
+    settings = _settings(k, auto_k, method, seed, n_examples, n_words)
+    texts = _check_texts(texts, labels)
+    asked = list(instructions)
+    vectors, answers = _encode(model, texts, {"instructions": asked}, batch_size, cache, show_progress_bar)
+    return [_result(model, q, cluster_vectors(vectors[j], texts, settings, labels=labels,
+                                              answers=None if answers is None else answers[j]))
+            for j, q in enumerate(asked)]
+
+
+def _settings(k: int | None, auto_k: Sequence[int] | None, method: str | Method, seed: int, n_examples: int,
+              n_words: int) -> ClusterSettings:
     if k is not None and auto_k is not None:
         raise InputError("give k or auto_k, not both")
-    texts = _check_texts(texts, labels)
-    answer_family = bool(getattr(getattr(model, "encoder", None), "answers", False))
-    kwargs: dict[str, Any] = {"batch_size": batch_size, "show_progress_bar": show_progress_bar}
+    return ClusterSettings(method=method, k=k,  # type: ignore[arg-type]
+                           auto_k=tuple(DEFAULT_AUTO_K if auto_k is None else auto_k), seed=seed,
+                           n_examples=n_examples, n_words=n_words)
+
+
+def _encode(model: Any, texts: list[str], asked: dict[str, Any], batch_size: int, cache: Any,
+            show_progress_bar: bool | None) -> tuple[Any, Any]:
+    """Vectors, and the answers when the model generates them (they name the clusters)."""
+    kwargs: dict[str, Any] = {"batch_size": batch_size, "show_progress_bar": show_progress_bar, **asked}
     if cache is not None:
         kwargs["cache"] = cache
-    answers: list[str] | None = None
-    if answer_family:
-        vectors, answers = model.encode(texts, instruction=instruction, return_generations=True, **kwargs)
-    else:
-        vectors = model.encode(texts, instruction=instruction, **kwargs)
-    result = cluster_vectors(vectors, texts, settings, answers=answers, labels=labels)
+    if bool(getattr(getattr(model, "encoder", None), "answers", False)):
+        return model.encode(texts, return_generations=True, **kwargs)
+    return model.encode(texts, **kwargs), None
+
+
+def _result(model: Any, instruction: Any, result: ClusterResult) -> ClusterResult:
     result.instruction = instruction
     result.model = str(getattr(model, "name", "") or "")
     return result

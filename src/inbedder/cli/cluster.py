@@ -8,15 +8,17 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import click
 
 from ..errors import InputError
-from ..io import ROW_FORMATS, check_target
+from ..io import ROW_FORMATS, check_target, gather_input
 from .common import (
     cache_choice,
     cached_rows,
     input_options,
+    instruction_option,
     load_model,
     model_options,
     need_model,
@@ -31,7 +33,9 @@ from .common import (
 @click.argument("texts", nargs=-1)
 @model_options
 @input_options
-@click.option("--instruction", help="Instruction for every text; rows of a .jsonl/.csv file may carry their own.")
+@instruction_option("Instruction for every text; rows of a .jsonl/.csv file may carry their own. Give it several "
+                    "times to cluster the texts under each (one encode pass; rows and summaries per instruction).",
+                    multiple=True)
 @click.option("-k", "--clusters", "k", type=int, help="Number of clusters [default: picked by --auto-k].")
 @click.option("--auto-k", metavar="MIN-MAX", help="Pick k with the best silhouette in this range [default: 2-20].")
 @click.option("--method", default="kmeans", show_default=True, metavar="kmeans|agglomerative")
@@ -49,7 +53,7 @@ from .common import (
 @click.option("-q", "--quiet", is_flag=True, help="Do not print the cluster table on stderr.")
 def cluster(texts: tuple[str, ...], model: str | None, batch_size: int, device: str | None, dtype: str | None,
             progress: bool | None, cache_path: str | None, no_cache: bool, input_path: str | None,
-            text_column: str, instruction_column: str | None, instruction: str | None, k: int | None,
+            text_column: str, instruction_column: str | None, instruction: tuple[str, ...], k: int | None,
             auto_k: str | None, method: str, seed: int, label_column: str | None, output: str | None,
             fmt: str | None, summary: str | None, report: str | None, png: str | None, projection: str,
             examples: int, quiet: bool) -> None:
@@ -61,7 +65,7 @@ def cluster(texts: tuple[str, ...], model: str | None, batch_size: int, device: 
     inbedder cluster -m minilm -i queries.jsonl --instruction "What is the intent?" -k 10
     inbedder cluster -m minilm -i docs.csv --auto-k 2-15 --label-column topic --report report.html
     """
-    from ..apps.clustering import DEFAULT_AUTO_K, ClusterSettings, cluster_vectors, parse_k_range
+    from ..apps.clustering import DEFAULT_AUTO_K, ClusterSettings, cluster_each, cluster_vectors, parse_k_range
     from ..apps.clustering import cluster as run_cluster
     from ..apps.report import command_line, parse_projection, project_2d, write_png, write_report
     from ..errors import require
@@ -81,8 +85,21 @@ def cluster(texts: tuple[str, ...], model: str | None, batch_size: int, device: 
         require("sklearn", "cluster")
         if png:
             require("matplotlib", "report")
-        records, instructions = read_input(texts, input_path, text_column, instruction_column, instruction)
         labels = read_column(input_path, label_column, "--label-column") if label_column else None
+        if len(instruction) > 1:
+            if report or png:
+                raise InputError("--report and --png draw one clustering: give one --instruction (run once per "
+                                 "instruction for a report of each)")
+            records = gather_input(texts, input_path, text_column, instruction_column)
+            with warnings_as_lines():
+                results = cluster_each([r.text for r in records], load_model(model, device, dtype, cache),
+                                       list(instruction), k=k, auto_k=k_range, method=method, seed=seed,
+                                       labels=labels, n_examples=examples, batch_size=batch_size, cache=cache,
+                                       show_progress_bar=progress)
+            write_each(results, records, labels, output, fmt, summary, quiet)
+            return
+        records, instructions = read_input(texts, input_path, text_column, instruction_column,
+                                           instruction[0] if instruction else None)
         rows_text = [r.text for r in records]
         found = cached_rows(model, device, dtype, cache, rows_text, instructions, answers=True)
         if found is not None:  # every row cached: no model to load
@@ -95,12 +112,7 @@ def cluster(texts: tuple[str, ...], model: str | None, batch_size: int, device: 
                 result = run_cluster(rows_text, embedder, instructions, k=k, auto_k=k_range, method=method, seed=seed,
                                      labels=labels, n_examples=examples, batch_size=batch_size, cache=cache,
                                      show_progress_bar=progress)
-        ids = [r.id for r in records]
-        rows = list(result.rows(ids))
-        if labels is not None:
-            for row, label in zip(rows, labels, strict=True):
-                row["label"] = label
-        write_result_rows(rows, output, fmt)
+        write_result_rows(result_rows(result, records, labels), output, fmt)
         if summary:
             Path(summary).write_text(json.dumps(result.summary(), indent=2, ensure_ascii=False) + "\n",
                                      encoding="utf-8")
@@ -113,3 +125,26 @@ def cluster(texts: tuple[str, ...], model: str | None, batch_size: int, device: 
             click.echo(result.table(), err=True)
 
 
+
+
+def result_rows(result: Any, records: list[Any], labels: list[Any] | None) -> list[dict[str, Any]]:
+    """The rows of one clustering, with the gold label of each text when there are labels."""
+    rows = list(result.rows([r.id for r in records]))
+    for row, label in zip(rows, labels or [], strict=False):
+        row["label"] = label
+    return rows
+
+
+def write_each(results: list[Any], records: list[Any], labels: list[Any] | None, output: str | None, fmt: str,
+               summary: str | None, quiet: bool) -> None:
+    """Several instructions: the rows of every clustering (instruction by instruction, each row naming its
+    instruction), a summary list, and a table per instruction."""
+    rows = [{"instruction": result.instruction, **row} for result in results
+            for row in result_rows(result, records, labels)]
+    write_result_rows(rows, output, fmt)
+    if summary:
+        Path(summary).write_text(json.dumps([r.summary() for r in results], indent=2, ensure_ascii=False) + "\n",
+                                 encoding="utf-8")
+    if not quiet:
+        for result in results:
+            click.echo(f"== {result.instruction}\n{result.table()}", err=True)

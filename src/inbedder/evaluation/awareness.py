@@ -26,7 +26,7 @@ import numpy as np
 from ..errors import InputError, require
 from ..io.table import read_table
 from .clustering import N_INIT, clustering_scores, kmeans
-from .common import EXTRA, EvalSettings, TextEncoder, embed, same_length
+from .common import EXTRA, EvalSettings, TextEncoder, embed, embed_each, same_length
 
 Matrix = dict[str, dict[str, float]]
 BASELINE = "(no instruction)"
@@ -97,13 +97,13 @@ class AwarenessTask:
         settings = settings or EvalSettings()
         axes = list(self.instructions)
         ks = {b: len(set(self.labels[b])) for b in axes}
-        rows: dict[str, str | None] = dict(self.instructions)
+        embedded = dict(zip(axes, embed_each(model, self.texts, list(self.instructions.values()), settings),
+                            strict=True))
         if baseline:
-            rows[BASELINE] = None
+            embedded[BASELINE] = embed(model, self.texts, None, settings)
         matrix: Matrix = {}
         ari: Matrix = {}
-        for a, instruction in rows.items():
-            vectors = embed(model, self.texts, instruction, settings)
+        for a, vectors in embedded.items():
             matrix[a], ari[a] = {}, {}
             for b in axes:
                 scores = clustering_scores(self.labels[b], kmeans(vectors, ks[b], settings.seed, self.n_init))
@@ -130,6 +130,7 @@ class _WithOptions:
 
     def __init__(self, model: TextEncoder, options: dict[str, Any]) -> None:
         self.model, self.options = model, options
+        self.takes_instructions = getattr(model, "takes_instructions", False)
 
     def encode(self, texts: Any, instruction: Any = None, **options: Any) -> Any:
         return self.model.encode(texts, instruction, **{**options, **self.options})

@@ -78,6 +78,25 @@ def embed(model: TextEncoder, texts: Sequence[str], instruction: str | Sequence[
     return vectors
 
 
+def embed_each(model: TextEncoder, texts: Sequence[str], instructions: Sequence[str],
+               settings: EvalSettings | None = None) -> list[np.ndarray]:
+    """:func:`embed` under each instruction: one ``encode(texts, instructions=...)`` call when the model takes
+    several (an inbedder model: each text's input is computed once for all of them in the causal answer
+    family), else one call per instruction."""
+    settings = settings or DEFAULT
+    if not getattr(model, "takes_instructions", False):
+        return [embed(model, texts, q, settings) for q in instructions]
+    vectors = model.encode(list(texts), instructions=list(instructions), batch_size=settings.batch_size,
+                           show_progress_bar=settings.progress)
+    vectors = np.asarray(vectors, dtype=np.float64)
+    if vectors.shape[:2] != (len(instructions), len(texts)) or vectors.ndim != 3:
+        raise InputError(f"the model returned an array of shape {vectors.shape} for {len(instructions)} "
+                         f"instructions × {len(texts)} texts")
+    if not np.isfinite(vectors).all():
+        raise NonFiniteError("the model returned non-finite vectors")
+    return list(vectors)
+
+
 def choose(override: str | None, per_row: Sequence[str | None] | None, default: str | None,
            n: int) -> list[str | None]:
     """The instruction of each row: ``override`` if given, else the row's own, else ``default``."""
