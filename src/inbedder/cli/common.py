@@ -166,11 +166,12 @@ def cached_rows(model: str | None, device: str | None, dtype: str | None, cache:
 
 
 def read_column(path: str | None, column: str, option: str) -> list[Any]:
-    """The values of one field of the -i .jsonl, .csv or .parquet file, in order (see ``io.read_column``)."""
+    """The values of one column of the -i table file, in order (see ``io.read_column``)."""
+    from ..io import TABLE_SUFFIXES
     from ..io import read_column as read_field
 
     if path in (None, "-"):
-        raise InputError(f"{option} needs -i FILE with a .jsonl, .csv or .parquet file")
+        raise InputError(f"{option} needs -i FILE, a table file ({', '.join(TABLE_SUFFIXES)})")
     return read_field(path, column, option)  # type: ignore[arg-type]
 
 

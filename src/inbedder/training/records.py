@@ -1,4 +1,4 @@
-"""Read and write training records: QA ``{input, instruction, answer}`` and MEDI
+"""Read training records: QA ``{input, instruction, answer}`` and MEDI
 ``{query: [instruction, text], pos: [...], neg: [...], task_id}``, one JSON object a line.
 
 Every problem names the file, the row (and line) and the field.
@@ -6,10 +6,7 @@ Every problem names the file, the row (and line) and the field.
 
 from __future__ import annotations
 
-import json
 import os
-from collections.abc import Iterable
-from pathlib import Path
 from typing import Any
 
 from ..errors import InputError
@@ -47,16 +44,3 @@ def read_medi(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
         record["task_id"] = task
         out.append(record)
     return out
-
-
-def write_jsonl(path: str | os.PathLike[str], records: Iterable[dict[str, Any]]) -> int:
-    """Write records one a line (UTF-8, written to a temporary file and renamed); returns how many."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    n = 0
-    with open(tmp, "w", encoding="utf-8") as f:
-        for record in records:
-            f.write(json.dumps(record, ensure_ascii=False) + "\n")
-            n += 1
-    tmp.replace(path)
-    return n
