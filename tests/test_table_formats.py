@@ -230,3 +230,23 @@ def test_a_bad_cell_names_the_file_row_and_column(tiny_bert_dir: Path, tmp_path:
         path = write_table(tmp_path / "docs", fmt, [{"text": "fine"}, {"body": "no text"}])
         assert_one_error_line(run("embed", "-m", tiny_bert_dir, "-i", path),
                               f"{path}: {line_of(fmt, 1)}, column 'text': missing (fields of this row: 'body')")
+
+
+# -- the one writer: every row format, tsv too ----------------------------------------------------------------
+def test_rows_are_written_in_every_table_format_and_read_back_alike(tiny_bert_dir: Path, tmp_path: Path) -> None:
+    from inbedder.io import read_table
+
+    source = write_table(tmp_path / "docs", "jsonl", DOCS)
+    read = {}
+    for fmt in FORMATS:
+        out = tmp_path / f"clusters.{fmt}"
+        ok(run("cluster", "-m", tiny_bert_dir, "--device", "cpu", "--no-cache", "-i", source, "-k", "2", "-o", out,
+               "-q"))
+        read[fmt] = [{k: str(v) for k, v in row.items()} for row in read_table(out).rows]
+        assert not [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")]  # written whole, then renamed
+    assert all(rows == read["jsonl"] for rows in read.values()) and len(read["jsonl"]) == len(DOCS)
+    ok(run("search", "index", "-m", tiny_bert_dir, "--device", "cpu", "--no-cache", "-i", source, "--index",
+           tmp_path / "idx"))
+    ok(run("search", "query", "--index", tmp_path / "idx", "--no-cache", "-o", tmp_path / "hits.tsv", "apple"))
+    rows = read_table(tmp_path / "hits.tsv").rows
+    assert [r["rank"] for r in rows] == [str(i) for i in range(1, 7)] and rows[0]["query"] == "apple"

@@ -51,13 +51,13 @@ def input_options(f: FC) -> FC:
     """-i/--input, --text-column and --instruction-column, as in ``inbedder embed``."""
     for option in reversed([
         click.option("-i", "--input", "input_path", metavar="FILE",
-                     help="Read texts from FILE: .txt (one per line), .jsonl (a 'text' field, optional "
-                          "'instruction' and 'id'), .csv (with a header) or .parquet; '-' for stdin (one text "
+                     help="Read texts from FILE: .txt (one per line) or a table, .jsonl, .json, .csv, .tsv or "
+                          ".parquet (a 'text' column, optional 'instruction' and 'id'); '-' for stdin (one text "
                           "per line). Default: the arguments, else stdin."),
         click.option("--text-column", default="text", show_default=True,
-                     help="Text field of .jsonl/.csv/.parquet input."),
+                     help="Text column of a table input file."),
         click.option("--instruction-column",
-                     help="Instruction field of .jsonl/.csv/.parquet input [default: instruction, if any]."),
+                     help="Instruction column of a table input file [default: instruction, if any]."),
     ]):
         f = option(f)
     return f
