@@ -13,7 +13,7 @@ import click
 
 from ..choices import DType
 from ..errors import InputError
-from ..io import check_target
+from ..io import check_target, write_matrix
 from .common import cached_rows, load_model, row_format, write_result_rows
 
 SIMILARITY_FORMATS = ("table", "json", "jsonl", "csv", "tsv", "parquet", "npy")
@@ -76,7 +76,7 @@ def similarity(model: str | None, a_path: str, b_path: str, instruction: str | N
                 matrix = cosine_matrix(embedder, lists[0], lists[1], instruction, instruction_b=instruction_b,
                                        batch_size=batch_size, cache=cache)
         if chosen == "npy":
-            np.save(output, matrix)  # type: ignore[arg-type]
+            write_matrix(matrix, output)  # type: ignore[arg-type]
         elif chosen == "json":
             _write_json_object({"a": lists[0], "b": lists[1], "cosine": matrix.round(6).tolist()}, output)
         elif chosen == "table":

@@ -23,10 +23,11 @@ from .write import (
     pick_format,
     rows,
     write_embeddings,
+    write_matrix,
     write_rows,
 )
 
 __all__ = ["BINARY_FORMATS", "INPUT_SUFFIXES", "OUTPUT_FORMATS", "OUTPUT_SUFFIXES", "ROW_FORMATS", "SUFFIXES",
            "TABLE_SUFFIXES", "Record", "Table", "check_target", "gather_input", "output_format", "parse_assignments",
            "pick_format", "read_column", "read_lines", "read_records", "read_stream", "read_table", "rows",
-           "write_embeddings", "write_rows"]
+           "write_embeddings", "write_matrix", "write_rows"]

@@ -109,6 +109,11 @@ def write_embeddings(records: list[Record], vectors: np.ndarray | PackedRows, in
         raise InputError(f"format {fmt!r} is not valid; choose one of {list(OUTPUT_FORMATS)}")
 
 
+def write_matrix(matrix: np.ndarray, target: str | os.PathLike[str] | IO[bytes]) -> None:
+    """A 2-D float32 matrix (such as a similarity matrix) as ``.npy``, written like embeddings are."""
+    _to_target(target, PackedRows.from_array(matrix).write_npy)
+
+
 def _write_json(records: list[Record], vectors: PackedRows, instructions: list[str | None], fmt: str,
                 f: IO[bytes]) -> None:
     lines = (json.dumps(row, ensure_ascii=False) for row in rows(records, vectors, instructions))
@@ -154,7 +159,7 @@ def _to_target(target: str | os.PathLike[str] | IO[bytes], write: Callable[[IO[b
         with open(path, "wb") as f:
             write(f)
         return
-    temporary = path.with_name(f".{path.name}.tmp")
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         with open(temporary, "wb") as f:
             write(f)
