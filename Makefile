@@ -35,7 +35,7 @@ install-dev: $(VENV)/.installed-dev $(REF)/.installed
 
 # Train the offline default answer model (inbedder-smollm2) from ../shared/data; see docs/training.md.
 train-default: install
-	HF_HUB_OFFLINE=1 $(BIN)/inbedder train recipe --threads 2
+	HF_HUB_OFFLINE=1 $(BIN)/inbedder train recipe --data-root ../shared/data --threads 2
 
 demo: install
 	HF_HUB_OFFLINE=1 $(BIN)/python examples/demo.py

@@ -15,9 +15,9 @@ from inbedder.cli import main
 from inbedder.encoders.causal import CausalEncoder
 from inbedder.engine import Embedder
 from inbedder.errors import InputError
+from inbedder.io import write_rows
 from inbedder.training.answer import AnswerSettings, encode_qa, train_answer
 from inbedder.training.loop import LoopSettings
-from inbedder.training.records import write_jsonl
 from tiny_causal import build_tiny_gguf
 
 TEXTS = {"I love my cat.": "cat", "The dog ran off.": "dog", "A cat sat on the mat.": "cat",
@@ -94,7 +94,7 @@ def test_lora_from_gguf_merges_and_saves_a_plain_directory(llama_dir: Path, tmp_
 
 
 def test_cli_trains_and_reports(llama_dir: Path, tmp_path: Path) -> None:
-    write_jsonl(tmp_path / "qa.jsonl", QA)
+    write_rows(QA, tmp_path / "qa.jsonl", "jsonl")
     args = ["train", "answer", "-m", str(llama_dir), "-d", str(tmp_path / "qa.jsonl"), "-o", str(tmp_path / "m"),
             "--steps", "2", "--batch-size", "2", "--max-length", "64"]
     result = CliRunner().invoke(main, args + ["--stop-after", "1"])
@@ -216,7 +216,7 @@ def test_an_encoder_without_an_lm_head_is_refused(tiny_bert_dir: Path, tmp_path:
 
 
 def test_cli_trains_a_masked_lm_with_a_pattern(mlm_dir: Path, tmp_path: Path) -> None:
-    write_jsonl(tmp_path / "qa.jsonl", QA)
+    write_rows(QA, tmp_path / "qa.jsonl", "jsonl")
     pattern = "Text: {input} Question: {instruction} Answer:"
     result = CliRunner().invoke(main, ["train", "answer", "-m", str(mlm_dir), "-d", str(tmp_path / "qa.jsonl"),
                                        "-o", str(tmp_path / "m"), "--steps", "2", "--pattern", pattern])
@@ -226,7 +226,7 @@ def test_cli_trains_a_masked_lm_with_a_pattern(mlm_dir: Path, tmp_path: Path) ->
 
 
 def test_cli_scores_awareness_while_training_and_saves_the_best(llama_dir: Path, tmp_path: Path) -> None:
-    write_jsonl(tmp_path / "qa.jsonl", QA)
+    write_rows(QA, tmp_path / "qa.jsonl", "jsonl")
     rows = ["text,animal,mood"] + [f"{t},{a},{m}" for (t, a), m in zip(TEXTS.items(), "abbaab", strict=True)]
     (tmp_path / "eval.csv").write_text("\n".join(rows) + "\n")
     args = ["train", "answer", "-m", str(llama_dir), "-d", str(tmp_path / "qa.jsonl"), "-o", str(tmp_path / "m"),

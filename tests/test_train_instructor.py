@@ -13,9 +13,9 @@ from click.testing import CliRunner
 from inbedder import load
 from inbedder.cli import main
 from inbedder.engine import Embedder
+from inbedder.io import write_rows
 from inbedder.training.instructor import ContrastiveSettings, contrastive_loss, train_instructor
 from inbedder.training.loop import LoopSettings
-from inbedder.training.records import write_jsonl
 
 ANIMAL, FEELING = "Represent the animal: ", "Represent the feeling: "
 SENTENCES = [("I love my cat.", "cat", "love"), ("I hate my cat.", "cat", "hate"), ("I love the dog.", "dog", "love"),
@@ -82,7 +82,7 @@ def test_killed_run_resumes_to_the_same_result(tiny_t5_dir: Path, tmp_path: Path
 
 
 def test_cli(tiny_bert_dir: Path, tmp_path: Path) -> None:
-    write_jsonl(tmp_path / "medi.jsonl", _medi())
+    write_rows(_medi(), tmp_path / "medi.jsonl", "jsonl")
     result = CliRunner().invoke(main, ["train", "instructor", "-m", str(tiny_bert_dir), "-d",
                                        str(tmp_path / "medi.jsonl"), "-o", str(tmp_path / "m"), "--steps", "2",
                                        "--temperature", "0.05"])
@@ -98,7 +98,7 @@ def test_bad_records_name_the_row(tmp_path: Path, bad: dict[str, object]) -> Non
     from inbedder.errors import InputError
     from inbedder.training.records import read_medi
 
-    write_jsonl(tmp_path / "m.jsonl", [*_medi()[:1], bad])
+    write_rows([*_medi()[:1], bad], tmp_path / "m.jsonl", "jsonl")
     with pytest.raises(InputError, match=r"row 2 .*'query'"):
         read_medi(tmp_path / "m.jsonl")
 
@@ -123,7 +123,7 @@ def test_periodic_awareness_evaluation_keeps_the_best_model(tiny_bert_dir: Path,
 
 
 def test_cli_refuses_an_answer_reencoder_for_an_encoder(tiny_bert_dir: Path, tmp_path: Path) -> None:
-    write_jsonl(tmp_path / "medi.jsonl", _medi())
+    write_rows(_medi(), tmp_path / "medi.jsonl", "jsonl")
     (tmp_path / "eval.csv").write_text("text,animal,feeling\n" + "".join(f"{s},{a},{f}\n" for s, a, f in SENTENCES))
     result = CliRunner().invoke(main, ["train", "instructor", "-m", str(tiny_bert_dir), "-d",
                                        str(tmp_path / "medi.jsonl"), "-o", str(tmp_path / "m"), "--steps", "1",

@@ -221,3 +221,16 @@ def test_recipe_command_says_which_step_it_kept(monkeypatch: pytest.MonkeyPatch,
     assert result.exit_code == 0, result.output
     assert "selection set: saved the weights of step 2 (evaluation 0.3000; at each step: 1: 0.1000, 2: 0.3000, " \
            "3: 0.2000)" in result.output
+
+
+def test_the_data_folder_has_no_default(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from inbedder.cli import main
+
+    monkeypatch.delenv("INBEDDER_DATA", raising=False)
+    with pytest.raises(InputError, match=r"no data folder given: pass --data-root DIR \(or set INBEDDER_DATA\)"):
+        run_recipe(tmp_path / "m", None, evaluate=False, progress=False)
+    result = CliRunner().invoke(main, ["train", "recipe", "-o", str(tmp_path / "m"), "--no-eval"])
+    assert result.exit_code == 1 and "no data folder given" in result.output and "banking77/" in result.output
+    monkeypatch.setenv("INBEDDER_DATA", str(tmp_path / "nowhere"))
+    result = CliRunner().invoke(main, ["train", "recipe", "-o", str(tmp_path / "m"), "--no-eval"])
+    assert result.exit_code == 1 and "nowhere" in result.output and "is missing" in result.output

@@ -28,6 +28,8 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError, InputTypeError, ModelLoadError, did_you_mean, require
+from ..io.table import read_table
+from ..io.write import write_rows
 
 FORMAT = "inbedder-search-index"
 FORMAT_VERSION = 1
@@ -162,12 +164,9 @@ class SearchIndex:
         shutil.rmtree(work, ignore_errors=True)
         work.mkdir()
         save_file({"vectors": np.ascontiguousarray(self.vectors)}, str(work / VECTORS))
-        with open(work / ROWS, "w", encoding="utf-8") as f:
-            for i, (id_, text) in enumerate(zip(self.ids, self.texts, strict=True)):
-                row: dict[str, Any] = {"id": id_, "text": text}
-                if self.instructions is not None:
-                    row["instruction"] = self.instructions[i]
-                f.write(json.dumps(row, ensure_ascii=False) + "\n")
+        per_row = self.instructions
+        write_rows(({"id": id_, "text": text, **({"instruction": per_row[i]} if per_row is not None else {})}
+                    for i, (id_, text) in enumerate(zip(self.ids, self.texts, strict=True))), work / ROWS, "jsonl")
         (work / CONFIG).write_text(json.dumps(self.config, indent=2, ensure_ascii=False), encoding="utf-8")
         if target.exists():
             shutil.rmtree(target)
@@ -201,17 +200,12 @@ class SearchIndex:
             vectors = load_file(str(root / VECTORS))["vectors"]
         except (SafetensorError, KeyError, OSError) as exc:
             raise ModelLoadError(f"cannot read {str(root / VECTORS)!r}: {exc}") from None
-        ids, texts, instructions = [], [], []
-        with open(root / ROWS, encoding="utf-8") as f:
-            for number, line in enumerate(f, start=1):
-                try:
-                    row = json.loads(line)
-                    ids.append(row["id"])
-                    texts.append(row["text"])
-                    instructions.append(row.get("instruction"))
-                except (json.JSONDecodeError, KeyError, TypeError):
-                    raise ModelLoadError(f"{str(root / ROWS)!r} line {number} is not a row with 'id' and "
-                                         "'text'") from None
+        try:
+            rows = read_table(root / ROWS)
+            ids, texts = rows.values("id"), rows.values("text")
+        except InputError as exc:
+            raise ModelLoadError(f"index {str(root)!r} is damaged: {exc}") from None
+        instructions = rows.values("instruction", optional=True) if "instruction" in rows.columns else [None] * len(ids)
         if len(ids) != len(vectors) or len(ids) != config.get("count"):
             raise ModelLoadError(f"index {str(root)!r} is inconsistent: {len(vectors)} vectors, {len(ids)} rows, "
                                  f"count {config.get('count')}")

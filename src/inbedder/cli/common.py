@@ -51,13 +51,13 @@ def input_options(f: FC) -> FC:
     """-i/--input, --text-column and --instruction-column, as in ``inbedder embed``."""
     for option in reversed([
         click.option("-i", "--input", "input_path", metavar="FILE",
-                     help="Read texts from FILE: .txt (one per line), .jsonl (a 'text' field, optional "
-                          "'instruction' and 'id'), .csv (with a header) or .parquet; '-' for stdin (one text "
+                     help="Read texts from FILE: .txt (one per line) or a table, .jsonl, .json, .csv, .tsv or "
+                          ".parquet (a 'text' column, optional 'instruction' and 'id'); '-' for stdin (one text "
                           "per line). Default: the arguments, else stdin."),
         click.option("--text-column", default="text", show_default=True,
-                     help="Text field of .jsonl/.csv/.parquet input."),
+                     help="Text column of a table input file."),
         click.option("--instruction-column",
-                     help="Instruction field of .jsonl/.csv/.parquet input [default: instruction, if any]."),
+                     help="Instruction column of a table input file [default: instruction, if any]."),
     ]):
         f = option(f)
     return f
@@ -166,11 +166,12 @@ def cached_rows(model: str | None, device: str | None, dtype: str | None, cache:
 
 
 def read_column(path: str | None, column: str, option: str) -> list[Any]:
-    """The values of one field of the -i .jsonl, .csv or .parquet file, in order (see ``io.read_column``)."""
+    """The values of one column of the -i table file, in order (see ``io.read_column``)."""
+    from ..io import TABLE_SUFFIXES
     from ..io import read_column as read_field
 
     if path in (None, "-"):
-        raise InputError(f"{option} needs -i FILE with a .jsonl, .csv or .parquet file")
+        raise InputError(f"{option} needs -i FILE, a table file ({', '.join(TABLE_SUFFIXES)})")
     return read_field(path, column, option)  # type: ignore[arg-type]
 
 

@@ -40,9 +40,9 @@ def from_labels(files: tuple[str, ...], text_column: str, labels: tuple[str, ...
                 questions_file: str | None, label_maps: tuple[str, ...], fmt: str, max_per_class: int,
                 dev_fraction: float, seed: int, delimiter: str | None, output: str) -> None:
     """Turn labelled FILES (csv, tsv, jsonl, json, parquet) into QA or MEDI training records."""
+    from ..io import write_rows
     from ..io.table import parse_assignments
     from ..training.data import LabelSpec, from_labels, parse_questions, read_label_map, read_questions
-    from ..training.records import write_jsonl
     from .common import user_errors
 
     with user_errors():
@@ -56,8 +56,8 @@ def from_labels(files: tuple[str, ...], text_column: str, labels: tuple[str, ...
         built = from_labels(list(files), spec, fmt, delimiter)
         out = Path(output)
         out.mkdir(parents=True, exist_ok=True)
-        write_jsonl(out / "train.jsonl", built.train)
-        write_jsonl(out / "dev.jsonl", built.dev)
+        write_rows(built.train, out / "train.jsonl", "jsonl")
+        write_rows(built.dev, out / "dev.jsonl", "jsonl")
         (out / "stats.json").write_text(json.dumps(built.stats, indent=2, ensure_ascii=False), encoding="utf-8")
     stats = built.stats
     click.echo(f"{stats['rows']} texts ({stats['duplicates']} duplicates and {stats['conflicts']} conflicting "

@@ -24,7 +24,7 @@ from .common import (
     write_result_rows,
 )
 
-QUERY_FORMATS = ("jsonl", "json", "csv", "parquet", "table")
+QUERY_FORMATS = ("jsonl", "json", "csv", "tsv", "parquet", "table")
 
 
 @click.group("search")
@@ -37,7 +37,7 @@ def search() -> None:
 @model_options
 @input_options
 @click.option("--instruction", help="Document instruction for every text (rows of a file may carry their own).")
-@click.option("--id-column", help="Id field of the .jsonl/.csv/.parquet input [default: 'id' if present, else row "
+@click.option("--id-column", help="Id column of a table input file [default: 'id' if present, else row "
               "numbers].")
 @click.option("--index", "index_dir", required=True, metavar="DIR", help="Index directory to write.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing index in DIR.")
@@ -79,8 +79,8 @@ def search_index(texts: tuple[str, ...], model: str | None, batch_size: int, dev
 @click.option("--index", "index_dir", required=True, metavar="DIR", help="Index directory (from `search index`).")
 @click.option("--instruction", help="Query instruction for every query (rows of a file may carry their own).")
 @click.option("-k", "--top-k", "k", type=int, default=10, show_default=True, help="Results per query.")
-@click.option("-o", "--output", metavar="FILE", help="Write the results to FILE: .jsonl, .json, .csv or .parquet "
-              "(csv and parquet: one row per result) [default: stdout].")
+@click.option("-o", "--output", metavar="FILE", help="Write the results to FILE: .jsonl, .json, .csv, .tsv or "
+              ".parquet (csv, tsv and parquet: one row per result) [default: stdout].")
 @click.option("--format", "fmt", metavar="|".join(QUERY_FORMATS),
               help="Result format, whatever the extension of -o [default: from -o, else jsonl].")
 @click.option("--backend", default="auto", show_default=True, metavar="auto|numpy|faiss",
@@ -122,7 +122,7 @@ def search_query(queries: tuple[str, ...], model: str | None, batch_size: int, d
                 click.echo(table)
             else:
                 Path(output).write_text(table + "\n", encoding="utf-8")  # type: ignore[arg-type]
-        elif fmt in ("csv", "parquet"):  # flat: one row per result
+        elif fmt in ("csv", "tsv", "parquet"):  # flat: one row per result
             write_result_rows([{"index": q["index"], "query": q["query"], **hit} for q in out for hit in q["results"]],
                         output, fmt)
         else:

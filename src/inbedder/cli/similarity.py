@@ -13,22 +13,23 @@ import click
 
 from ..choices import DType
 from ..errors import InputError
-from ..io import check_target
+from ..io import check_target, write_matrix
 from .common import cached_rows, load_model, row_format, write_result_rows
 
-SIMILARITY_FORMATS = ("table", "json", "jsonl", "csv", "parquet", "npy")
+SIMILARITY_FORMATS = ("table", "json", "jsonl", "csv", "tsv", "parquet", "npy")
 
 @click.command("similarity")
 @click.option("-m", "--model", envvar="INBEDDER_MODEL", show_envvar=True,
               help="Model alias, local directory, .gguf file or hub id.")
 @click.option("-a", "a_path", metavar="FILE", required=True,
-              help="First list: .txt, .jsonl, .csv or .parquet ('-' for stdin, one text per line).")
-@click.option("-b", "b_path", metavar="FILE", required=True, help="Second list: .txt, .jsonl, .csv or .parquet.")
+              help="First list: .txt (one text a line), .jsonl, .json, .csv, .tsv or .parquet ('-' for "
+                   "stdin, one text per line).")
+@click.option("-b", "b_path", metavar="FILE", required=True, help="Second list, as -a.")
 @click.option("--instruction", help="Instruction for the first list (and the second, unless --instruction-b).")
 @click.option("--instruction-b", help="Instruction for the second list.")
-@click.option("--text-column", default="text", show_default=True, help="Text field of .jsonl/.csv/.parquet input.")
-@click.option("-o", "--output", metavar="FILE", help="Write to FILE: .json (the matrix), .jsonl, .csv or .parquet "
-              "(one row per pair), .npy (the matrix) [default: stdout].")
+@click.option("--text-column", default="text", show_default=True, help="Text column of table input files.")
+@click.option("-o", "--output", metavar="FILE", help="Write to FILE: .json (the matrix), .jsonl, .csv, .tsv or "
+              ".parquet (one row per pair), .npy (the matrix) [default: stdout].")
 @click.option("--format", "fmt", metavar="|".join(SIMILARITY_FORMATS),
               help="Output format, whatever the extension of -o [default: from -o, else table].")
 @click.option("--batch-size", type=int, default=32, show_default=True, envvar="INBEDDER_BATCH_SIZE",
@@ -75,7 +76,7 @@ def similarity(model: str | None, a_path: str, b_path: str, instruction: str | N
                 matrix = cosine_matrix(embedder, lists[0], lists[1], instruction, instruction_b=instruction_b,
                                        batch_size=batch_size, cache=cache)
         if chosen == "npy":
-            np.save(output, matrix)  # type: ignore[arg-type]
+            write_matrix(matrix, output)  # type: ignore[arg-type]
         elif chosen == "json":
             _write_json_object({"a": lists[0], "b": lists[1], "cosine": matrix.round(6).tolist()}, output)
         elif chosen == "table":

@@ -162,7 +162,7 @@ def instructor(**o: Any) -> None:
 
 @train_group.command("recipe")
 @click.option("--data-root", envvar="INBEDDER_DATA", show_envvar=True, metavar="DIR",
-              help="The public datasets folder [default: ../shared/data].")
+              help="The public datasets folder (required: this option or INBEDDER_DATA).")
 @click.option("-o", "--output", metavar="DIR",
               help="Where to save [default: the user data dir's models/inbedder-smollm2, which the "
                    "`inbedder-smollm2` alias loads].")

@@ -14,14 +14,13 @@ import sys
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 from tqdm.auto import tqdm
 
 from ..errors import InputError
-from ..io.table import Table, read_table
+from ..io.table import read_table
 from .common import EvalSettings, TextEncoder
 
 
@@ -128,13 +127,6 @@ def load_latency(path: str | os.PathLike[str], *, text_column: str = "text", ins
                  warmup: int = 1, delimiter: str | None = None, limit: int | None = None,
                  seed: int = 0) -> LatencyTask:
     """A :class:`LatencyTask` from a ``.txt`` file (one text a line) or a table with a text column."""
-    if Path(path).suffix.lower() in (".txt", ".text") and delimiter is None:
-        from ..io import read_records
-
-        texts = [r.text for r in read_records(path)]
-        table = Table(os.fspath(path), [{"text": t} for t in texts], [0] * len(texts), ["text"])
-        text_column = "text"
-    else:
-        table = read_table(path, delimiter=delimiter)
-        table.require(text_column)
+    table = read_table(path, delimiter=delimiter, text_column=text_column)
+    table.require(text_column)
     return LatencyTask(table.sample(limit, seed).strings(text_column), instruction, warmup)

@@ -1,7 +1,9 @@
-"""Write embeddings and result rows as npy, jsonl, json, csv or parquet; pick the output format.
+"""The one writer: embeddings (npy, jsonl, json, csv, parquet) and rows (jsonl, json, csv, tsv, parquet) for every
+command, evaluation and training run; and the choice of the output format.
 
 Embedding output rows are ``{"index": i, "text": ..., "instruction": ..., "embedding": [...]}`` (plus ``"id"``
-when the input had one); in csv the embedding is a JSON array.
+when the input had one); in csv the embedding is a JSON array. Files are written whole or not at all (to a
+temporary name, then renamed).
 
 >>> output_format("vectors.npy", None)
 'npy'
@@ -12,7 +14,7 @@ from __future__ import annotations
 import csv
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
@@ -24,10 +26,10 @@ if TYPE_CHECKING:
     import numpy as np
 
 OUTPUT_FORMATS = ("json", "jsonl", "csv", "npy", "parquet")
-OUTPUT_SUFFIXES = {".json": "json", ".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".npy": "npy",
+OUTPUT_SUFFIXES = {".json": "json", ".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".tsv": "tsv", ".npy": "npy",
                    ".parquet": "parquet"}
 BINARY_FORMATS = ("npy", "parquet")
-ROW_FORMATS = ("jsonl", "json", "csv", "parquet")  # formats of result rows (cluster, search, similarity)
+ROW_FORMATS = ("jsonl", "json", "csv", "tsv", "parquet")  # formats of result rows (cluster, search, similarity, data)
 
 
 def check_target(path: str | os.PathLike[str] | None, what: str = "") -> None:
@@ -95,20 +97,21 @@ def write_embeddings(records: list[Record], vectors: np.ndarray | PackedRows, in
     if not isinstance(vectors, PackedRows):
         vectors = PackedRows.from_array(vectors)
     if fmt == "npy":
-        vectors.write_npy(target)
+        _to_target(target, vectors.write_npy)
     elif fmt == "parquet":
-        _write_parquet(records, vectors.to_numpy(), instructions, target)
+        _to_target(target, lambda f: _write_parquet(records, vectors.to_numpy(), instructions, f))
     elif fmt == "csv":
         write_rows([{**row, "embedding": json.dumps(row["embedding"])} for row in rows(records, vectors, instructions)],
                    target, "csv")
     elif fmt in ("json", "jsonl"):
-        if isinstance(target, (str, os.PathLike)):
-            with open(target, "wb") as f:
-                _write_json(records, vectors, instructions, fmt, f)
-        else:
-            _write_json(records, vectors, instructions, fmt, target)
+        _to_target(target, lambda f: _write_json(records, vectors, instructions, fmt, f))
     else:
         raise InputError(f"format {fmt!r} is not valid; choose one of {list(OUTPUT_FORMATS)}")
+
+
+def write_matrix(matrix: np.ndarray, target: str | os.PathLike[str] | IO[bytes]) -> None:
+    """A 2-D float32 matrix (such as a similarity matrix) as ``.npy``, written like embeddings are."""
+    _to_target(target, PackedRows.from_array(matrix).write_npy)
 
 
 def _write_json(records: list[Record], vectors: PackedRows, instructions: list[str | None], fmt: str,
@@ -145,9 +148,29 @@ def _write_parquet(records: list[Record], vectors: np.ndarray, instructions: lis
     pq.write_table(pa.table(columns), target)
 
 
-def write_rows(rows: list[dict[str, Any]], target: str | os.PathLike[str] | IO[bytes] | None, fmt: str) -> None:
-    """Write result rows (dicts) as jsonl, json, csv or parquet to a path, or to a binary stream (stdout when
-    ``target`` is None). In csv, list and dict values are written as JSON."""
+def _to_target(target: str | os.PathLike[str] | IO[bytes], write: Callable[[IO[bytes]], None]) -> None:
+    """``write(stream)`` to a binary stream, or to a path: a file is written to a temporary name in its folder and
+    renamed when complete (a device such as /dev/null is written directly)."""
+    if not isinstance(target, (str, os.PathLike)):
+        write(target)
+        return
+    path = Path(target)
+    if path.exists() and not path.is_file():
+        with open(path, "wb") as f:
+            write(f)
+        return
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(temporary, "wb") as f:
+            write(f)
+        temporary.replace(path)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+def write_rows(rows: Iterable[dict[str, Any]], target: str | os.PathLike[str] | IO[bytes] | None, fmt: str) -> None:
+    """Write rows (dicts) as jsonl, json, csv, tsv or parquet to a path, or to a binary stream (stdout when
+    ``target`` is None). In csv and tsv, list and dict values are written as JSON."""
     if fmt == "parquet":
         require("pyarrow", "parquet")
         import pyarrow as pa
@@ -155,6 +178,7 @@ def write_rows(rows: list[dict[str, Any]], target: str | os.PathLike[str] | IO[b
 
         if target is None:
             raise InputError("parquet is a binary format and is not written to stdout; give -o FILE.parquet")
+        rows = list(rows)
         try:
             table = pa.Table.from_pylist(rows)
         except (pa.ArrowInvalid, pa.ArrowTypeError):  # a column of mixed types (ids): keep it as strings
@@ -162,21 +186,18 @@ def write_rows(rows: list[dict[str, Any]], target: str | os.PathLike[str] | IO[b
                      if len({type(row[k]) for row in rows if row.get(k) is not None}) > 1}
             table = pa.Table.from_pylist([{k: str(v) if k in mixed and v is not None else v for k, v in row.items()}
                                           for row in rows])
-        pq.write_table(table, target)
+        _to_target(target, lambda f: pq.write_table(table, f))
         return
-    if fmt not in ("jsonl", "json", "csv"):
+    if fmt not in ROW_FORMATS:
         raise InputError(f"format {fmt!r} is not valid for rows; choose one of {list(ROW_FORMATS)}")
-    if target is None or not isinstance(target, (str, os.PathLike)):
+    if target is None:
         import sys
 
-        stream = target if target is not None else sys.stdout.buffer
-        _dump_rows(rows, stream, fmt)
-        return
-    with open(target, "wb") as f:
-        _dump_rows(rows, f, fmt)
+        target = sys.stdout.buffer
+    _to_target(target, lambda f: _dump_rows(rows, f, fmt))
 
 
-def _dump_rows(rows: list[dict[str, Any]], f: IO[bytes], fmt: str) -> None:
+def _dump_rows(rows: Iterable[dict[str, Any]], f: IO[bytes], fmt: str) -> None:
     import io
 
     text = io.TextIOWrapper(f, encoding="utf-8", newline="", write_through=True)
@@ -184,10 +205,12 @@ def _dump_rows(rows: list[dict[str, Any]], f: IO[bytes], fmt: str) -> None:
         if fmt == "jsonl":
             text.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
         elif fmt == "json":
-            json.dump(rows, text, ensure_ascii=False, indent=1)
+            json.dump(list(rows), text, ensure_ascii=False, indent=1)
             text.write("\n")
         else:
-            writer = csv.DictWriter(text, fieldnames=list(dict.fromkeys(k for row in rows for k in row)))
+            rows = list(rows)
+            writer = csv.DictWriter(text, fieldnames=list(dict.fromkeys(k for row in rows for k in row)),
+                                    delimiter="\t" if fmt == "tsv" else ",")
             writer.writeheader()
             writer.writerows({k: json.dumps(v, ensure_ascii=False) if isinstance(v, (list, dict)) else v
                               for k, v in row.items()} for row in rows)

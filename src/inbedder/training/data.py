@@ -77,21 +77,6 @@ class Built:
     stats: dict[str, Any]
 
 
-def read_labelled(path: str | os.PathLike[str], delimiter: str | None = None) -> Table:
-    """A labelled file: ``.csv``, ``.tsv``, ``.jsonl``, ``.json`` or ``.parquet`` (``delimiter`` for other text)."""
-    if Path(path).suffix.lower() != ".parquet":
-        return read_table(path, delimiter=delimiter)
-    from ..errors import require
-
-    require("pyarrow", "parquet")
-    import pyarrow.parquet as pq
-
-    rows = pq.read_table(path).to_pylist()
-    if not rows:
-        raise InputError(f"{path}: the file has no rows")
-    return Table(os.fspath(path), rows, [0] * len(rows), list(rows[0]))
-
-
 def read_label_map(path: str | os.PathLike[str]) -> dict[str, str]:
     """Label ids → names: a JSON object, a JSON list (id = position) or a text file (one name a line, from 0)."""
     text = Path(path).read_text(encoding="utf-8")
@@ -255,7 +240,7 @@ def from_labels(paths: Sequence[str | os.PathLike[str]], spec: LabelSpec, fmt: s
         raise InputError(f"format {fmt!r} is not valid; choose 'qa' or 'medi'")
     if not paths:
         raise InputError("give one or more labelled files")
-    rows, stats = gather_rows([read_labelled(p, delimiter) for p in paths], spec)
+    rows, stats = gather_rows([read_table(p, delimiter=delimiter) for p in paths], spec)
     rng = random.Random(spec.seed)
     kept = select(rows, spec, rng)
     order = list(range(len(rows)))

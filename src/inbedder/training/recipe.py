@@ -24,7 +24,6 @@ The saved model's ``inbedder.json`` names its readout (``settings.readout``; cho
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import random
@@ -34,8 +33,10 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InputError
+from ..io.table import read_table
+from ..io.write import write_rows
 from ..registry import DEFAULTS_FILE, directory_defaults
-from .data import LabelSpec, from_labels, read_labelled
+from .data import LabelSpec, from_labels
 
 BASE_MODEL = "smollm2-135m-instruct"
 QA_SETS = ("tweetqa", "qed_nq", "fairytaleqa")
@@ -119,6 +120,10 @@ class RecipeSettings:
     unseen_selection: bool = False  # leave the selection set's CLINC150 domains out of training
 
 
+DATASETS = ("banking77/, clinc150/, emotion_dair/, ag_news/, goemotions/, fewrel/, qa/, semeval14_absa/ and "
+            "mlma_hate_speech/")
+
+
 def default_output() -> Path:
     from ..registry import user_data_dir
 
@@ -126,23 +131,25 @@ def default_output() -> Path:
 
 
 def default_data_root() -> Path:
-    return Path(os.environ.get("INBEDDER_DATA", "../shared/data"))
+    """The public datasets folder from ``INBEDDER_DATA``; there is no default (a library does not guess where a
+    development checkout keeps its data)."""
+    root = os.environ.get("INBEDDER_DATA")
+    if not root:
+        raise InputError("no data folder given: pass --data-root DIR (or set INBEDDER_DATA) pointing at the public "
+                         f"datasets folder with {DATASETS}")
+    return Path(root)
 
 
 def _write_csv(path: Path, header: list[str], rows: list[list[str]]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", encoding="utf-8", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(header)
-        writer.writerows(rows)
+    write_rows([dict(zip(header, row, strict=True)) for row in rows], path, "csv")
     return path
 
 
 def _need(path: Path) -> Path:
     if not path.exists():
         raise InputError(f"{path} is missing: give --data-root (or INBEDDER_DATA) pointing at the public datasets "
-                         "folder with banking77/, clinc150/, emotion_dair/, ag_news/, goemotions/, fewrel/, qa/, "
-                         "semeval14_absa/ and mlma_hate_speech/")
+                         f"folder with {DATASETS}")
     return path
 
 
@@ -165,8 +172,8 @@ def labelled_tables(root: Path, work: Path, leave_out: tuple[str, ...] = ()) -> 
         emotion = [line.rstrip("\n").rsplit(";", 1) for line in f if ";" in line]
     out["emotion"] = _write_csv(work / "emotion.csv", ["text", "emotion"], emotion[1:])
     topics = (root / "ag_news" / "classes.txt").read_text().split()
-    with open(_need(root / "ag_news" / "test.csv"), encoding="utf-8", newline="") as f:
-        news = [[f"{r['title']}. {r['description']}", topics[int(r["label"]) - 1]] for r in csv.DictReader(f)]
+    news = [[f"{r['title']}. {r['description']}", topics[int(r["label"]) - 1]]
+            for r in read_table(_need(root / "ag_news" / "test.csv")).rows]
     out["ag_news"] = _write_csv(work / "ag_news.csv", ["text", "topic"], news)
     single = {}  # comment id -> (text, label name) on each label set, single-label rows only
     for labels in ("ekman", "group"):
@@ -184,13 +191,11 @@ def qa_records(root: Path, n: int, seed: int) -> list[dict[str, str]]:
     """Short-answer free-form QA from the train splits, shuffled with the seed."""
     pool: list[dict[str, str]] = []
     for name in QA_SETS:
-        with open(_need(root / "qa" / name / f"{name}.jsonl"), encoding="utf-8") as f:
-            for line in f:
-                r = json.loads(line)
-                if r.get("split") == "train" and len(r["answer"].split()) <= 6 and len(r["input"]) <= 600 \
-                        and r["question"].strip() and r["answer"].strip():
-                    pool.append({"input": r["input"], "instruction": r["question"].strip(),
-                                 "answer": r["answer"].strip(), "axis": f"qa:{name}"})
+        for r in read_table(_need(root / "qa" / name / f"{name}.jsonl")).rows:
+            if r.get("split") == "train" and len(r["answer"].split()) <= 6 and len(r["input"]) <= 600 \
+                    and r["question"].strip() and r["answer"].strip():
+                pool.append({"input": r["input"], "instruction": r["question"].strip(),
+                             "answer": r["answer"].strip(), "axis": f"qa:{name}"})
     rng = random.Random(seed)
     rng.shuffle(pool)
     return pool[:n]
@@ -235,7 +240,7 @@ def build_data(root: Path, work: Path, settings: RecipeSettings) -> tuple[list[d
     leave_out = SELECTION_DOMAINS if settings.unseen_selection else ()
     for name, path in labelled_tables(root, work, leave_out).items():
         for axis, questions in LABELLED[name].items():  # one axis at a time: each gets per_axis records
-            classes = len(set(read_labelled(path).labels(axis)))
+            classes = len(set(read_table(path).labels(axis)))
             spec = LabelSpec((axis,), {axis: questions}, max_per_class=max(2, -(-settings.per_axis // classes)),
                              dev_fraction=0.1, seed=settings.seed)
             built = from_labels([path], spec, "qa")
@@ -267,8 +272,7 @@ def selection_table(root: Path, work: Path) -> Path:
 def heldout_tables(root: Path, work: Path, seed: int = 0, per_class: int = 200) -> dict[str, Path]:
     """The held-out evaluation files: SemEval-14 test (single category) and MLMA English, directness balanced."""
     out = {"semeval14": _need(root / "semeval14_absa" / "restaurants_test_single_category.csv")}
-    with open(_need(root / "mlma_hate_speech" / "en_dataset.csv"), encoding="utf-8", newline="") as f:
-        rows = list(csv.DictReader(f))
+    rows = read_table(_need(root / "mlma_hate_speech" / "en_dataset.csv")).rows
     rng = random.Random(seed)
     keep: list[list[str]] = []
     for value in ("direct", "indirect"):
@@ -295,8 +299,6 @@ def heldout_awareness(model: Any, root: Path, work: Path, limit: int | None = 40
 
 def example_answers(model: Any, root: Path, work: Path, n: int = 4, seed: int = 0) -> list[dict[str, str]]:
     """Greedy answers (up to 6 tokens) of ``model`` to held-out questions."""
-    from ..io.table import read_table
-
     out = []
     for name, path in heldout_tables(root, work, seed).items():
         table = read_table(path).sample(n, seed)

@@ -1,5 +1,5 @@
-"""Read and write training records: QA ``{input, instruction, answer}`` and MEDI
-``{query: [instruction, text], pos: [...], neg: [...], task_id}``, one JSON object a line.
+"""Read training records: QA ``{input, instruction, answer}`` and MEDI
+``{query: [instruction, text], pos: [...], neg: [...], task_id}`` from any table file (usually .jsonl).
 
 Every problem names the file, the row (and line) and the field.
 """
@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable
-from pathlib import Path
 from typing import Any
 
 from ..errors import InputError
@@ -20,7 +18,8 @@ MEDI_FIELDS = ("query", "pos", "neg")
 
 
 def read_qa(path: str | os.PathLike[str]) -> list[dict[str, str]]:
-    """QA records from ``.jsonl`` (or ``.json``, ``.csv``); each needs ``input``, ``instruction`` and ``answer``."""
+    """QA records from any table file (.jsonl, .json, .csv, .tsv, .parquet); each needs ``input``, ``instruction``
+    and ``answer``."""
     table = read_table(path)
     table.require(*QA_FIELDS)
     columns = {f: table.strings(f) for f in QA_FIELDS}
@@ -28,7 +27,8 @@ def read_qa(path: str | os.PathLike[str]) -> list[dict[str, str]]:
 
 
 def read_medi(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
-    """MEDI records: ``query``, ``pos`` and ``neg`` are ``[instruction, text]`` pairs; ``task_id`` groups batches."""
+    """MEDI records: ``query``, ``pos`` and ``neg`` are ``[instruction, text]`` pairs (in csv/tsv: as JSON text);
+    ``task_id`` groups batches."""
     table = read_table(path)
     table.require(*MEDI_FIELDS, "task_id")
     out = []
@@ -36,6 +36,11 @@ def read_medi(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
         record: dict[str, Any] = {}
         for f in MEDI_FIELDS:
             value = row.get(f)
+            if isinstance(value, str) and value.lstrip().startswith("["):  # a JSON list in a csv/tsv cell
+                try:
+                    value = json.loads(value)
+                except json.JSONDecodeError:
+                    pass  # refused below, with what is valid
             if not (isinstance(value, list) and len(value) == 2 and all(isinstance(v, str) for v in value)
                     and value[1].strip()):
                 raise InputError(f"{table.where(i, f)}: expected [instruction, text] (two strings, non-empty text); "
@@ -47,16 +52,3 @@ def read_medi(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
         record["task_id"] = task
         out.append(record)
     return out
-
-
-def write_jsonl(path: str | os.PathLike[str], records: Iterable[dict[str, Any]]) -> int:
-    """Write records one a line (UTF-8, written to a temporary file and renamed); returns how many."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    n = 0
-    with open(tmp, "w", encoding="utf-8") as f:
-        for record in records:
-            f.write(json.dumps(record, ensure_ascii=False) + "\n")
-            n += 1
-    tmp.replace(path)
-    return n
