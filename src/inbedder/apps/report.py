@@ -231,7 +231,8 @@ def command_line(ctx: Any) -> str:
             if names:
                 words.append(max(names, key=len))
         else:
-            words += [max(param.opts, key=len), str(value)]
+            for one in value if param.multiple else [value]:  # a repeated option: once per value
+                words += [max(param.opts, key=len), str(one)]
     return " ".join(shlex.quote(w) for w in words)
 
 

@@ -16,23 +16,29 @@ import click
 import numpy as np
 
 from ..io import gather_input
-from .common import user_errors, warnings_as_lines
+from .common import (
+    batch_size_option,
+    instruction_option,
+    model_option,
+    text_column_option,
+    user_errors,
+    warnings_as_lines,
+)
 
 
 @click.command("bench")
 @click.argument("texts", nargs=-1)
-@click.option("-m", "--model", default="minilm", show_default=True, envvar="INBEDDER_MODEL", show_envvar=True,
-              help="Model alias, local directory, .gguf file or hub id.")
+@model_option(default="minilm", show_default=True)
 @click.option("-i", "--input", "input_path", metavar="FILE",
               help="Texts from FILE (.txt one per line, .jsonl/.csv/.parquet with a text column); default: the "
                    "arguments, else stdin.")
-@click.option("--text-column", default="text", show_default=True, help="Text field of .jsonl/.csv/.parquet input.")
-@click.option("--instruction", help="Instruction for every text.")
+@text_column_option
+@instruction_option("Instruction for every text.")
 @click.option("--variants", default="float32,bfloat16,int8", show_default=True,
               help="Comma-separated: float32, bfloat16, float16, int8, bfloat16+int8 (float32 is always run).")
 @click.option("--against", type=click.Choice(["sentence-transformers"]), multiple=True,
               help="Also time this library on the same model directory (encoder family), float32.")
-@click.option("--batch-size", type=int, default=32, show_default=True, help="Rows per batch.")
+@batch_size_option(help="Rows per batch.", env=False)
 @click.option("--max-tokens-per-batch", type=int, default=None, help="Token budget per batch (padding included).")
 @click.option("--rounds", type=int, default=3, show_default=True, help="Alternating timed rounds (median reported).")
 @click.option("--warmup", type=int, default=2, show_default=True, help="Warm-up batches per variant.")

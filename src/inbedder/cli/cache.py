@@ -10,6 +10,10 @@ from typing import Any
 import click
 
 from ..errors import InputError
+from .common import cache_path_option
+
+cache_file_option = cache_path_option("Cache file [default: $INBEDDER_CACHE, else "
+                                      "~/.cache/inbedder/embeddings.sqlite].", env=False)
 
 
 @click.group("cache")
@@ -24,8 +28,7 @@ def _cache_file(cache_path: str | None) -> Path:
 
 
 @cache_group.command("stats")
-@click.option("--cache", "cache_path", metavar="PATH", help="Cache file [default: $INBEDDER_CACHE, else "
-              "~/.cache/inbedder/embeddings.sqlite].")
+@cache_file_option
 @click.option("--json", "as_json", is_flag=True, help="Print the statistics as JSON.")
 def cache_stats(cache_path: str | None, as_json: bool) -> None:
     """Rows, size on disk, models and the hit rate of the last run."""
@@ -52,8 +55,7 @@ def cache_stats(cache_path: str | None, as_json: bool) -> None:
 
 @cache_group.command("clear")
 @click.option("--model", help="Delete only the rows of this model (the name it was loaded by).")
-@click.option("--cache", "cache_path", metavar="PATH", help="Cache file [default: $INBEDDER_CACHE, else "
-              "~/.cache/inbedder/embeddings.sqlite].")
+@cache_file_option
 def cache_clear(model: str | None, cache_path: str | None) -> None:
     """Delete cached vectors: all of them, or one model's."""
     from ..cache.store import EmbeddingCache

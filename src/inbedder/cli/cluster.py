@@ -22,9 +22,11 @@ from .common import (
     load_model,
     model_options,
     need_model,
+    output_options,
     read_column,
     read_input,
     row_format,
+    seed_option,
     write_result_rows,
 )
 
@@ -39,12 +41,11 @@ from .common import (
 @click.option("-k", "--clusters", "k", type=int, help="Number of clusters [default: picked by --auto-k].")
 @click.option("--auto-k", metavar="MIN-MAX", help="Pick k with the best silhouette in this range [default: 2-20].")
 @click.option("--method", default="kmeans", show_default=True, metavar="kmeans|agglomerative")
-@click.option("--seed", type=int, default=0, show_default=True, help="Random seed (k-means, sampling).")
+@seed_option("Random seed (k-means, sampling).")
 @click.option("--label-column", help="Gold label field of the .jsonl/.csv/.parquet input: adds V-measure, ARI "
               "and NMI.")
-@click.option("-o", "--output", metavar="FILE",
-              help="Rows with their cluster: .jsonl, .json, .csv or .parquet [default: jsonl on stdout].")
-@click.option("--format", "fmt", metavar="|".join(ROW_FORMATS), help="Row format, whatever the extension of -o.")
+@output_options("Rows with their cluster: .jsonl, .json, .csv, .tsv or .parquet [default: jsonl on stdout].",
+                ROW_FORMATS, "Row format, whatever the extension of -o.")
 @click.option("--summary", metavar="FILE.json", help="Write the clusters (names, sizes, examples) and scores.")
 @click.option("--report", metavar="FILE.html", help="Write a self-contained HTML report with a 2-D plot.")
 @click.option("--png", metavar="FILE.png", help="Write the 2-D plot as a PNG (needs matplotlib).")

@@ -47,6 +47,44 @@ def warnings_as_lines() -> Iterator[None]:
             click.echo(f"Warning: {_one_line(str(warning.message))}", err=True)
 
 
+MODEL_HELP = "Model alias (see `inbedder models`), local directory, .gguf file or hub id."
+
+
+def model_option(help: str = MODEL_HELP, *, env: bool = True, **extra: Any) -> Callable[[FC], FC]:
+    """-m/--model (read from INBEDDER_MODEL unless ``env=False``)."""
+    return click.option("-m", "--model", envvar="INBEDDER_MODEL" if env else None, show_envvar=env, help=help,
+                        **extra)
+
+
+def batch_size_option(default: int = 32, help: str = "Texts per forward pass.", env: bool = True
+                      ) -> Callable[[FC], FC]:
+    return click.option("--batch-size", type=int, default=default, show_default=True,
+                        envvar="INBEDDER_BATCH_SIZE" if env else None, show_envvar=env, help=help)
+
+
+def device_option(env: bool = True) -> Callable[[FC], FC]:
+    return click.option("--device", envvar="INBEDDER_DEVICE" if env else None, show_envvar=env,
+                        help="cpu, cuda, cuda:1, mps, ... [default: cuda when available, else cpu]")
+
+
+dtype_option = click.option("--dtype", default=None, envvar="INBEDDER_DTYPE", show_envvar=True,
+                            metavar="|".join(d.value for d in DType), help="Weight precision [default: float32].")
+progress_option = click.option("--progress/--no-progress", default=None,
+                               help="Progress bar on stderr [default: shown from 8 batches on].")
+CACHE_HELP = "Look vectors up in (and add them to) this SQLite cache; only missing rows are computed."
+
+
+def cache_path_option(help: str = CACHE_HELP, env: bool = True) -> Callable[[FC], FC]:
+    """--cache PATH (read from INBEDDER_CACHE unless ``env=False``)."""
+    return click.option("--cache", "cache_path", metavar="PATH", envvar="INBEDDER_CACHE" if env else None,
+                        show_envvar=env, help=help)
+
+
+cache_option = cache_path_option()
+text_column_option = click.option("--text-column", default="text", show_default=True,
+                                  help="Text column of a table input file.")
+
+
 def input_options(f: FC) -> FC:
     """-i/--input, --text-column and --instruction-column, as in ``inbedder embed``."""
     for option in reversed([
@@ -54,8 +92,7 @@ def input_options(f: FC) -> FC:
                      help="Read texts from FILE: .txt (one per line) or a table, .jsonl, .json, .csv, .tsv or "
                           ".parquet (a 'text' column, optional 'instruction' and 'id'); '-' for stdin (one text "
                           "per line). Default: the arguments, else stdin."),
-        click.option("--text-column", default="text", show_default=True,
-                     help="Text column of a table input file."),
+        text_column_option,
         click.option("--instruction-column",
                      help="Instruction column of a table input file [default: instruction, if any]."),
     ]):
@@ -68,12 +105,20 @@ def instruction_option(help: str, multiple: bool = False) -> Callable[[FC], FC]:
     return click.option("--instruction", "instruction", multiple=multiple, help=help)
 
 
+def output_option(help: str, metavar: str = "FILE", required: bool = False) -> Callable[[FC], FC]:
+    return click.option("-o", "--output", metavar=metavar, required=required, help=help)
+
+
+def seed_option(help: str = "Random seed.") -> Callable[[FC], FC]:
+    return click.option("--seed", type=int, default=0, show_default=True, help=help)
+
+
 def output_options(help: str, formats: tuple[str, ...], format_help: str = "Output format, whatever the "
                    "extension of -o.", metavar: str = "FILE") -> Callable[[FC], FC]:
     """-o/--output and --format (one of ``formats``)."""
     def apply(f: FC) -> FC:
         f = click.option("--format", "fmt", metavar="|".join(formats), help=format_help)(f)
-        return click.option("-o", "--output", metavar=metavar, help=help)(f)
+        return output_option(help, metavar)(f)
     return apply
 
 
@@ -107,21 +152,10 @@ def one_or_several(instructions: tuple[str, ...]) -> str | list[str] | None:
 
 def model_options(f: FC, model_required: bool = True) -> FC:
     """-m/--model, --batch-size, --device, --dtype, --progress and --cache/--no-cache."""
-    model_help = ("Model alias (see `inbedder models`), local directory, .gguf file or hub id." if model_required
-                  else "Model for the queries [default: the one that built the index].")
+    model = model_option() if model_required else model_option(
+        "Model for the queries [default: the one that built the index].", env=False)
     for option in reversed([
-        click.option("-m", "--model", envvar="INBEDDER_MODEL" if model_required else None,
-                     show_envvar=model_required, help=model_help),
-        click.option("--batch-size", type=int, default=32, show_default=True, envvar="INBEDDER_BATCH_SIZE",
-                     show_envvar=True, help="Texts per forward pass."),
-        click.option("--device", envvar="INBEDDER_DEVICE", show_envvar=True,
-                     help="cpu, cuda, cuda:1, mps, ... [default: cuda when available, else cpu]"),
-        click.option("--dtype", default=None, envvar="INBEDDER_DTYPE", show_envvar=True,
-                     metavar="|".join(d.value for d in DType), help="Weight precision [default: float32]."),
-        click.option("--progress/--no-progress", default=None,
-                     help="Progress bar on stderr [default: shown from 8 batches on]."),
-        click.option("--cache", "cache_path", metavar="PATH", envvar="INBEDDER_CACHE", show_envvar=True,
-                     help="Look vectors up in (and add them to) this SQLite cache; only missing rows are computed."),
+        model, batch_size_option(), device_option(), dtype_option, progress_option, cache_option,
         click.option("--no-cache", is_flag=True, help="Use no cache, even when INBEDDER_CACHE is set."),
     ]):
         f = option(f)

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import click
 
+from .common import output_option, seed_option
+
 
 @click.group("data")
 def data_group() -> None:
@@ -33,9 +35,9 @@ def data_group() -> None:
 @click.option("--max-per-class", type=int, default=500, show_default=True,
               help="At most this many texts per label on each axis (0: no cap).")
 @click.option("--dev-fraction", type=float, default=0.1, show_default=True, help="Share of texts for the dev split.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of sampling, phrasings and the split.")
+@seed_option("Seed of sampling, phrasings and the split.")
 @click.option("--delimiter", help="Read other text files as delimited with a header (e.g. ';').")
-@click.option("-o", "--output", required=True, metavar="DIR", help="Write DIR/train.jsonl, dev.jsonl, stats.json.")
+@output_option("Write DIR/train.jsonl, dev.jsonl, stats.json.", "DIR", required=True)
 def from_labels(files: tuple[str, ...], text_column: str, labels: tuple[str, ...], questions: tuple[str, ...],
                 questions_file: str | None, label_maps: tuple[str, ...], fmt: str, max_per_class: int,
                 dev_fraction: float, seed: int, delimiter: str | None, output: str) -> None:

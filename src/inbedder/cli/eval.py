@@ -24,31 +24,34 @@ from typing import Any
 
 import click
 
-from ..choices import DType
 from ..errors import InputError
 from ..io import check_target
+from .common import (
+    batch_size_option,
+    device_option,
+    dtype_option,
+    instruction_option,
+    model_option,
+    output_option,
+    progress_option,
+    seed_option,
+    text_column_option,
+)
 
 TaskBuilder = Callable[[], Any]
 
 
 def _run_options(f: Callable[..., Any]) -> Callable[..., Any]:
     """Options every task takes: model, data, output, batching, seed, subsampling."""
-    options = [
-        click.option("-m", "--model", envvar="INBEDDER_MODEL", show_envvar=True,
-                     help="Model alias (see `inbedder models`), local directory, .gguf file or hub id."),
+    options: list[Callable[[Callable[..., Any]], Callable[..., Any]]] = [
+        model_option(),
         click.option("-i", "--input", "input_path", required=True, metavar="PATH", help="The data (see above)."),
-        click.option("-o", "--output", metavar="FILE.json", help="Write the result here [default: stdout]."),
+        output_option("Write the result here [default: stdout].", "FILE.json"),
         click.option("--delimiter", help="Read the file as delimited text with a header, split by this character "
                                          "(e.g. ';'); .csv and .tsv need none."),
         click.option("--limit", type=int, help="Evaluate at most this many rows, chosen with --seed."),
-        click.option("--seed", type=int, default=0, show_default=True, help="Seed of sampling, splits and k-means."),
-        click.option("--batch-size", type=int, default=32, show_default=True, envvar="INBEDDER_BATCH_SIZE",
-                     show_envvar=True, help="Texts per forward pass."),
-        click.option("--device", envvar="INBEDDER_DEVICE", show_envvar=True,
-                     help="cpu, cuda, cuda:1, mps, ... [default: cuda when available, else cpu]"),
-        click.option("--dtype", default="float32", show_default=True, envvar="INBEDDER_DTYPE", show_envvar=True,
-                     metavar="|".join(d.value for d in DType), help="Weight precision."),
-        click.option("--progress/--no-progress", default=None, help="Progress bars on stderr."),
+        seed_option("Seed of sampling, splits and k-means."),
+        batch_size_option(), device_option(), dtype_option, progress_option,
     ]
     for option in reversed(options):
         f = option(f)
@@ -57,7 +60,7 @@ def _run_options(f: Callable[..., Any]) -> Callable[..., Any]:
 
 def _robustness_options(f: Callable[..., Any]) -> Callable[..., Any]:
     """Instruction lists for a robustness test: the task runs once per instruction."""
-    options = [
+    options: list[Callable[[Callable[..., Any]], Callable[..., Any]]] = [
         click.option("--correct", multiple=True, metavar="TEXT", help="Robustness: a correct instruction "
                      "(repeat for paraphrases). With any of these the task runs once per instruction."),
         click.option("--implicit", multiple=True, metavar="TEXT", help="Robustness: an implicit instruction."),
@@ -93,7 +96,7 @@ def _run(task_name: str, build: TaskBuilder, opts: dict[str, Any], data: list[st
         task = build()
         read_s = time.perf_counter() - started
         with warnings_as_lines(), quiet_transformers():
-            model = load(_model_name(opts), device=opts["device"], dtype=opts["dtype"])
+            model = load(_model_name(opts), device=opts["device"], dtype=opts["dtype"] or "float32")
             loaded = time.perf_counter()
             extra: dict[str, Any] = {}
             aware = None
@@ -113,7 +116,7 @@ def _run(task_name: str, build: TaskBuilder, opts: dict[str, Any], data: list[st
                 metrics, primary = task.evaluate(model, settings=run_settings), task.primary
         timings = {"read_s": read_s, "load_s": loaded - started - read_s, "eval_s": time.perf_counter() - loaded}
         settings = {**settings, "batch_size": opts["batch_size"], "seed": opts["seed"], "limit": opts["limit"],
-                    "dtype": opts["dtype"], "device": str(model.device)}
+                    "dtype": opts["dtype"] or "float32", "device": str(model.device)}
         out = make_result(task_name, model, metrics, primary=primary, data=data, settings=settings,
                           timings=timings, **extra)
         if aware is not None and awareness and awareness.get("png"):
@@ -174,14 +177,14 @@ def eval_group() -> None:
     """Evaluate a model on local data; each command writes a result JSON (see `inbedder eval report`)."""
 
 
-instruction_option = click.option("--instruction", help="Instruction for every text (replaces a per-row one).")
+every_text = instruction_option("Instruction for every text (replaces a per-row one).")
 instruction_column_option = click.option("--instruction-column", help="Column with a per-row instruction.")
 
 
 @_command("triplet", "Triplets: accuracy of cos(anchor, positive) > cos(anchor, negative).\n\n"
                      "-i FILE: .jsonl/.json/.csv/.tsv with anchor, positive and negative columns.")
 @_with_robustness
-@instruction_option
+@every_text
 @instruction_column_option
 @click.option("--anchor-column", default="anchor", show_default=True)
 @click.option("--positive-column", default="positive", show_default=True)
@@ -200,7 +203,7 @@ def triplet(**opts: Any) -> None:
 @_command("sts", "Instructed STS: Spearman (and Pearson) of the pairs' cosine against the gold score.\n\n"
                  "-i FILE: pairs with a score (defaults fit STS-B's sts-test.jsonl).")
 @_with_robustness
-@instruction_option
+@every_text
 @instruction_column_option
 @click.option("--text1-column", default="sentence1", show_default=True)
 @click.option("--text2-column", default="sentence2", show_default=True)
@@ -219,9 +222,9 @@ def sts(**opts: Any) -> None:
 @_command("clustering", "Instructed clustering: k-means with k = number of labels; V-measure and ARI.\n\n"
                         "-i FILE: a text and a label column.")
 @_with_robustness
-@instruction_option
+@every_text
 @instruction_column_option
-@click.option("--text-column", default="text", show_default=True)
+@text_column_option
 @click.option("--label-column", default="label", show_default=True)
 def clustering(**opts: Any) -> None:
     from ..evaluation import load_clustering
@@ -236,10 +239,10 @@ def clustering(**opts: Any) -> None:
 @_command("classification", "Classification probes: k-NN (cosine) and logistic regression; accuracy, macro-F1."
                             "\n\n-i FILE: training rows (text, label); --test FILE, or a seeded split of -i.")
 @_with_robustness
-@instruction_option
+@every_text
 @click.option("--test", "test_path", metavar="FILE", help="Test rows [default: split -i with --test-size].")
 @click.option("--test-size", type=float, default=0.2, show_default=True, help="Share of -i held out.")
-@click.option("--text-column", default="text", show_default=True)
+@text_column_option
 @click.option("--label-column", default="label", show_default=True)
 def classification(**opts: Any) -> None:
     from ..evaluation import load_classification
@@ -272,7 +275,7 @@ def retrieval(**opts: Any) -> None:
 @_command("text", "Text evaluation (Billboard style): Pearson of each candidate's best cosine to its references "
                   "against human scores.\n\n-i FILE: candidate, references (a text or a JSON list), score.")
 @_with_robustness
-@instruction_option
+@every_text
 @instruction_column_option
 @click.option("--candidate-column", default="candidate", show_default=True)
 @click.option("--reference-column", "reference_columns", multiple=True, default=("references",), show_default=True,
@@ -295,7 +298,7 @@ def text(**opts: Any) -> None:
 @_run_options
 @click.option("--axis", "axes", multiple=True, metavar="COLUMN=INSTRUCTION", required=True,
               help='A label column and its instruction, e.g. --axis intent="What does the user want?" (repeat).')
-@click.option("--text-column", default="text", show_default=True)
+@text_column_option
 @click.option("--png", metavar="FILE.png", help="Also draw the matrix as a heatmap.")
 @click.option("--baseline/--no-baseline", default=False, show_default=True,
               help="Add a row with no instruction (not part of the summary).")
@@ -316,8 +319,8 @@ def awareness(**opts: Any) -> None:
 @_command("latency", "Latency: texts/s, tokens/s, per-batch p50/p95, peak memory.\n\n"
                      "-i FILE: .txt (one text a line) or a table with --text-column.")
 @_run_options
-@instruction_option
-@click.option("--text-column", default="text", show_default=True)
+@every_text
+@text_column_option
 @click.option("--warmup", type=int, default=1, show_default=True, help="Untimed batches first.")
 def latency(**opts: Any) -> None:
     from ..evaluation.latency import load_latency
@@ -330,7 +333,7 @@ def latency(**opts: Any) -> None:
 
 @eval_group.command("report")
 @click.argument("files", nargs=-1, required=True, metavar="RESULT.json...")
-@click.option("-o", "--output", metavar="FILE.md", help="Write the table here [default: stdout].")
+@output_option("Write the table here [default: stdout].", "FILE.md")
 def report_command(files: tuple[str, ...], output: str | None) -> None:
     """A markdown table of result files: task, model, data, primary metric, the other metrics, date."""
     from ..evaluation import read_result, report

@@ -18,6 +18,7 @@ from .common import (
     input_options,
     load_model,
     model_options,
+    output_options,
     read_column,
     read_input,
     row_format,
@@ -79,10 +80,9 @@ def search_index(texts: tuple[str, ...], model: str | None, batch_size: int, dev
 @click.option("--index", "index_dir", required=True, metavar="DIR", help="Index directory (from `search index`).")
 @click.option("--instruction", help="Query instruction for every query (rows of a file may carry their own).")
 @click.option("-k", "--top-k", "k", type=int, default=10, show_default=True, help="Results per query.")
-@click.option("-o", "--output", metavar="FILE", help="Write the results to FILE: .jsonl, .json, .csv, .tsv or "
-              ".parquet (csv, tsv and parquet: one row per result) [default: stdout].")
-@click.option("--format", "fmt", metavar="|".join(QUERY_FORMATS),
-              help="Result format, whatever the extension of -o [default: from -o, else jsonl].")
+@output_options("Write the results to FILE: .jsonl, .json, .csv, .tsv or .parquet (csv, tsv and parquet: one row "
+                "per result) [default: stdout].", QUERY_FORMATS,
+                "Result format, whatever the extension of -o [default: from -o, else jsonl].")
 @click.option("--backend", default="auto", show_default=True, metavar="auto|numpy|faiss",
               help="Exact search with numpy or FAISS (auto: FAISS when installed).")
 def search_query(queries: tuple[str, ...], model: str | None, batch_size: int, device: str | None,

@@ -12,6 +12,7 @@ import click
 
 from ..errors import InputError, require
 from ..serve.config import ServeConfig, is_loopback
+from .common import batch_size_option, cache_path_option, device_option, dtype_option
 
 _LIMITS = ServeConfig()
 
@@ -41,14 +42,11 @@ def served_names(specs: tuple[str, ...]) -> dict[str, str]:
               help="Require 'Authorization: Bearer KEY' (repeat for several keys).")
 @click.option("--allow-public", is_flag=True,
               help="Allow a non-loopback --host without --api-key (anyone who can reach it can use it).")
-@click.option("--cache", "cache_path", metavar="PATH", envvar="INBEDDER_CACHE", show_envvar=True,
-              help="SQLite embedding cache shared with the CLI [default: ~/.cache/inbedder/embeddings.sqlite].")
+@cache_path_option("SQLite embedding cache shared with the CLI [default: ~/.cache/inbedder/embeddings.sqlite].")
 @click.option("--no-cache", is_flag=True, help="Compute every request; read and write no cache.")
-@click.option("--device", envvar="INBEDDER_DEVICE", show_envvar=True,
-              help="cpu, cuda, cuda:1, mps, ... [default: cuda when available, else cpu]")
-@click.option("--dtype", default="float32", show_default=True, envvar="INBEDDER_DTYPE", show_envvar=True)
-@click.option("--batch-size", type=int, default=_LIMITS.batch_size, show_default=True, envvar="INBEDDER_BATCH_SIZE",
-              show_envvar=True, help="Rows per forward pass.")
+@device_option()
+@dtype_option
+@batch_size_option(_LIMITS.batch_size, "Rows per forward pass.")
 @click.option("--max-batch-rows", type=int, default=_LIMITS.max_batch_rows, show_default=True,
               envvar="INBEDDER_MAX_BATCH_ROWS", show_envvar=True, help="Rows in one merged batch of requests.")
 @click.option("--max-batch-tokens", type=int, default=_LIMITS.max_batch_tokens, show_default=True,
@@ -70,7 +68,7 @@ def served_names(specs: tuple[str, ...]) -> dict[str, str]:
 @click.option("--log-level", default="info", show_default=True,
               type=click.Choice(["critical", "error", "warning", "info", "debug"]))
 def serve(model_specs: tuple[str, ...], host: str, port: int, api_keys: tuple[str, ...], allow_public: bool,
-          cache_path: str | None, no_cache: bool, device: str | None, dtype: str, batch_size: int,
+          cache_path: str | None, no_cache: bool, device: str | None, dtype: str | None, batch_size: int,
           max_batch_rows: int, max_batch_tokens: int, max_wait_ms: float, max_queue_rows: int, max_inputs: int,
           max_input_chars: int, max_body_bytes: int, request_timeout: float, shutdown_timeout: int,
           log_level: str) -> None:
@@ -108,7 +106,7 @@ def serve(model_specs: tuple[str, ...], host: str, port: int, api_keys: tuple[st
             models = {}
             for name, source in names.items():
                 click.echo(f"Loading {source} as {name!r}...", err=True)
-                models[name] = load(source, device=device, dtype=dtype)
+                models[name] = load(source, device=device, dtype=dtype or "float32")
         app = create_app(models, config, cache=cache)
     import uvicorn
 

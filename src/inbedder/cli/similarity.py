@@ -11,34 +11,41 @@ from typing import Any
 
 import click
 
-from ..choices import DType
 from ..errors import InputError
 from ..io import check_target, write_matrix
-from .common import cached_rows, load_model, row_format, write_result_rows
+from .common import (
+    batch_size_option,
+    cache_option,
+    cached_rows,
+    device_option,
+    dtype_option,
+    instruction_option,
+    load_model,
+    model_option,
+    output_options,
+    row_format,
+    text_column_option,
+    write_result_rows,
+)
 
 SIMILARITY_FORMATS = ("table", "json", "jsonl", "csv", "tsv", "parquet", "npy")
 
 @click.command("similarity")
-@click.option("-m", "--model", envvar="INBEDDER_MODEL", show_envvar=True,
-              help="Model alias, local directory, .gguf file or hub id.")
+@model_option()
 @click.option("-a", "a_path", metavar="FILE", required=True,
               help="First list: .txt (one text a line), .jsonl, .json, .csv, .tsv or .parquet ('-' for "
                    "stdin, one text per line).")
 @click.option("-b", "b_path", metavar="FILE", required=True, help="Second list, as -a.")
-@click.option("--instruction", help="Instruction for the first list (and the second, unless --instruction-b).")
+@instruction_option("Instruction for the first list (and the second, unless --instruction-b).")
 @click.option("--instruction-b", help="Instruction for the second list.")
-@click.option("--text-column", default="text", show_default=True, help="Text column of table input files.")
-@click.option("-o", "--output", metavar="FILE", help="Write to FILE: .json (the matrix), .jsonl, .csv, .tsv or "
-              ".parquet (one row per pair), .npy (the matrix) [default: stdout].")
-@click.option("--format", "fmt", metavar="|".join(SIMILARITY_FORMATS),
-              help="Output format, whatever the extension of -o [default: from -o, else table].")
-@click.option("--batch-size", type=int, default=32, show_default=True, envvar="INBEDDER_BATCH_SIZE",
-              show_envvar=True, help="Texts per forward pass.")
-@click.option("--device", envvar="INBEDDER_DEVICE", show_envvar=True, help="cpu, cuda, ... [default: auto]")
-@click.option("--dtype", default=None, envvar="INBEDDER_DTYPE", show_envvar=True,
-              metavar="|".join(d.value for d in DType), help="Weight precision [default: float32].")
-@click.option("--cache", "cache_path", metavar="PATH", envvar="INBEDDER_CACHE", show_envvar=True,
-              help="SQLite embedding cache to read and fill.")
+@text_column_option
+@output_options("Write to FILE: .json (the matrix), .jsonl, .csv, .tsv or .parquet (one row per pair), .npy (the "
+                "matrix) [default: stdout].", SIMILARITY_FORMATS,
+                "Output format, whatever the extension of -o [default: from -o, else table].")
+@batch_size_option()
+@device_option()
+@dtype_option
+@cache_option
 def similarity(model: str | None, a_path: str, b_path: str, instruction: str | None, instruction_b: str | None,
                text_column: str, output: str | None, fmt: str | None, batch_size: int, device: str | None,
                dtype: str | None, cache_path: str | None) -> None:

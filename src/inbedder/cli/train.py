@@ -20,18 +20,22 @@ from typing import Any
 
 import click
 
+from .common import batch_size_option, device_option, model_option, output_option, seed_option
+
+micro_batch = batch_size_option(8, "Records per micro-batch.", env=False)
+
 
 def _loop_options(f: Callable[..., Any]) -> Callable[..., Any]:
-    options = [
+    options: list[Callable[[Callable[..., Any]], Callable[..., Any]]] = [
         click.option("--steps", type=int, default=200, show_default=True, help="Optimizer steps."),
-        click.option("--batch-size", type=int, default=8, show_default=True, help="Records per micro-batch."),
+        micro_batch,
         click.option("--grad-accum", type=int, default=1, show_default=True,
                      help="Micro-batches per optimizer step (effective batch = batch size × this)."),
         click.option("--lr", type=float, default=5e-5, show_default=True, help="Peak learning rate (AdamW)."),
         click.option("--warmup", type=float, default=0.1, show_default=True,
                      help="Share of steps with a linear warmup; then linear decay to 0."),
         click.option("--weight-decay", type=float, default=0.0, show_default=True),
-        click.option("--seed", type=int, default=0, show_default=True, help="Seed of the batch order and init."),
+        seed_option("Seed of the batch order and init."),
         click.option("--save-every", type=int, default=50, show_default=True,
                      help="Write a resumable checkpoint every N steps."),
         click.option("--stop-after", type=int, help="Stop after N steps (no final save); run again to resume."),
@@ -39,7 +43,7 @@ def _loop_options(f: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--bf16/--no-bf16", default=None,
                      help="bfloat16 autocast (also on CPU) [default: where the device has fast bf16 kernels]."),
         click.option("--threads", type=int, help="torch threads [default: torch's]."),
-        click.option("--device", help="cpu, cuda, cuda:1, ... [default: cuda when present, else cpu]."),
+        device_option(env=False),
         click.option("--dev", "dev_path", metavar="FILE", help="Dev records: loss before and after training."),
         click.option("--eval-data", metavar="FILE", help="A labelled table to score the model on while it trains "
                      "(instruction awareness, with --eval-axis); the best scored weights are saved."),
@@ -51,8 +55,8 @@ def _loop_options(f: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--eval-reencoder", metavar="MODEL",
                      help="Score the answers embedded by MODEL (e.g. minilm) instead of the hidden states."),
         click.option("-d", "--data", "data_path", required=True, metavar="FILE", help="Training records (.jsonl)."),
-        click.option("-o", "--output", required=True, metavar="DIR", help="Where to save the trained model."),
-        click.option("-m", "--model", required=True, help="Base model: alias, directory or .gguf file."),
+        output_option("Where to save the trained model.", "DIR", required=True),
+        model_option("Base model: alias, directory or .gguf file.", env=False, required=True),
     ]
     for option in options:
         f = option(f)
@@ -163,9 +167,8 @@ def instructor(**o: Any) -> None:
 @train_group.command("recipe")
 @click.option("--data-root", envvar="INBEDDER_DATA", show_envvar=True, metavar="DIR",
               help="The public datasets folder (required: this option or INBEDDER_DATA).")
-@click.option("-o", "--output", metavar="DIR",
-              help="Where to save [default: the user data dir's models/inbedder-smollm2, which the "
-                   "`inbedder-smollm2` alias loads].")
+@output_option("Where to save [default: the user data dir's models/inbedder-smollm2, which the "
+               "`inbedder-smollm2` alias loads].", "DIR")
 @click.option("--steps", type=int, default=450, show_default=True, help="Optimizer steps.")
 @click.option("--qa-records", type=int, default=2000, show_default=True, help="Free-form QA records.")
 @click.option("--per-axis", type=int, default=240, show_default=True,
@@ -176,12 +179,12 @@ def instructor(**o: Any) -> None:
               help="FewRel questions on how two entities of a sentence are related.")
 @click.option("--dev-records", type=int, default=200, show_default=True, help="Dev records (loss before/after).")
 @click.option("--max-length", type=int, default=128, show_default=True, help="Tokens per training example.")
-@click.option("--batch-size", type=int, default=8, show_default=True)
+@micro_batch
 @click.option("--lr", type=float, default=1e-4, show_default=True)
 @click.option("--lora/--full", default=False, show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
+@seed_option()
 @click.option("--threads", type=int, default=2, show_default=True, help="torch threads.")
-@click.option("--device", help="cpu, cuda, ... [default: cuda when present, else cpu].")
+@device_option(env=False)
 @click.option("--eval/--no-eval", "evaluate", default=True, show_default=True,
               help="Held-out awareness (SemEval-14, MLMA) of the base and the trained model.")
 @click.option("--eval-limit", type=int, default=400, show_default=True, help="Rows per held-out dataset.")
