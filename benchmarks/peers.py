@@ -124,10 +124,11 @@ def build_peers(path: Path, work: Path, batch_size: int, calibration: list[str]
             samples = [dict(fp32.tokenizer([s], truncation=True, max_length=256, return_tensors="np"))
                        for s in calibration]
             config = OVConfig(quantization_config=OVQuantizationConfig(num_samples=len(samples)))
-            OVQuantizer.from_pretrained(fp32.transformers_model).quantize(
+            OVQuantizer.from_pretrained(fp32.transformers_model).quantize(  # quantizes fp32 in place: reloaded below
                 calibration_dataset=nncf.Dataset(samples), save_directory=str(work / "ov-int8"), ov_config=config)
             for ext in ("xml", "bin"):
                 shutil.copy(work / "ov-int8" / "openvino" / f"openvino_model.{ext}", target.with_suffix(f".{ext}"))
+            fp32 = SentenceTransformer(str(ov_dir), device="cpu", backend="openvino", model_kwargs=kwargs)
         int8 = SentenceTransformer(str(ov_dir), device="cpu", backend="openvino",
                                    model_kwargs={**kwargs, "file_name": f"openvino/{target.name}"})
         return [st_encoder(fp32, batch_size), st_encoder(int8, batch_size)]
