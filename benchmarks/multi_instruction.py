@@ -1,0 +1,104 @@
+"""Several questions of the same texts: ``encode(texts, instructions=[q1..qk])`` against k separate
+``encode(texts, instruction=q)`` calls, on the same model, texts and settings, in one run.
+
+The causal answer family puts the input first (``### Input: {text} ### Instruction: {q} ### Response:``), so the
+one-pass call computes each text's input once and runs only the question and response part per question
+(``inbedder.encoders.causal_questions``). Both sides use the model's default readout. Timed rounds alternate
+(separate, shared, shared, separate, ...) so that machine noise falls on both alike; the headline is the ratio of
+median wall times. Fidelity: the largest absolute difference between the two sides' vectors (float32).
+
+Two sets: short texts (STS-B test sentences) and long ones (FairytaleQA passages, ~900 characters).
+
+    HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/multi_instruction.py --n 64 --passages 16 --rounds 3 \\
+        --json multi_instruction.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from encode_speed import DEFAULT_DATA, command, cpu_model, load_average, read_texts
+
+from inbedder import load
+
+QUESTIONS = ["What is the topic?", "What is the sentiment?", "Who is mentioned?", "Where does it happen?"]
+FAIRYTALES = DEFAULT_DATA.parent / "qa" / "fairytaleqa" / "fairytaleqa.jsonl"
+
+
+def passages(path: Path, n: int) -> list[str]:
+    seen: dict[str, None] = {}
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            seen.setdefault(json.loads(line)["input"], None)
+            if len(seen) >= n:
+                break
+    return list(seen)
+
+
+def compare(model: Any, texts: list[str], questions: list[str], rounds: int, batch_size: int) -> dict[str, Any]:
+    def separate() -> np.ndarray:
+        return np.stack([model.encode(texts, instruction=q, batch_size=batch_size) for q in questions])
+
+    def shared() -> np.ndarray:
+        return np.asarray(model.encode(texts, instructions=questions, batch_size=batch_size))
+
+    times: dict[str, list[float]] = {"separate": [], "shared": []}
+    outputs: dict[str, np.ndarray] = {}
+    order = [("separate", separate), ("shared", shared)]
+    shared()  # warm-up (allocator, kernels)
+    for r in range(rounds):
+        for name, fn in order if r % 2 == 0 else order[::-1]:
+            start = time.perf_counter()
+            outputs[name] = fn()
+            times[name].append(time.perf_counter() - start)
+    med = {name: statistics.median(t) for name, t in times.items()}
+    rows = len(texts) * len(questions)
+    return {"texts": len(texts), "questions": len(questions),
+            "mean_chars": float(np.mean([len(t) for t in texts])),
+            "seconds": times, "rows_per_s": {name: rows / m for name, m in med.items()},
+            "speedup": med["separate"] / med["shared"],
+            "max_abs_diff": float(np.abs(outputs["separate"] - outputs["shared"]).max())}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="smollm2-135m-instruct")
+    parser.add_argument("--n", type=int, default=64, help="Short texts (STS-B test sentences).")
+    parser.add_argument("--passages", type=int, default=16, help="FairytaleQA passages (0: skip).")
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="STS-B folder or file.")
+    parser.add_argument("--fairytaleqa", type=Path, default=FAIRYTALES)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--json", type=Path, help="Write the result here.")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    model = load(args.model, device="cpu")
+    sets = {"short (STS-B)": list(dict.fromkeys(read_texts(args.data)))[:args.n]}
+    if args.passages:
+        sets["passages (FairytaleQA)"] = passages(args.fairytaleqa, args.passages)
+    result: dict[str, Any] = {"date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+                              "command": command(), "cpu": cpu_model(), "torch_threads": torch.get_num_threads(),
+                              "model": args.model, "load_before": load_average(), "sets": {}}
+    for name, texts in sets.items():
+        result["sets"][name] = found = compare(model, texts, QUESTIONS, args.rounds, args.batch_size)
+        print(f"{name}: {found['texts']} texts × {found['questions']} questions, mean {found['mean_chars']:.0f} "
+              f"chars: separate {found['rows_per_s']['separate']:.1f} rows/s, shared "
+              f"{found['rows_per_s']['shared']:.1f} rows/s, speedup {found['speedup']:.2f}x, "
+              f"max abs diff {found['max_abs_diff']:.1e}", flush=True)
+    result["load_after"] = load_average()
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()
