@@ -119,14 +119,17 @@ def cells(metrics: dict) -> list[str]:
 
 
 def table(reports: list[dict], extra: list[str]) -> str:
-    """Markdown: each model × its chosen readout (and ``extra`` readouts), held-out V per axis, speed, memory."""
+    """Markdown: each model × its chosen readout and the ``extra`` readouts (``@-1``: the model's last layer),
+    held-out V per axis, speed, memory."""
     heldout = [n for n in reports[0]["results"] if n != SELECTION_SET]
     head = [f"{n} {a}" for n in heldout for a in reports[0]["results"][n][next(iter(reports[0]["results"][n]))]
             ["matrix"]]
     lines = ["| model | readout | selection summary | " + " | ".join(head) + " | texts/s | peak RSS |",
              "|---|---|---|" + "---|" * len(head) + "---|---|"]
     for report in reports:
-        for readout in [report["chosen"]] + [r for r in extra if r != report["chosen"]]:
+        last = max(int(r.split("@")[1]) for r in report["results"][SELECTION_SET] if "@" in r)
+        named = [r.replace("@-1", f"@{last}") for r in extra]
+        for readout in [report["chosen"]] + [r for r in named if r != report["chosen"]]:
             if not all(readout in report["results"][n] for n in heldout):
                 continue
             row = [f"{report['results'][SELECTION_SET][readout]['summary']:+.3f}"]
@@ -155,15 +158,11 @@ def main() -> None:
     args = parser.parse_args()
     warnings.filterwarnings("ignore", message="Number of distinct clusters")  # k-means on collapsed layers
     if args.table:
-        reports = [json.loads(p.read_text(encoding="utf-8")) for p in args.table]
-        for report in reports:  # @-1 names each model's last layer
-            last = max(int(r.split("@")[1]) for r in report["results"][SELECTION_SET] if "@" in r)
-            report["extra"] = [r.replace("@-1", f"@{last}") for r in args.extra.split(",")]
-        print("\n\n".join(table([r], r["extra"]) if i == 0 else table([r], r["extra"]).split("\n", 2)[2]
-                          for i, r in enumerate(reports)))
+        print(table([json.loads(p.read_text(encoding="utf-8")) for p in args.table], args.extra.split(",")))
         return
     report = measure(args)
-    print(f"chosen: {report['chosen']}; {report['texts_per_second']:.2f} texts/s; peak {report['peak_rss_gib']:.1f} GiB")
+    print(f"chosen: {report['chosen']}; {report['texts_per_second']:.2f} texts/s; "
+          f"peak {report['peak_rss_gib']:.1f} GiB")
     if args.json:
         args.json.write_text(json.dumps(report, indent=1, ensure_ascii=False), encoding="utf-8")
 
