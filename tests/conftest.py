@@ -3,6 +3,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -71,3 +72,27 @@ def llama(llama_dir: Path):
     from inbedder import load
 
     return load(llama_dir, device="cpu", max_new_tokens=4)
+
+
+@pytest.fixture()
+def model_dir(tiny_bert_dir: Path, tmp_path: Path) -> Path:
+    """A private copy of the tiny BERT, so a test may change its files."""
+    import shutil
+
+    return Path(shutil.copytree(tiny_bert_dir, tmp_path / "model"))
+
+
+@pytest.fixture()
+def loads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every model load, by name."""
+    import inbedder.loading
+
+    seen: list[str] = []
+    original = inbedder.loading.load
+
+    def counting(name: Any, **kwargs: Any) -> Any:
+        seen.append(str(name))
+        return original(name, **kwargs)
+
+    monkeypatch.setattr(inbedder.loading, "load", counting)
+    return seen

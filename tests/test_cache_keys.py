@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -28,28 +27,6 @@ def run(*args: Any, input: str | None = None) -> Result:
     result = CliRunner(env=env, catch_exceptions=False).invoke(main, [os.fspath(a) for a in args], input=input)
     assert result.exit_code == 0, result.output
     return result
-
-
-@pytest.fixture()
-def model_dir(tiny_bert_dir: Path, tmp_path: Path) -> Path:
-    """A private copy of the tiny BERT, so a test may change its files."""
-    return Path(shutil.copytree(tiny_bert_dir, tmp_path / "model"))
-
-
-@pytest.fixture()
-def loads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """Every model load, by name."""
-    import inbedder.loading
-
-    seen: list[str] = []
-    original = inbedder.loading.load
-
-    def counting(name: Any, **kwargs: Any) -> Any:
-        seen.append(str(name))
-        return original(name, **kwargs)
-
-    monkeypatch.setattr(inbedder.loading, "load", counting)
-    return seen
 
 
 def test_second_run_reads_the_cache_without_loading(model_dir: Path, tmp_path: Path, loads: list[str]) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -32,21 +31,6 @@ def run(*args: Any) -> Result:
 
 def rows(text: str) -> list[dict[str, Any]]:
     return [json.loads(line) for line in text.splitlines() if line.strip()]
-
-
-@pytest.fixture()
-def model_dir(tiny_bert_dir: Path, tmp_path: Path) -> Path:
-    return Path(shutil.copytree(tiny_bert_dir, tmp_path / "model"))
-
-
-@pytest.fixture()
-def loads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    import inbedder.loading
-
-    seen: list[str] = []
-    original = inbedder.loading.load
-    monkeypatch.setattr(inbedder.loading, "load", lambda name, **kw: seen.append(str(name)) or original(name, **kw))
-    return seen
 
 
 @pytest.mark.filterwarnings("ignore:.*were truncated")

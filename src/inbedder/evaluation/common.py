@@ -70,9 +70,14 @@ def embed(model: TextEncoder, texts: Sequence[str], instruction: str | Sequence[
             instruction = instruction[0]
     vectors = model.encode(list(texts), instruction=instruction, batch_size=settings.batch_size,
                            show_progress_bar=settings.progress)
+    return _checked(vectors, (len(texts),), f"{len(texts)} texts")
+
+
+def _checked(vectors: Any, rows: tuple[int, ...], what: str) -> np.ndarray:
+    """The model's output as float64, with one vector per row and no non-finite value."""
     vectors = np.asarray(vectors, dtype=np.float64)
-    if vectors.ndim != 2 or len(vectors) != len(texts):
-        raise InputError(f"the model returned an array of shape {vectors.shape} for {len(texts)} texts")
+    if vectors.ndim != len(rows) + 1 or vectors.shape[:len(rows)] != rows:
+        raise InputError(f"the model returned an array of shape {vectors.shape} for {what}")
     if not np.isfinite(vectors).all():
         raise NonFiniteError("the model returned non-finite vectors")
     return vectors
@@ -88,13 +93,8 @@ def embed_each(model: TextEncoder, texts: Sequence[str], instructions: Sequence[
         return [embed(model, texts, q, settings) for q in instructions]
     vectors = model.encode(list(texts), instructions=list(instructions), batch_size=settings.batch_size,
                            show_progress_bar=settings.progress)
-    vectors = np.asarray(vectors, dtype=np.float64)
-    if vectors.shape[:2] != (len(instructions), len(texts)) or vectors.ndim != 3:
-        raise InputError(f"the model returned an array of shape {vectors.shape} for {len(instructions)} "
-                         f"instructions × {len(texts)} texts")
-    if not np.isfinite(vectors).all():
-        raise NonFiniteError("the model returned non-finite vectors")
-    return list(vectors)
+    return list(_checked(vectors, (len(instructions), len(texts)),
+                         f"{len(instructions)} instructions × {len(texts)} texts"))
 
 
 def choose(override: str | None, per_row: Sequence[str | None] | None, default: str | None,

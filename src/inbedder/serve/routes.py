@@ -45,7 +45,8 @@ async def authorized(request: Request, credentials: HTTPAuthorizationCredentials
     service(request).authorize(credentials.credentials if credentials is not None else "")
 
 
-def usage(model: str, data: list[dict[str, Any]], tokens: int) -> JSONResponse:
+def listing(model: str, data: list[dict[str, Any]], tokens: int) -> JSONResponse:
+    """The OpenAI list body: the data, the model that made it and the tokens it read."""
     return JSONResponse({"object": "list", "data": data, "model": model,
                          "usage": {"prompt_tokens": tokens, "total_tokens": tokens}})
 
@@ -73,7 +74,7 @@ async def embeddings(body: EmbeddingRequest, request: Request) -> JSONResponse:
     if questions is not None:
         for item in data:
             item["instruction_index"], item["input_index"] = divmod(item["index"], len(pairs))
-    return usage(worker.name, data, tokens)
+    return listing(worker.name, data, tokens)
 
 
 @router.post("/v1/answers", response_model=None, responses={200: {"model": AnswerResponse}, **ERRORS},
@@ -91,7 +92,7 @@ async def answers(body: AnswerRequest, request: Request) -> JSONResponse:
     data = [{"object": "answer", "index": i, "answer": a,
              "embedding": result.vectors[i].tolist() if body.include_embeddings else None}
             for i, a in enumerate(result.answers or [])]
-    return usage(worker.name, data, tokens)
+    return listing(worker.name, data, tokens)
 
 
 @router.get("/v1/models", response_model=ModelList, dependencies=[Depends(authorized)],
