@@ -133,3 +133,32 @@ def test_no_flat_command_or_cache_modules_at_the_root() -> None:
 
 def test_cli_common_imports_no_command() -> None:
     assert not {m for m in import_graph()["inbedder.cli.common"] if m.startswith("inbedder.cli")}
+
+
+def private_uses() -> list[str]:
+    """``from .x import _name`` of a package module, and ``obj._name`` on anything but ``self``/``cls``/``super()``
+    where ``_name`` is defined in another package module."""
+    mods = modules()
+    defined: dict[str, set[str]] = {}
+    trees = {name: ast.parse(path.read_text(encoding="utf-8")) for name, (path, _) in mods.items()}
+    for name, tree in trees.items():
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and node.name.startswith("_") \
+                    and not node.name.startswith("__"):
+                defined.setdefault(node.name, set()).add(name)
+    found = []
+    for name, tree in trees.items():
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and (node.level or (node.module or "").startswith("inbedder")):
+                found += [f"{name}: from {node.module} import {a.name}" for a in node.names
+                          if a.name.startswith("_") and not a.name.startswith("__")]
+            elif isinstance(node, ast.Attribute) and node.attr in defined and name not in defined[node.attr]:
+                owner = node.value
+                if not (isinstance(owner, ast.Name) and owner.id in ("self", "cls")) and not (
+                        isinstance(owner, ast.Call) and isinstance(owner.func, ast.Name) and owner.func.id == "super"):
+                    found.append(f"{name}: .{node.attr} (defined in {sorted(defined[node.attr])})")
+    return sorted(found)
+
+
+def test_no_module_uses_another_modules_private_names() -> None:
+    assert private_uses() == []

@@ -233,7 +233,7 @@ class CausalEncoder(Encoder):
         kwargs: dict[str, Any] = {"input_ids": ids, "attention_mask": mask, "use_cache": False}
         if "position_ids" in _parameters(self.base.forward):  # as generate() sets them for left padding
             kwargs["position_ids"] = position_ids(mask)
-        return self._forward_to(layer, kwargs)
+        return self.forward_to(layer, kwargs)
 
     def sharing(self, layer: int, width: int) -> str | None:
         """The base model's cache argument when a pass to ``layer`` over ``width`` columns may reuse a key/value
@@ -250,7 +250,8 @@ class CausalEncoder(Encoder):
 
         return DynamicCache(config=self.model.config) if "config" in _parameters(DynamicCache) else DynamicCache()
 
-    def _forward_to(self, layer: int, kwargs: dict[str, Any]) -> torch.Tensor:
+    def forward_to(self, layer: int, kwargs: dict[str, Any]) -> torch.Tensor:
+        """States at ``layer`` from one forward call of the base model with ``kwargs``, stopped at that layer."""
         with self._tap(layer, stop=True) as states:
             try:
                 self.base(**kwargs)
@@ -270,14 +271,14 @@ class CausalEncoder(Encoder):
         start = first_columns(mask)[:, None]
         prefix = ids[:1, int(start[0]):int(start[0]) + shared]
         cache = self.new_cache()
-        head = self._forward_to(layer, {"input_ids": prefix, "attention_mask": torch.ones_like(prefix),
+        head = self.forward_to(layer, {"input_ids": prefix, "attention_mask": torch.ones_like(prefix),
                                         "position_ids": torch.arange(shared, device=ids.device)[None],
                                         cache_arg: cache, "use_cache": True})
         cache.batch_repeat_interleave(b)
         # A row's k-th token after the prefix moves from column start + shared + k to start + k.
         rest_mask = mask[:, :width - shared]
         rest_ids = ids[:, shared:].masked_fill(rest_mask == 0, self.tokenizer.pad_token_id)
-        tail = self._forward_to(layer, {"input_ids": rest_ids,
+        tail = self.forward_to(layer, {"input_ids": rest_ids,
                                         "attention_mask": torch.cat([mask.new_ones(b, shared), rest_mask], 1),
                                         "position_ids": shared + position_ids(rest_mask),
                                         cache_arg: cache, "use_cache": True})

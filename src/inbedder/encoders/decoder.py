@@ -32,7 +32,7 @@ from torch import nn
 
 from ..errors import InputError, ModelLoadError
 from .base import BatchResult, Encoder, Output, Pair
-from .instructor import Dense, _model_max_length, apply_dense, read_layout
+from .instructor import Dense, apply_dense, model_max_length, read_layout
 
 DEFAULT_FORMAT = "Instruct: {task}\nQuery: "  # gte-Qwen2-instruct's and e5-mistral's; Qwen3-Embedding has no space
 _INSTRUCT = re.compile(r"^Instruct: .*\nQuery:( ?)$", re.DOTALL)
@@ -156,7 +156,7 @@ class DecoderEncoder(Encoder):
             raise ModelLoadError(f"cannot load the decoder in {transformer_dir}: {exc}") from exc
         model.eval()
         return cls(model, tokenizer, max_length=max_length or sbert.get("max_seq_length")
-                   or _model_max_length(config, tokenizer), prompt_format=prompt_format or format_of_prompts(prompts),
+                   or model_max_length(config, tokenizer), prompt_format=prompt_format or format_of_prompts(prompts),
                    prompts=prompts, default_prompt=st_config.get("default_prompt_name"), dense=dense,
                    normalize=normalize)
 

@@ -194,7 +194,7 @@ class InstructorEncoder(Encoder):
         except (OSError, ValueError) as exc:
             raise ModelLoadError(f"cannot load the encoder in {transformer_dir}: {exc}") from exc
         if max_length is None:
-            max_length = sbert.get("max_seq_length") or _model_max_length(config, tokenizer)
+            max_length = sbert.get("max_seq_length") or model_max_length(config, tokenizer)
         model.eval()
         return cls(model, tokenizer, max_length=max_length, pooling=pooling, dense=dense, normalize=normalize,
                    do_lower_case=bool(sbert.get("do_lower_case", False)))
@@ -275,7 +275,8 @@ def load_weights(where: Path) -> dict[str, torch.Tensor]:
     raise ModelLoadError(f"no weights in {where} (looked for model.safetensors, pytorch_model.bin)")
 
 
-def _model_max_length(config: Any, tokenizer: Any) -> int:
+def model_max_length(config: Any, tokenizer: Any) -> int:
+    """The token limit a checkpoint states (its position embeddings, its tokenizer), 512 when neither does."""
     found = [getattr(config, "max_position_embeddings", None), getattr(tokenizer, "model_max_length", None)]
     limits = [int(x) for x in found if isinstance(x, int) and 0 < x < 1_000_000]
     return min(limits) if limits else 512
