@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
-from inbedder.compat import INSTRUCTOR, InstructorModel
+from inbedder.compat import INSTRUCTOR, CausalLMEncoder, InstructorModel, MaskedLMEncoder, Seq2SeqLMEncoder
+from inbedder.compat.reference import ReferenceEncoder
+from inbedder.errors import InputError
+from tiny_lms import build_tiny_flan_t5, build_tiny_roberta_mlm
 
 
 def test_seed_similarity_snippet_runs(tiny_t5_dir) -> None:
@@ -61,3 +65,24 @@ def test_instructor_lite_triple(tiny_t5_dir) -> None:
         torch.testing.assert_close(text_tokens.norm(dim=1), torch.ones(text_tokens.shape[0]))
     reference = INSTRUCTOR(str(tiny_t5_dir), device="cpu").encode([list(p) for p in pairs], convert_to_tensor=True)
     torch.testing.assert_close(full, reference, atol=1e-6, rtol=0)
+
+
+def test_reference_encoders_share_one_base(llama_dir, tmp_path) -> None:
+    """The three reference drop-ins are one class with three families: one constructor, one validation."""
+    classes = (CausalLMEncoder, MaskedLMEncoder, Seq2SeqLMEncoder)
+    assert all(issubclass(cls, ReferenceEncoder) for cls in classes)
+    for name in ("__init__", "encode", "set_output_value", "get_all_output_values"):  # written once
+        assert all(name not in vars(cls) for cls in classes), name
+    models = [CausalLMEncoder(str(llama_dir), max_new_tokens=2),
+              MaskedLMEncoder(str(build_tiny_roberta_mlm(tmp_path / "mlm")), mask_length=3),
+              Seq2SeqLMEncoder(str(build_tiny_flan_t5(tmp_path / "t5")), max_new_tokens=2)]
+    assert [m.output_value for m in models] == ["fst_gen_layer_1", "avg_gen_layer_1", "avg_gen_layer_1"]
+    for model in models:
+        for bad, match in [(None, "must be a str"), (3, "must be a str"), ("avg", "is not valid"),
+                           ("avg_gne_layer_1", "Did you mean 'avg_gen'"), ("avg_gen", "'<value>_layer_<n>'")]:
+            with pytest.raises(InputError, match=match):
+                model.set_output_value(bad)
+        assert model.output_value == model.default_output_value  # unchanged by a refused value
+        model.set_output_value("re_encode")
+        with pytest.raises(InputError, match="re_encode' needs a reencoder"):
+            model.encode(["a prompt"])
