@@ -258,7 +258,8 @@ def test_compat_class(llama_dir: Path) -> None:
     assert one.shape == (32,) and gens == generations[:1]  # a list even for one prompt, as in the original
     tensor = flat.encode(prompts, convert_to_tensor=True, normalize_embeddings=True)
     assert isinstance(tensor, torch.Tensor) and torch.allclose(tensor.norm(dim=1), torch.ones(4))
-    assert len(flat.get_all_output_values()) == 15 and flat.get_last_output_values()[0] == "avg_gen_layer_2"
+    assert len(flat.get_all_output_values()) == 16 and flat.get_last_output_values()[0] == "avg_gen_layer_2"
+    assert flat.get_all_output_values()[-1] == flat.get_last_output_values()[-1] == "re_encode"  # as the original
     nested.set_output_value("avg_all_layer_0")
     assert nested.encode(prompts).shape == (4, 32) and nested.tokenizer is nested.encoder.tokenizer
 

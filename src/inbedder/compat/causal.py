@@ -42,7 +42,6 @@ class CausalLMEncoder(ReferenceEncoder):
     family = Family.CAUSAL
     values = (OutputValue, ("avg_gen", "avg_ppt", "avg_all", "fst_gen", "last_gen"))
     default_output_value = "fst_gen_layer_1"
-    listed = ()  # get_*_output_values leave out re_encode (the original lists it last)
 
     def _generation_configs(self, configs: dict[str, Any]) -> dict[str, Any]:
         nested = configs.pop("generation_configs", None)

@@ -56,7 +56,6 @@ class ReferenceEncoder(QueriesCorpusMixin, Embedder):
     family: Family
     values: tuple[type[Enum], tuple[str, ...]]  # the value enum and the reference's order of value names
     default_output_value = "avg_gen_layer_1"
-    listed: tuple[str, ...] = (RE_ENCODE,)  # listed by get_*_output_values after the <value>_layer_<n> names
 
     def __init__(self, model_name_or_path: str | os.PathLike[str], tokenizer_path: str | None = None,
                  output_value: str | None = None, max_input_length: int = 512, dtype: str = "float32",
@@ -122,10 +121,10 @@ class ReferenceEncoder(QueriesCorpusMixin, Embedder):
 
     def get_all_output_values(self) -> list[str]:
         enum, names = self.values
-        return [f"{n}_layer_{i}" for n in names for i in range(self._layers(enum(n)) + 1)] + list(self.listed)
+        return [f"{n}_layer_{i}" for n in names for i in range(self._layers(enum(n)) + 1)] + [RE_ENCODE]
 
     def get_last_output_values(self) -> list[str]:
-        return [f"{n}_layer_{self.num_layers}" for n in self.values[1]] + list(self.listed)
+        return [f"{n}_layer_{self.num_layers}" for n in self.values[1]] + [RE_ENCODE]
 
     def _options(self, re_encode: bool, filter_words: list[str] | None) -> dict[str, Any]:
         """The engine options of the call (``filter_words`` is accepted and unused, unless a subclass uses it)."""
