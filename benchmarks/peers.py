@@ -90,7 +90,12 @@ def build_peers(path: Path, work: Path, batch_size: int, calibration: list[str]
 
         return [st_encoder(SentenceTransformer(str(path), device="cpu"), batch_size)]
 
-    onnx_dir, quant = work / "onnx", f"model_quint8_{ort_config()}.onnx"
+    onnx_dir = work / "onnx"
+
+    def quantized() -> str:
+        """The dynamic int8 export's file: ``model_quint8_avx2.onnx``, ``model_qint8_avx512_vnni.onnx``, ..."""
+        found = sorted((onnx_dir / "onnx").glob(f"model_q*int8_{ort_config()}.onnx"))
+        return found[0].name if found else f"model_qint8_{ort_config()}.onnx"
 
     def st_onnx() -> list[Encode]:
         import onnxruntime as ort
@@ -104,10 +109,10 @@ def build_peers(path: Path, work: Path, batch_size: int, calibration: list[str]
             SentenceTransformer(str(path), device="cpu", backend="onnx", model_kwargs=kwargs).save(str(onnx_dir))
         fp32 = SentenceTransformer(str(onnx_dir), device="cpu", backend="onnx",
                                    model_kwargs={**kwargs, "file_name": "onnx/model.onnx"})
-        if not (onnx_dir / "onnx" / quant).exists():
+        if not (onnx_dir / "onnx" / quantized()).exists():
             export_dynamic_quantized_onnx_model(fp32, ort_config(), str(onnx_dir))
         int8 = SentenceTransformer(str(onnx_dir), device="cpu", backend="onnx",
-                                   model_kwargs={**kwargs, "file_name": f"onnx/{quant}"})
+                                   model_kwargs={**kwargs, "file_name": f"onnx/{quantized()}"})
         return [st_encoder(fp32, batch_size), st_encoder(int8, batch_size)]
 
     def st_openvino() -> list[Encode]:
@@ -137,14 +142,14 @@ def build_peers(path: Path, work: Path, batch_size: int, calibration: list[str]
         from fastembed import TextEmbedding
 
         runners = []
-        for name, onnx in (("fp32", "model.onnx"), ("int8", quant)):
+        for name, onnx in (("fp32", "model.onnx"), ("int8", quantized())):
             folder = work / f"fastembed-{name}"  # fastembed's MiniLM entry reads model.onnx + tokenizer files
             folder.mkdir(exist_ok=True)
-            for f in ("tokenizer.json", "config.json", "special_tokens_map.json", "tokenizer_config.json"):
-                if not (folder / f).exists():
-                    (folder / f).symlink_to(onnx_dir / f)
-            if not (folder / "model.onnx").exists():
-                (folder / "model.onnx").symlink_to(onnx_dir / "onnx" / onnx)
+            links = {f: onnx_dir / f for f in ("tokenizer.json", "config.json", "special_tokens_map.json",
+                                                "tokenizer_config.json")}
+            for f, target in {**links, "model.onnx": onnx_dir / "onnx" / onnx}.items():
+                (folder / f).unlink(missing_ok=True)  # a link left by an earlier run may point elsewhere
+                (folder / f).symlink_to(target)
             model = TextEmbedding("sentence-transformers/all-MiniLM-L6-v2", specific_model_path=str(folder),
                                   threads=threads)
             runners.append((lambda m: lambda texts: np.stack(list(m.embed(texts, batch_size=batch_size))))(model))
@@ -174,7 +179,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--variants", default=None, help="inbedder variants (default: the fast ones on this CPU)")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--rounds", type=int, default=3)
-    p.add_argument("--warmup", type=int, default=2, help="batches each runner embeds before timing")
+    p.add_argument("--warmup", type=int, default=None,
+                   help="batches each runner embeds before timing (default: every text once, so that no runner pays "
+                        "oneDNN's per-shape first-call costs in the timed rounds)")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--calibration", type=int, default=128, help="STS-B train sentences for OpenVINO static int8")
     p.add_argument("--work", type=Path, default=None, help="keep (and reuse) the exported models here")
@@ -204,7 +211,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     peers, setup, missing = build_peers(path, work, args.batch_size, calibration)
     variants = args.variants or default_variants()
     res = bench_encoder("minilm", texts, variants, batch_size=args.batch_size, rounds=args.rounds,
-                        warmup=args.warmup, competitors=peers, peak_size=None)
+                        warmup=args.warmup if args.warmup is not None else -(-len(texts) // args.batch_size),
+                        competitors=peers, peak_size=None)
     peaks = {"float32": peak_gemm_flops(torch.float32),
              "bfloat16": peak_gemm_flops(torch.bfloat16, 2048 if fast_bf16(torch.device("cpu")) else 512, 2)}
     if args.work is None:
