@@ -178,7 +178,11 @@ def test_cluster_rerun_reads_the_cache_without_loading(model_dir: Path, llama_di
         assert run(*args, "-k", k, "--cache", cache, "--summary", tmp_path / f"cached{k}.json").stdout == want
         summaries = [json.loads((tmp_path / f"{kind}{k}.json").read_text()) for kind in ("computed", "cached")]
         silhouettes = [s.pop("silhouette") for s in summaries]  # float32 noise: vectors cached by `embed` and
-        assert silhouettes[1] == pytest.approx(silhouettes[0], abs=1e-5)  # recomputed with answers differ in it
+        # recomputed with answers differ in it (by 1.2e-5 on an AVX-512 CPU, less on AVX2: kernels round apart)
+        assert silhouettes[1] == pytest.approx(silhouettes[0], abs=1e-4)
+        for summary in summaries:  # and two examples about as near to their centroid may swap places
+            for c in summary["clusters"]:
+                c["examples"] = sorted(c["examples"])
         assert summaries[1] == summaries[0]
     assert len(loads) == (3 if which == "encoder" else 4)  # both reruns served from the cache
     assert all(bool(c["answers"]) == (which == "answers") for c in summaries[1]["clusters"])
