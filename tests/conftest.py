@@ -9,6 +9,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("INBEDDER_GGUF_CACHE", "off")  # no converted GGUF copies in the user's cache (tests turn it on)
 
 from tiny_causal import build_tiny_llama  # noqa: E402
 from tiny_models import build_plain_bert, build_tiny_bert, build_tiny_t5  # noqa: E402

@@ -6,8 +6,10 @@ Parity with the reference implementation is in test_parity_causal.py.
 from __future__ import annotations
 
 import json
+import os
 import warnings
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -235,6 +237,43 @@ def test_gguf_loads_like_the_directory_and_saves_without_quantization(llama_dir:
     assert json.loads((saved / "tokenizer_config.json").read_text())["tokenizer_class"] == "PreTrainedTokenizerFast"
     np.testing.assert_allclose(load(saved, device="cpu").encode(TEXTS, instruction=ANIMAL),
                                from_dir.encode(TEXTS, instruction=ANIMAL), atol=1e-6)
+
+
+def test_a_gguf_is_read_once_then_from_its_converted_copy(llama_dir: Path, tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    import transformers
+
+    from inbedder.converted import MARKER, converted_dir
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setenv("INBEDDER_GGUF_CACHE", "on")
+    gguf_file = build_tiny_gguf(llama_dir, tmp_path / "tiny.gguf")
+    read: list[str | None] = []  # the gguf_file of every model load
+    original = transformers.AutoModelForCausalLM.from_pretrained
+
+    def spy(where: Any, **kwargs: Any) -> Any:
+        read.append(kwargs.get("gguf_file"))
+        return original(where, **kwargs)
+
+    monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained", spy)
+    first = load(gguf_file, device="cpu", max_new_tokens=4)
+    assert read == ["tiny.gguf"] and (converted_dir(gguf_file) / MARKER).is_file()
+    second = load(gguf_file, device="cpu", max_new_tokens=4)
+    assert read == ["tiny.gguf", None]  # the converted copy, not the GGUF file
+    for value in ("fst_gen", "avg_ppt", "avg_gen"):
+        a, answers_a = first.encode(TEXTS, instruction=ANIMAL, output_value=value, return_generations=True)
+        b, answers_b = second.encode(TEXTS, instruction=ANIMAL, output_value=value, return_generations=True)
+        np.testing.assert_array_equal(a, b)
+        assert answers_a == answers_b
+    assert second.encoder.tokenizer(TEXTS)["input_ids"] == first.encoder.tokenizer(TEXTS)["input_ids"]
+    load(gguf_file, device="cpu", dtype="bfloat16")  # a bfloat16 load reads the float32 copy too
+    assert read[-1] is None
+    os.utime(gguf_file, ns=(1, 1))  # a replaced file is read (and converted) anew
+    load(gguf_file, device="cpu", dtype="bfloat16")
+    assert read[-1] == "tiny.gguf" and not (converted_dir(gguf_file) / MARKER).exists()  # not from bfloat16
+    monkeypatch.setenv("INBEDDER_GGUF_CACHE", "off")
+    load(gguf_file, device="cpu")
+    assert read[-1] == "tiny.gguf" and not converted_dir(gguf_file).exists()
 
 
 def test_model_without_lm_head(tmp_path: Path) -> None:

@@ -34,6 +34,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..converted import find_converted, save_converted
 from ..errors import InputError, ModelLoadError
 from .base import BatchResult, Encoder, Output, Pair
 from .causal_pooling import MIN_SHARED_PREFIX, first_columns, left_pad, pool, position_ids, shared_prefix
@@ -373,7 +374,10 @@ class CausalEncoder(Encoder):
         parse_output_value(output_value, layer)
         generation = Generation(max_new_tokens, do_sample, temperature, top_p, seed)
         gguf = {"gguf_file": path.name} if path.is_file() and path.suffix == ".gguf" else {}
-        where = path.parent if gguf else path
+        copy = find_converted(path) if gguf and not tokenizer_path else None  # read once before: its saved copy
+        if copy is not None:
+            gguf = {}
+        where = copy or (path.parent if gguf else path)
         kwargs: dict[str, Any] = {"dtype": dtype, "trust_remote_code": trust_remote_code, **gguf}
         if attn_implementation:
             kwargs["attn_implementation"] = attn_implementation
@@ -391,8 +395,11 @@ class CausalEncoder(Encoder):
             if hasattr(model.config, "quantization_config"):
                 del model.config.quantization_config
         model.eval()
-        return cls(model, tokenizer, pattern=pattern, output_value=output_value, layer=layer, generation=generation,
-                   filter_words=filter_words, max_length=max_length, has_lm_head=head)
+        encoder = cls(model, tokenizer, pattern=pattern, output_value=output_value, layer=layer,
+                      generation=generation, filter_words=filter_words, max_length=max_length, has_lm_head=head)
+        if gguf and not tokenizer_path and dtype == torch.float32:  # the next load reads this copy, not the GGUF
+            save_converted(path, encoder.save_pretrained)
+        return encoder
 
     def save_pretrained(self, directory: str | Path) -> Path:
         """Save model and tokenizer as a transformers directory that older transformers read too."""
