@@ -28,6 +28,7 @@ from tiny_causal import build_tiny_llama, build_tiny_opt
 HERE = Path(__file__).parent
 VALUES = ("fst_gen", "avg_gen", "last_gen", "avg_ppt", "avg_all")
 TOL = 1e-4
+REL = 1e-6  # and 1e-6 of the largest |value| (SmolLM2's middle layer reaches ~1000, where fp32 steps are 6e-5)
 TEXTS = [
     "I love cat!", "I dislike dog!", "The funds rose less than 0.5 per cent on Friday.", "Where is the food stored?",
     "3D ActionSLAM: wearable person tracking", "Capitalism has been dominant.", "x", "",
@@ -125,8 +126,8 @@ def setup(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
 
 def assert_close(ours: np.ndarray, ref: np.ndarray, what: str) -> None:
     assert ours.shape == ref.shape, what
-    diff = float(np.abs(ours - ref).max())
-    assert diff <= TOL, f"{what}: max abs diff {diff:.2e}"
+    diff, scale = float(np.abs(ours - ref).max()), float(np.abs(ref).max())
+    assert diff <= TOL + REL * scale, f"{what}: max abs diff {diff:.2e} (largest |value| {scale:.1f})"
 
 
 @pytest.mark.parametrize("batch", ["bs1", "bs4", "bs32"])
