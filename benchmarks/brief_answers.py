@@ -28,11 +28,11 @@ from inbedder.training.recipe import HELDOUT, SELECTION, heldout_tables, selecti
 BRIEF = " Answer in a few words."
 
 
-def brief_pattern(model: object, variant: str) -> str:
+def brief_pattern(model: object, variant: str, brief: str = BRIEF) -> str:
     if variant == "inbedder-brief":
-        return INBEDDER_PATTERN.replace("{instruction}", "{instruction}" + BRIEF)
+        return INBEDDER_PATTERN.replace("{instruction}", "{instruction}" + brief)
     tokenizer = model.encoder.tokenizer  # type: ignore[attr-defined]
-    return tokenizer.apply_chat_template([{"role": "user", "content": "{input}\n\n{instruction}" + BRIEF}],
+    return tokenizer.apply_chat_template([{"role": "user", "content": "{input}\n\n{instruction}" + brief}],
                                          tokenize=False, add_generation_prompt=True)
 
 
@@ -41,6 +41,7 @@ def main() -> None:
     parser.add_argument("--model", default="qwen2.5-coder-0.5b-instruct")
     parser.add_argument("--variant", choices=("inbedder-brief", "chat-brief"), default="inbedder-brief")
     parser.add_argument("--data", type=Path, default=DATA)
+    parser.add_argument("--brief", default=BRIEF, help="what follows the instruction")
     parser.add_argument("--n", type=int, default=100, help="texts per set")
     parser.add_argument("--new-tokens", type=int, default=8)
     parser.add_argument("--json", type=Path)
@@ -49,9 +50,10 @@ def main() -> None:
     sets = {"selection": (selection_table(args.data, work), SELECTION)}
     sets.update({name: (path, HELDOUT[name]) for name, path in heldout_tables(args.data, work).items()})
     model = load(args.model)
-    model = load(args.model, pattern=brief_pattern(model, args.variant), max_new_tokens=args.new_tokens,
+    model = load(args.model, pattern=brief_pattern(model, args.variant, args.brief), max_new_tokens=args.new_tokens,
                  reencoder="minilm")
-    out: dict = {"model": args.model, "variant": args.variant, "n": args.n, "new_tokens": args.new_tokens, "sets": {}}
+    out: dict = {"model": args.model, "variant": args.variant, "brief": args.brief, "n": args.n,
+                 "new_tokens": args.new_tokens, "sets": {}}
     for name, (path, axes) in sets.items():
         task = load_awareness(path, axes, limit=args.n, seed=0)
         start = time.perf_counter()
