@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from inbedder import load
+from inbedder import load, speed
 from inbedder.batching import plan_batches
 from inbedder.errors import InputError
 from inbedder.speed import Int8Linear, flops_per_token, quantize_int8
@@ -133,7 +133,7 @@ def test_flops_per_token_counts_linear_weights_and_attention(tiny_bert: Any) -> 
 @pytest.mark.parametrize("bf16", [True, False])
 def test_a_slow_half_precision_is_named_with_what_to_use_instead(tiny_bert_dir: Path, monkeypatch: Any,
                                                                  bf16: bool) -> None:
-    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: bf16)
+    monkeypatch.setattr(speed, "cpu_bf16_ratio", lambda: 2.0 if bf16 else 0.6)
     monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_fp16_supported", lambda: False)
     with pytest.warns(UserWarning, match="no fast float16 matrix kernels") as caught:
         load(tiny_bert_dir, device="cpu", dtype="float16")
@@ -141,6 +141,20 @@ def test_a_slow_half_precision_is_named_with_what_to_use_instead(tiny_bert_dir: 
     with warnings.catch_warnings(record=True) as seen:
         warnings.simplefilter("always")
         load(tiny_bert_dir, device="cpu", dtype="bfloat16")
-    slow = [w for w in seen if "no fast bfloat16" in str(w.message)]
+    slow = [w for w in seen if "no fast bfloat16 matrix kernels (measured: 0.60× float32)" in str(w.message)]
     assert len(slow) == (0 if bf16 else 1)
     assert not slow or "dtype='float32'" in str(slow[0].message)
+
+
+@pytest.mark.parametrize("supported, bf16_flops, fast", [(False, 200.0, False), (True, 50.0, False),
+                                                         (True, 250.0, True)])
+def test_bf16_is_fast_only_where_it_measures_faster_than_float32(monkeypatch: Any, supported: bool,
+                                                                 bf16_flops: float, fast: bool) -> None:
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: supported)
+    monkeypatch.setattr(speed, "peak_gemm_flops", lambda dtype, *_: bf16_flops if dtype == torch.bfloat16 else 100.0)
+    speed.cpu_bf16_ratio.cache_clear()
+    try:
+        assert speed.fast_bf16(torch.device("cpu")) is fast
+        assert speed.cpu_bf16_ratio() == (bf16_flops / 100.0 if supported else 0.0)
+    finally:
+        speed.cpu_bf16_ratio.cache_clear()  # measured anew, on this machine, by whoever asks next

@@ -111,7 +111,7 @@ def test_cli_trains_and_reports(llama_dir: Path, tmp_path: Path) -> None:
 def test_bf16_autocast_by_default_only_where_it_is_fast(monkeypatch: pytest.MonkeyPatch, fast: bool) -> None:
     from inbedder import speed
 
-    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: fast)
+    monkeypatch.setattr(speed, "cpu_bf16_ratio", lambda: 2.0 if fast else 0.6)
     assert speed.fast_bf16(torch.device("cpu")) is fast
     cpu = torch.device("cpu")
     assert LoopSettings().autocast(cpu) is fast

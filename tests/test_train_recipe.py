@@ -184,8 +184,24 @@ def test_cli_defaults_are_the_recipe_settings_defaults() -> None:
 
     parsed = recipe.make_context("recipe", []).params
     assert {k: v for k, v in parsed.items() if k in asdict(RecipeSettings())} == {
-        k: v for k, v in asdict(RecipeSettings()).items() if k not in ("grad_accum", "base_model")}
+        k: v for k, v in asdict(RecipeSettings()).items() if k != "grad_accum"}
 
+
+def test_recipe_command_trains_another_base_only_into_a_folder_given(monkeypatch: pytest.MonkeyPatch,
+                                                                      tmp_path: Path) -> None:
+    from inbedder.cli import train as cli_train
+    from inbedder.training import recipe
+
+    seen: list[Any] = []
+    monkeypatch.setattr(recipe, "run_recipe", lambda out, root, settings, **_: seen.append((out, settings)) or {
+        "finished": False, "steps": 0})
+    refused = CliRunner().invoke(cli_train.train_group, ["recipe", "--no-eval", "--base-model", "qwen2.5-coder-0.5b"])
+    assert refused.exit_code == 2 and "--base-model qwen2.5-coder-0.5b needs -o/--output" in refused.output
+    assert seen == []
+    done = CliRunner().invoke(cli_train.train_group, ["recipe", "--no-eval", "--base-model", "qwen2.5-coder-0.5b",
+                                                      "--lora", "-o", str(tmp_path / "q")])
+    assert done.exit_code == 0, done.output
+    assert seen[0][0] == tmp_path / "q" and seen[0][1].base_model == "qwen2.5-coder-0.5b" and seen[0][1].lora
 
 
 @pytest.mark.parametrize("args, device", [([], None), (["--device", "cpu"], "cpu")])

@@ -169,6 +169,8 @@ def instructor(**o: Any) -> None:
               help="The public datasets folder (required: this option or INBEDDER_DATA).")
 @output_option("Where to save [default: the user data dir's models/inbedder-smollm2, which the "
                "`inbedder-smollm2` alias loads].", "DIR")
+@click.option("--base-model", default="smollm2-135m-instruct", show_default=True,
+              help="The causal LM to train: an alias, directory or .gguf file (another than the default needs -o).")
 @click.option("--steps", type=int, default=450, show_default=True, help="Optimizer steps.")
 @click.option("--qa-records", type=int, default=2000, show_default=True, help="Free-form QA records.")
 @click.option("--per-axis", type=int, default=240, show_default=True,
@@ -209,6 +211,9 @@ def recipe(data_root: str | None, output: str | None, threads: int, device: str 
     from ..training.recipe import RecipeSettings, default_output, run_recipe
     from .common import user_errors, warnings_as_lines
 
+    if output is None and settings["base_model"] != RecipeSettings.base_model:
+        raise click.UsageError(f"--base-model {settings['base_model']} needs -o/--output: the default folder is the "
+                               "`inbedder-smollm2` alias'")
     torch.set_num_threads(threads)
     with user_errors(), warnings_as_lines():
         out = Path(output) if output else default_output()
