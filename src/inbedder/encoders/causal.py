@@ -273,16 +273,16 @@ class CausalEncoder(Encoder):
         prefix = ids[:1, int(start[0]):int(start[0]) + shared]
         cache = self.new_cache()
         head = self.forward_to(layer, {"input_ids": prefix, "attention_mask": torch.ones_like(prefix),
-                                        "position_ids": torch.arange(shared, device=ids.device)[None],
-                                        cache_arg: cache, "use_cache": True})
+                                       "position_ids": torch.arange(shared, device=ids.device)[None],
+                                       cache_arg: cache, "use_cache": True})
         cache.batch_repeat_interleave(b)
         # A row's k-th token after the prefix moves from column start + shared + k to start + k.
         rest_mask = mask[:, :width - shared]
         rest_ids = ids[:, shared:].masked_fill(rest_mask == 0, self.tokenizer.pad_token_id)
         tail = self.forward_to(layer, {"input_ids": rest_ids,
-                                        "attention_mask": torch.cat([mask.new_ones(b, shared), rest_mask], 1),
-                                        "position_ids": shared + position_ids(rest_mask),
-                                        cache_arg: cache, "use_cache": True})
+                                       "attention_mask": torch.cat([mask.new_ones(b, shared), rest_mask], 1),
+                                       "position_ids": shared + position_ids(rest_mask),
+                                       cache_arg: cache, "use_cache": True})
         joined = torch.cat([head.expand(b, -1, -1), tail], dim=1)  # prefix, pads, tokens
         target = torch.arange(width, device=ids.device)[None]
         source = torch.where(target < start, shared + target, torch.where(target < start + shared, target - start,

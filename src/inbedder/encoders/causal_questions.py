@@ -58,14 +58,14 @@ def embed_questions(enc: Any, items: list[Item], **options: Any) -> BatchResult:
     head_ids, head_mask = (t.to(device) for t in left_pad(heads, pad))
     cache = enc.new_cache()
     head = enc.forward_to(layer, {"input_ids": head_ids, "attention_mask": head_mask,
-                                   "position_ids": position_ids(head_mask), cache_arg: cache, "use_cache": True})
+                                  "position_ids": position_ids(head_mask), cache_arg: cache, "use_cache": True})
     cache.reorder_cache(group)  # one copy of a text's shared keys and values per question
     tail_ids, tail_mask = (t.to(device) for t in left_pad(own, pad))
     joined_mask = torch.cat([head_mask[group], tail_mask], 1)
     seen = torch.tensor(starts, device=device)[group, None]
     tail = enc.forward_to(layer, {"input_ids": tail_ids, "attention_mask": joined_mask,
-                                   "position_ids": seen + position_ids(tail_mask), cache_arg: cache,
-                                   "use_cache": True})
+                                  "position_ids": seen + position_ids(tail_mask), cache_arg: cache,
+                                  "use_cache": True})
     if value is OutputValue.FST_GEN:
         result.vectors = tail[:, -1].float()
     else:
