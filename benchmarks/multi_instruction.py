@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import os
 import statistics
 import time
 from pathlib import Path
@@ -29,6 +28,8 @@ import torch
 from encode_speed import DEFAULT_DATA, command, cpu_model, load_average, read_texts
 
 from inbedder import load
+from inbedder.encoders.causal_pooling import MIN_SHARED_PREFIX, left_pad, shared_prefix
+from inbedder.encoders.causal_settings import CHAT
 
 QUESTIONS = ["What is the topic?", "What is the sentiment?", "Who is mentioned?", "Where does it happen?"]
 FAIRYTALES = DEFAULT_DATA.parent / "qa" / "fairytaleqa" / "fairytaleqa.jsonl"
@@ -52,22 +53,23 @@ def token_work(model: Any, texts: list[str], questions: list[str], batch_size: i
     computes those once a batch). One pass: each text's shared start once, then each question's own tokens."""
     enc = model.encoder
     _, _, _, pattern, limit = enc.call_settings({})
+
+    def start(prompts: list[list[int]]) -> int:  # the encoders' own rule for the tokens that begin every row
+        return shared_prefix(*left_pad(prompts, 0))
+
     rows = []
     for text in texts:
         prompts, _, _ = enc.prompts([(q, text) for q in questions], pattern, limit)
-        ids, mask, _, _ = enc.tokenize(prompts, pattern == "chat", [False] * len(questions), False)
+        ids, mask, _, _ = enc.tokenize(prompts, pattern == CHAT, [False] * len(questions), False)
         rows.append([row[m.bool()].tolist() for row, m in zip(ids, mask, strict=True)])
     separate = 0
     for j in range(len(questions)):
         prompts = sorted((r[j] for r in rows), key=len, reverse=True)
         for b in range(0, len(prompts), batch_size):
             batch = prompts[b:b + batch_size]
-            start = len(os.path.commonprefix(batch)) if len(batch) > 1 else 0
-            separate += sum(len(p) - start for p in batch) + start
-    shared = 0
-    for per_question in rows:
-        start = min(len(os.path.commonprefix(per_question)), min(map(len, per_question)) - 1)
-        shared += start + sum(len(p) - start for p in per_question)
+            once = start(batch) if len(batch) > 1 and start(batch) >= MIN_SHARED_PREFIX else 0
+            separate += sum(map(len, batch)) - (len(batch) - 1) * once
+    shared = sum(sum(map(len, prompts)) - (len(prompts) - 1) * start(prompts) for prompts in rows)
     return {"separate_tokens": separate, "shared_tokens": shared, "token_ratio": separate / shared}
 
 
