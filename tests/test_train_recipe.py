@@ -192,12 +192,14 @@ def test_recipe_command_trains_another_base_only_into_a_folder_given(monkeypatch
     from inbedder.cli import train as cli_train
     from inbedder.training import recipe
 
+    with pytest.raises(InputError, match="--base-model qwen2.5-coder-0.5b needs -o/--output"):
+        run_recipe(None, tmp_path, RecipeSettings(base_model="qwen2.5-coder-0.5b"), evaluate=False, progress=False)
+    refused = CliRunner().invoke(cli_train.train_group, ["recipe", "--no-eval", "--base-model", "qwen2.5-coder-0.5b",
+                                                         "--data-root", str(tmp_path)])
+    assert refused.exit_code == 1 and "--base-model qwen2.5-coder-0.5b needs -o/--output" in refused.output
     seen: list[Any] = []
     monkeypatch.setattr(recipe, "run_recipe", lambda out, root, settings, **_: seen.append((out, settings)) or {
         "finished": False, "steps": 0})
-    refused = CliRunner().invoke(cli_train.train_group, ["recipe", "--no-eval", "--base-model", "qwen2.5-coder-0.5b"])
-    assert refused.exit_code == 2 and "--base-model qwen2.5-coder-0.5b needs -o/--output" in refused.output
-    assert seen == []
     done = CliRunner().invoke(cli_train.train_group, ["recipe", "--no-eval", "--base-model", "qwen2.5-coder-0.5b",
                                                       "--lora", "-o", str(tmp_path / "q")])
     assert done.exit_code == 0, done.output

@@ -211,18 +211,16 @@ def recipe(data_root: str | None, output: str | None, threads: int, device: str 
     from ..training.recipe import RecipeSettings, default_output, run_recipe
     from .common import user_errors, warnings_as_lines
 
-    if output is None and settings["base_model"] != RecipeSettings.base_model:
-        raise click.UsageError(f"--base-model {settings['base_model']} needs -o/--output: the default folder is the "
-                               "`inbedder-smollm2` alias'")
     torch.set_num_threads(threads)
     with user_errors(), warnings_as_lines():
-        out = Path(output) if output else default_output()
+        out = Path(output) if output else None  # run_recipe's default: the inbedder-smollm2 alias' folder
         report = run_recipe(out, Path(data_root) if data_root else None, RecipeSettings(**settings), evaluate=evaluate,
                             eval_limit=eval_limit, stop_after=stop_after, device=device)
     if not report["finished"]:
         click.echo(f"stopped after step {report['steps']}; run the same command again to resume", err=True)
         return
-    click.echo(f"saved to {out} ({report['train_records']} training records, {report['steps']} steps)", err=True)
+    click.echo(f"saved to {out or default_output()} ({report['train_records']} training records, "
+               f"{report['steps']} steps)", err=True)
     if report["selection"]:
         click.echo(f"selection set: {_kept(report['selection'], report['best_step'])}", err=True)
     heldout = report.get("heldout") or {}

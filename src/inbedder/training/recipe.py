@@ -324,6 +324,9 @@ def run_recipe(output: Path | None = None, root: Path | None = None, settings: R
 
     settings = settings or RecipeSettings()
     readout = readout_defaults(settings.readout, settings.reencoder, settings.layer)  # refused before any training
+    if output is None and settings.base_model != BASE_MODEL:
+        raise InputError(f"--base-model {settings.base_model} needs -o/--output: the default folder is the "
+                         "`inbedder-smollm2` alias'")
     output, root = Path(output or default_output()), Path(root or default_data_root())
     work = output.with_name(output.name + ".work")
     work.mkdir(parents=True, exist_ok=True)
