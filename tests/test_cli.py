@@ -15,7 +15,7 @@ from click.testing import CliRunner, Result
 
 from cli_checks import assert_one_error_line, ok
 from inbedder.cli import main
-from inbedder.registry import ALIASES
+from inbedder.registry import ALIASES, DEFAULT_ANSWER_MODEL
 
 ENV_NAMES = ("MODEL", "BATCH_SIZE", "NORMALIZE", "DEVICE", "DTYPE")
 TEXTS = ["A cat sat on the mat.", "The Federal Reserve raised its rate.", "Dynamical degree of freedom in gravity"]
@@ -190,6 +190,8 @@ def test_models_lists_every_alias_with_its_description() -> None:
     assert set(listed) == set(ALIASES)
     assert listed["instructor-large"] == ALIASES["instructor-large"].description
     assert listed["all-minilm-l6-v2"] == "same as minilm"
+    assert listed[DEFAULT_ANSWER_MODEL].endswith("[default answer model]")
+    assert sum(line.endswith("[default answer model]") for line in lines) == 1
 
 
 # -- user errors: exit 1, one line, no traceback ------------------------------------------------------------

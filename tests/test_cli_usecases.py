@@ -208,7 +208,6 @@ ERRORS = [
      ["nolabel.jsonl: no column 'topic' for --label-column", "'text'"]),
     (CLUSTER + ["-i", "{tmp}/docs.csv", "--text-column", "body", "--label-column", "topik"],
      ["column 'topik'", "docs.csv"]),
-    (["cluster", "a", "b"], ["no model given", "INBEDDER_MODEL"]),
     (["cluster", "-m", "no-such-model", "a", "b"], ["unknown model 'no-such-model'"]),
     (INDEX + ["-i", "{tmp}/dupes.jsonl"], ["ids must be distinct", "rows 0 and 1"]),
     (["search", "index", "-m", "{model}", "--index", "{idx}", "a"], ["already holds an index", "--overwrite"]),
@@ -257,3 +256,23 @@ def test_report_screenshot_in_headless_chromium(tiny_bert_dir: Path, topics: Pat
                           capture_output=True, text=True, timeout=180)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "plot drawn" in proc.stdout
+
+
+def test_cluster_without_model_uses_the_default_answer_model(monkeypatch: pytest.MonkeyPatch, tiny_bert: Any
+                                                            ) -> None:
+    import inbedder
+    from inbedder.cli import cluster as cluster_command
+
+    asked: list[str] = []
+
+    def load_model(model: str, *_: Any, **__: Any) -> Any:
+        asked.append(model)
+        return tiny_bert
+
+    monkeypatch.setattr(cluster_command, "load_model", load_model)
+    ok(run("cluster", "-k", "2", "-q", "--no-cache", *TEXTS))
+    assert asked == [inbedder.DEFAULT_ANSWER_MODEL]
+    # INBEDDER_MODEL still wins over the default
+    ok(CliRunner(env={"INBEDDER_MODEL": "minilm"}).invoke(main, ["cluster", "-k", "2", "-q", "--no-cache", *TEXTS]))
+    assert asked[-1] == "minilm"
+    assert "[default: qwen2.5-coder-0.5b-instruct]" in " ".join(ok(run("cluster", "--help")).stdout.split())

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import InbedderError
 from .prompts import instruction_template
+from .registry import DEFAULT_ANSWER_MODEL
 from .version import __version__
 
 if TYPE_CHECKING:
@@ -24,8 +25,8 @@ if TYPE_CHECKING:
     from .engine import Embedder
     from .loading import load
 
-__all__ = ["Embedder", "InbedderError", "SearchIndex", "__version__", "cluster", "instruction_template", "load",
-           "similarity"]
+__all__ = ["DEFAULT_ANSWER_MODEL", "Embedder", "InbedderError", "SearchIndex", "__version__", "cluster",
+           "instruction_template", "load", "similarity"]
 
 
 _LAZY = {"load": "loading", "Embedder": "engine", "cluster": "apps.clustering", "SearchIndex": "apps.search",

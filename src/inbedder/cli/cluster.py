@@ -2,10 +2,13 @@
 :mod:`inbedder.apps.clustering` and :mod:`inbedder.apps.report`.
 
     inbedder cluster -m minilm -i queries.jsonl --instruction "What is the intent?" -k 10 --report r.html
+
+Without -m it uses the default answer model (``inbedder.DEFAULT_ANSWER_MODEL``).
 """
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 from typing import Any
@@ -14,6 +17,7 @@ import click
 
 from ..errors import InputError
 from ..io import ROW_FORMATS, check_target, gather_input
+from ..registry import DEFAULT_ANSWER_MODEL
 from .common import (
     cache_choice,
     cached_rows,
@@ -33,7 +37,7 @@ from .common import (
 
 @click.command("cluster")
 @click.argument("texts", nargs=-1)
-@model_options
+@functools.partial(model_options, default=DEFAULT_ANSWER_MODEL)
 @input_options
 @instruction_option("Instruction for every text; rows of a .jsonl/.csv file may carry their own. Give it several "
                     "times to cluster the texts under each (one encode pass; rows and summaries per instruction).",
@@ -65,6 +69,7 @@ def cluster(texts: tuple[str, ...], model: str | None, batch_size: int, device: 
     \b
     inbedder cluster -m minilm -i queries.jsonl --instruction "What is the intent?" -k 10
     inbedder cluster -m minilm -i docs.csv --auto-k 2-15 --label-column topic --report report.html
+    inbedder cluster -i reviews.csv --instruction "Is the review positive or negative?" -k 2   # default model
     """
     from ..apps.clustering import DEFAULT_AUTO_K, ClusterSettings, cluster_each, cluster_vectors, parse_k_range
     from ..apps.clustering import cluster as run_cluster

@@ -150,10 +150,15 @@ def one_or_several(instructions: tuple[str, ...]) -> str | list[str] | None:
     return None if not instructions else instructions[0] if len(instructions) == 1 else list(instructions)
 
 
-def model_options(f: FC, model_required: bool = True) -> FC:
-    """-m/--model, --batch-size, --device, --dtype, --progress and --cache/--no-cache."""
-    model = model_option() if model_required else model_option(
-        "Model for the queries [default: the one that built the index].", env=False)
+def model_options(f: FC, model_required: bool = True, default: str | None = None) -> FC:
+    """-m/--model (``default``: the model used when none is given), --batch-size, --device, --dtype, --progress
+    and --cache/--no-cache."""
+    if not model_required:
+        model = model_option("Model for the queries [default: the one that built the index].", env=False)
+    elif default:
+        model = model_option(f"{MODEL_HELP} [default: {default}]", default=default)
+    else:
+        model = model_option()
     for option in reversed([
         model, batch_size_option(), device_option(), dtype_option, progress_option, cache_option,
         click.option("--no-cache", is_flag=True, help="Use no cache, even when INBEDDER_CACHE is set."),

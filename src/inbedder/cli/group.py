@@ -16,7 +16,7 @@ from typing import Any
 
 import click
 
-from ..registry import ALIASES
+from ..registry import ALIASES, DEFAULT_ANSWER_MODEL
 from ..version import __version__
 from .embed import embed
 
@@ -59,4 +59,6 @@ def models() -> None:
     for name, alias in ALIASES.items():
         original = first.setdefault(id(alias), name)
         description = alias.description if original == name else f"same as {original}"
+        if name == DEFAULT_ANSWER_MODEL:
+            description += " [default answer model]"
         click.echo(f"{name:<{width}}  {description}")

@@ -1,0 +1,293 @@
+"""Which answer model and readout `inbedder.DEFAULT_ANSWER_MODEL` should be: a few candidates, compared with
+intervals.
+
+Each candidate is an alias with ``load()`` options, embedded through the public ``encode`` (what a user gets), on
+the selection set (CLINC150 domain × intent, where a readout may be chosen) and the held-out sets (SemEval-14
+aspect × polarity, MLMA target × directness: ``training.recipe.HELDOUT``; ``data/topic_sentiment_heldout.csv``,
+64 texts written for this benchmark, topic × sentiment), plus the demo's showcase corpus (topic ×
+sentiment; written for the demo, so not held out). Per label axis: the V-measure under its own question
+(*instructed*) and under the other question (*off-axis*), each the mean over ``--seeds`` k-means seeds; and the
+paired bootstrap interval (``--boot`` resamples of the rows, clusters kept) of the instructed V's difference
+against the first candidate. A candidate *beats* the first on an axis when that 95 % interval lies above 0.
+
+Vectors are saved under ``--work`` per candidate, set and question, so an interrupted run goes on where it stopped
+and ``--table`` only re-scores. ``--footprint N`` then times ``encode`` on N selection texts and reads the peak
+memory, each candidate in a process of its own.
+
+    HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/default_choice.py --n 200 --work /tmp/choice \\
+        --candidates smollm2 qwen05-fst qwen05-chat-word --json choice.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import hashlib
+import json
+import resource
+import subprocess
+import sys
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from answer_defaults import all_layers  # scripts beside this one
+from brief_answers import brief_pattern
+from tqdm import tqdm
+from trained_readouts import DATA
+
+from inbedder import load
+from inbedder.data import showcase
+from inbedder.evaluation import load_awareness
+from inbedder.evaluation.clustering import kmeans
+from inbedder.training.recipe import HELDOUT, SELECTION, heldout_tables, selection_table
+
+ONE_WORD = " Answer with one word."
+FEW_WORDS = " Answer in a few words."
+QWEN05 = "qwen2.5-coder-0.5b-instruct"
+# name: (alias, load() options, brief after the instruction with its pattern variant, or None)
+CANDIDATES: dict[str, tuple[str, dict[str, Any], tuple[str, str] | None]] = {
+    "smollm2": ("smollm2-135m-instruct", {}, None),  # the alias' defaults (avg_ppt, last layer)
+    "qwen05-fst": (QWEN05, {"output_value": "fst_gen"}, None),
+    "qwen05-avg_ppt": (QWEN05, {"output_value": "avg_ppt"}, None),
+    "qwen05-chat-word": (QWEN05, {"reencoder": "minilm", "max_new_tokens": 6}, ("chat-brief", ONE_WORD)),
+    "qwen05-chat-few": (QWEN05, {"reencoder": "minilm", "max_new_tokens": 8}, ("chat-brief", FEW_WORDS)),
+    "qwen05-inbedder-few": (QWEN05, {"reencoder": "minilm", "max_new_tokens": 8}, ("inbedder-brief", FEW_WORDS)),
+    "qwen05-inbedder-word": (QWEN05, {"reencoder": "minilm", "max_new_tokens": 6}, ("inbedder-brief", ONE_WORD)),
+    "qwen15-fst": ("qwen2.5-coder-1.5b-instruct", {"output_value": "fst_gen"}, None),
+    "gemma-fst": ("gemma-3-270m", {"output_value": "fst_gen"}, None),
+}
+SHOWCASE = {"topic": "What is the topic of this text?", "sentiment": "Is this text positive or negative?"}
+# Written for this benchmark and used for no choice: 64 texts, topic (health, technology, money, weather) × sentiment.
+HANDWRITTEN = Path(__file__).parent / "data" / "topic_sentiment_heldout.csv"
+HANDWRITTEN_AXES = {"topic": "What is this text about?", "sentiment": "Is the writer pleased or unhappy?"}
+SELECTION_SETS = ["selection", "showcase"]  # where a readout may be chosen: not held out
+
+
+def tasks(data: Path, work: Path, n: int, n_selection: int) -> dict[str, Any]:
+    """The sets: ``{name: AwarenessTask}``, the same rows for every candidate."""
+    out = {"selection": load_awareness(selection_table(data, work), SELECTION, limit=n_selection, seed=0)}
+    out.update({name: load_awareness(path, HELDOUT[name], limit=n, seed=0)
+                for name, path in heldout_tables(data, work).items()})
+    out["handwritten"] = load_awareness(HANDWRITTEN, HANDWRITTEN_AXES)
+    rows = showcase()
+    showcase_csv = work / "showcase.csv"
+    with open(showcase_csv, "w", newline="", encoding="utf-8") as f:
+        csv.writer(f).writerows([["text", "topic", "sentiment"]] + [[r["text"], r["topic"], r["sentiment"]]
+                                                                   for r in rows])
+    out["showcase"] = load_awareness(showcase_csv, SHOWCASE)
+    return out
+
+
+def embed(name: str, sets: dict[str, Any], work: Path, batch_size: int) -> dict[str, float]:
+    """Every set's texts under every question of it into ``work/name/``; seconds per set (0 when all were saved)."""
+    alias, options, brief = candidate(name)
+    folder = work / name
+    folder.mkdir(parents=True, exist_ok=True)
+    model = None
+    seconds: dict[str, float] = {}
+    for set_name, task in sets.items():
+        start = time.perf_counter()
+        for axis, question in task.instructions.items():
+            out = folder / f"{set_name}.{axis}.{digest(task.texts)}.npy"
+            if out.exists():
+                continue
+            if model is None:
+                model = load(alias)
+                if brief:
+                    options = {**options, "pattern": brief_pattern(model, brief[0], brief[1])}
+                model = load(alias, **options)
+            vectors = model.encode(list(task.texts), instruction=question, batch_size=batch_size,
+                                   show_progress_bar=True)
+            np.save(out, np.asarray(vectors, dtype=np.float32))
+            if set_name == "showcase":
+                _, answers = model.encode(list(task.texts[:6]), instruction=question, return_generations=True) \
+                    if options.get("reencoder") else (None, [])
+                (folder / f"answers.{set_name}.{axis}.json").write_text(json.dumps(answers), encoding="utf-8")
+        seconds[set_name] = time.perf_counter() - start
+    return seconds
+
+
+def candidate(name: str) -> tuple[str, dict[str, Any], tuple[str, str] | None]:
+    """A named candidate; ``name@L`` reads the same output value at layer L."""
+    base, _, layer = name.partition("@")
+    alias, options, brief = CANDIDATES[base]
+    if layer:
+        options = {**options, "output_value": f"{options.get('output_value', 'fst_gen')}_layer_{int(layer)}"}
+    return alias, options, brief
+
+
+def layer_sweep(name: str, chosen_on: list[Any], seeds: int, batch_size: int) -> list[tuple[str, float]]:
+    """Every hidden-state value (``fst_gen``, ``avg_ppt``, ``avg_gen`` of 3 answer tokens) at every layer of the
+    candidate's model: ``[(value@layer, mean awareness summary over the tasks chosen_on)]``, best first."""
+    alias, options, _ = candidate(name)
+    model = load(alias, **options)
+    summaries: dict[str, list[float]] = {}
+    for task in chosen_on:
+        vectors: dict[str, dict[str, np.ndarray]] = {}
+        for axis, question in task.instructions.items():
+            found, _ = all_layers(model, list(task.texts), question, model.encoder.pattern, 3, batch_size)
+            for (value, layer), x in found.items():
+                if value in ("fst_gen", "avg_ppt", "avg_gen"):
+                    vectors.setdefault(f"{value}@{layer}", {})[axis] = x
+        for readout, by_axis in tqdm(vectors.items(), desc="scoring"):
+            axes = list(by_axis)
+            cells = {(a, b): np.mean([v_measure(np.asarray(task.labels[b]),
+                                                kmeans(by_axis[a], len(set(task.labels[b])), seed))
+                                      for seed in range(seeds)]) for a in axes for b in axes}
+            summaries.setdefault(readout, []).append(float(np.mean([cells[(b, b)] for b in axes])
+                                                           - np.mean([cells[(a, b)] for a in axes for b in axes
+                                                                      if a != b])))
+    return sorted(((r, float(np.mean(v))) for r, v in summaries.items()), key=lambda r: -r[1])
+
+
+def footprint(name: str, task: Any, rounds: int = 2) -> dict[str, float]:
+    """texts/s of ``encode`` (the best of ``rounds`` over the task's texts under its first question, after a
+    warm-up) and the process' peak resident memory; run in a process of its own per candidate."""
+    alias, options, brief = candidate(name)
+    model = load(alias)
+    if brief:
+        options = {**options, "pattern": brief_pattern(model, brief[0], brief[1])}
+    model = load(alias, **options)
+    texts, question = list(task.texts), next(iter(task.instructions.values()))
+    model.encode(texts[:16], instruction=question, batch_size=16)
+    best = min(timed(model, texts, question) for _ in range(rounds))
+    return {"texts_per_second": len(texts) / best, "peak_rss_gib": resource.getrusage(
+        resource.RUSAGE_SELF).ru_maxrss / 2**20, "threads": torch.get_num_threads()}
+
+
+def timed(model: Any, texts: list[str], question: str) -> float:
+    start = time.perf_counter()
+    model.encode(texts, instruction=question, batch_size=16)
+    return time.perf_counter() - start
+
+
+def digest(texts: Any) -> str:
+    return hashlib.sha256("\n".join(texts).encode()).hexdigest()[:12]
+
+
+def v_measure(labels: np.ndarray, clusters: np.ndarray) -> float:
+    from sklearn.metrics import v_measure_score
+
+    return float(v_measure_score(labels, clusters))
+
+
+def clusterings(name: str, set_name: str, task: Any, work: Path, seeds: int) -> dict[tuple[str, str], list]:
+    """``{(question axis, label axis): [cluster ids per seed]}``."""
+    out = {}
+    for a in task.instructions:
+        vectors = np.load(work / name / f"{set_name}.{a}.{digest(task.texts)}.npy")
+        for b in task.instructions:
+            k = len(set(task.labels[b]))
+            out[(a, b)] = [kmeans(vectors, k, seed) for seed in range(seeds)]
+    return out
+
+
+def score(names: list[str], sets: dict[str, Any], work: Path, seeds: int, boot: int) -> dict[str, Any]:
+    """Per candidate, set and label axis: instructed and off-axis V (means over seeds), and the bootstrap interval
+    of the instructed V's difference against ``names[0]``."""
+    rng = np.random.default_rng(0)
+    report: dict[str, Any] = {}
+    for set_name, task in sets.items():
+        n = len(task.texts)
+        draws = rng.integers(0, n, size=(boot, n))
+        found = {name: clusterings(name, set_name, task, work, seeds) for name in names}
+        for name in names:
+            for b in task.instructions:
+                labels = np.asarray(task.labels[b])
+                others = [a for a in task.instructions if a != b]
+                cell = {"instructed": float(np.mean([v_measure(labels, c) for c in found[name][(b, b)]])),
+                        "off_axis": max(float(np.mean([v_measure(labels, c) for c in found[name][(a, b)]]))
+                                        for a in others)}
+                if name != names[0]:
+                    diffs = [np.mean([v_measure(labels[d], c[d]) - v_measure(labels[d], base[d])
+                                      for c, base in zip(found[name][(b, b)], found[names[0]][(b, b)],
+                                                         strict=True)]) for d in draws]
+                    cell["difference"] = cell["instructed"] - report[names[0]][set_name][b]["instructed"]
+                    cell["interval"] = [float(np.percentile(diffs, 2.5)), float(np.percentile(diffs, 97.5))]
+                report.setdefault(name, {}).setdefault(set_name, {})[b] = cell
+    return report
+
+
+def table(report: dict[str, Any], sets: dict[str, Any]) -> str:
+    """Markdown: a row per candidate; per axis instructed / off-axis V and, against the first row, the difference
+    of the instructed V with its 95 % interval (▲ above 0, ▼ below, = neither)."""
+    columns = [(s, b) for s in sets for b in sets[s].instructions]
+    lines = ["| candidate | " + " | ".join(f"{s} {b}" for s, b in columns) + " |",
+             "|---|" + "---|" * len(columns)]
+    for name, cells in report.items():
+        row = []
+        for s, b in columns:
+            c = cells[s][b]
+            text = f"{c['instructed']:.3f} / {c['off_axis']:.3f}"
+            if "interval" in c:
+                lo, hi = c["interval"]
+                mark = "▲" if lo > 0 else "▼" if hi < 0 else "="
+                text += f" ({mark} {c['difference']:+.3f} [{lo:+.3f}, {hi:+.3f}])"
+            row.append(text)
+        lines.append(f"| `{name}` | " + " | ".join(row) + " |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--candidates", nargs="+", default=["smollm2", "qwen05-fst", "qwen05-chat-word"],
+                        help=f"the first is the one the others are compared with; of {', '.join(CANDIDATES)}, "
+                             "name@L for another layer")
+    parser.add_argument("--layers", metavar="CANDIDATE",
+                        help="only rank every hidden-state readout at every layer of this candidate's model on the "
+                             "selection set")
+    parser.add_argument("--data", type=Path, default=DATA)
+    parser.add_argument("--work", type=Path, required=True, help="where vectors are kept between runs")
+    parser.add_argument("--n", type=int, default=200, help="rows of each held-out set")
+    parser.add_argument("--n-selection", type=int, default=300, help="rows of the selection set")
+    parser.add_argument("--seeds", type=int, default=5, help="k-means seeds averaged")
+    parser.add_argument("--boot", type=int, default=500, help="bootstrap resamples")
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--table", action="store_true", help="only score the vectors already saved")
+    parser.add_argument("--footprint", type=int, metavar="N",
+                        help="also measure texts/s and peak memory of each candidate on N selection texts, each in a "
+                             "process of its own")
+    parser.add_argument("--footprint-of", help=argparse.SUPPRESS)  # the candidate of a footprint process
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    warnings.filterwarnings("ignore", message="Number of distinct clusters")
+    args.work.mkdir(parents=True, exist_ok=True)
+    if args.footprint_of:
+        task = load_awareness(selection_table(args.data, args.work), SELECTION, limit=args.footprint, seed=1)
+        print(json.dumps(footprint(args.footprint_of, task)))
+        return
+    sets = tasks(args.data, args.work, args.n, args.n_selection)
+    if args.layers:
+        ranked = layer_sweep(args.layers, [sets[n] for n in SELECTION_SETS], args.seeds, args.batch_size)
+        print("\n".join(f"{readout:<14} {summary:+.3f}" for readout, summary in ranked))
+        if args.json:
+            args.json.write_text(json.dumps({"candidate": args.layers, "chosen_on": SELECTION_SETS,
+                                             "seeds": args.seeds, "ranked": ranked}, indent=1) + "\n")
+        return
+    seconds = {}
+    if not args.table:
+        for name in args.candidates:
+            seconds[name] = embed(name, sets, args.work, args.batch_size)
+            print(f"{name}: {seconds[name]}", flush=True)
+    report = score(args.candidates, sets, args.work, args.seeds, args.boot)
+    print(table(report, sets))
+    footprints = {}
+    for name in args.candidates if args.footprint else []:
+        run = subprocess.run([sys.executable, __file__, "--work", str(args.work), "--data", str(args.data),
+                              "--footprint", str(args.footprint), "--footprint-of", name],
+                             capture_output=True, text=True, check=True)
+        footprints[name] = json.loads(run.stdout.strip().splitlines()[-1])
+        print(f"{name}: {footprints[name]['texts_per_second']:.1f} texts/s, "
+              f"peak {footprints[name]['peak_rss_gib']:.2f} GiB", flush=True)
+    if args.json:
+        args.json.write_text(json.dumps({"report": report, "footprints": footprints, "seconds": seconds, "rows": {
+            s: len(t.texts) for s, t in sets.items()}, "seeds": args.seeds, "boot": args.boot}, indent=1) + "\n",
+            encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()
