@@ -1,11 +1,11 @@
 """Which answer model and readout `inbedder.DEFAULT_ANSWER_MODEL` should be: a few candidates, compared with
 intervals.
 
-Each candidate is an alias with ``load()`` options, embedded through the public ``encode`` (what a user gets), on
-the selection set (CLINC150 domain × intent, where a readout may be chosen) and the held-out sets (SemEval-14
-aspect × polarity, MLMA target × directness: ``training.recipe.HELDOUT``; ``data/topic_sentiment_heldout.csv``,
-64 texts written for this benchmark, topic × sentiment), plus the demo's showcase corpus (topic ×
-sentiment; written for the demo, so not held out). Per label axis: the V-measure under its own question
+Each candidate is an alias with ``load()`` options, embedded through the public ``encode`` (what a user gets).
+The sets where a readout may be chosen (``SELECTION_SETS``): CLINC150 domain × intent and the demo's showcase
+corpus, topic × sentiment (written for the demo, so not held out). The held-out sets: SemEval-14 aspect ×
+polarity and MLMA target × directness (``training.recipe.HELDOUT``), and two sets written for this benchmark in
+``data/``, topic × sentiment and animal × emotion. Per label axis: the V-measure under its own question
 (*instructed*) and under the other question (*off-axis*), each the mean over ``--seeds`` k-means seeds; and the
 paired bootstrap interval (``--boot`` resamples of the rows, clusters kept) of the instructed V's difference
 against the first candidate. A candidate *beats* the first on an axis when that 95 % interval lies above 0.
@@ -43,6 +43,7 @@ from inbedder import load
 from inbedder.data import showcase
 from inbedder.evaluation import load_awareness
 from inbedder.evaluation.clustering import kmeans
+from inbedder.prompts import INBEDDER_PATTERN
 from inbedder.training.recipe import HELDOUT, SELECTION, heldout_tables, selection_table
 
 ONE_WORD = " Answer with one word."
@@ -51,19 +52,27 @@ QWEN05 = "qwen2.5-coder-0.5b-instruct"
 # name: (alias, load() options, brief after the instruction with its pattern variant, or None)
 CANDIDATES: dict[str, tuple[str, dict[str, Any], tuple[str, str] | None]] = {
     "smollm2": ("smollm2-135m-instruct", {}, None),  # the alias' defaults (avg_ppt, last layer)
-    "qwen05-fst": (QWEN05, {"output_value": "fst_gen"}, None),
-    "qwen05-avg_ppt": (QWEN05, {"output_value": "avg_ppt"}, None),
+    "qwen05-fst": (QWEN05, {"pattern": INBEDDER_PATTERN, "output_value": "fst_gen"}, None),
+    "qwen05-avg_ppt": (QWEN05, {"pattern": INBEDDER_PATTERN, "output_value": "avg_ppt"}, None),
+    "qwen05-fst-word": (QWEN05, {"output_value": "fst_gen"}, ("inbedder-brief", ONE_WORD)),
+    "qwen05-chat-fst-word": (QWEN05, {"output_value": "fst_gen"}, ("chat-brief", ONE_WORD)),  # the alias' defaults
     "qwen05-chat-word": (QWEN05, {"reencoder": "minilm", "max_new_tokens": 6}, ("chat-brief", ONE_WORD)),
     "qwen05-chat-few": (QWEN05, {"reencoder": "minilm", "max_new_tokens": 8}, ("chat-brief", FEW_WORDS)),
     "qwen05-inbedder-few": (QWEN05, {"reencoder": "minilm", "max_new_tokens": 8}, ("inbedder-brief", FEW_WORDS)),
     "qwen05-inbedder-word": (QWEN05, {"reencoder": "minilm", "max_new_tokens": 6}, ("inbedder-brief", ONE_WORD)),
-    "qwen15-fst": ("qwen2.5-coder-1.5b-instruct", {"output_value": "fst_gen"}, None),
-    "gemma-fst": ("gemma-3-270m", {"output_value": "fst_gen"}, None),
+    "qwen15-fst": ("qwen2.5-coder-1.5b-instruct", {"pattern": INBEDDER_PATTERN, "output_value": "fst_gen"}, None),
+    "qwen15-chat-fst-word": ("qwen2.5-coder-1.5b-instruct", {"output_value": "fst_gen"}, ("chat-brief", ONE_WORD)),
+    "gemma-fst": ("gemma-3-270m", {"pattern": INBEDDER_PATTERN, "output_value": "fst_gen"}, None),
 }
 SHOWCASE = {"topic": "What is the topic of this text?", "sentiment": "Is this text positive or negative?"}
-# Written for this benchmark and used for no choice: 64 texts, topic (health, technology, money, weather) × sentiment.
-HANDWRITTEN = Path(__file__).parent / "data" / "topic_sentiment_heldout.csv"
-HANDWRITTEN_AXES = {"topic": "What is this text about?", "sentiment": "Is the writer pleased or unhappy?"}
+# Written for this benchmark: topic (health, technology, money, weather) × sentiment, 64 texts; animal (dog, cat,
+# bird, fish) × emotion (joy, anger, fear), 48 texts, written after the default was chosen and used for no choice.
+HANDWRITTEN = {
+    "handwritten": ("topic_sentiment_heldout.csv",
+                    {"topic": "What is this text about?", "sentiment": "Is the writer pleased or unhappy?"}),
+    "animals": ("animal_emotion_heldout.csv",
+                {"animal": "Which animal is this about?", "emotion": "What emotion does the writer feel?"}),
+}
 SELECTION_SETS = ["selection", "showcase"]  # where a readout may be chosen: not held out
 
 
@@ -72,7 +81,8 @@ def tasks(data: Path, work: Path, n: int, n_selection: int) -> dict[str, Any]:
     out = {"selection": load_awareness(selection_table(data, work), SELECTION, limit=n_selection, seed=0)}
     out.update({name: load_awareness(path, HELDOUT[name], limit=n, seed=0)
                 for name, path in heldout_tables(data, work).items()})
-    out["handwritten"] = load_awareness(HANDWRITTEN, HANDWRITTEN_AXES)
+    out.update({name: load_awareness(Path(__file__).parent / "data" / file, axes)
+                for name, (file, axes) in HANDWRITTEN.items()})
     rows = showcase()
     showcase_csv = work / "showcase.csv"
     with open(showcase_csv, "w", newline="", encoding="utf-8") as f:
@@ -85,7 +95,7 @@ def tasks(data: Path, work: Path, n: int, n_selection: int) -> dict[str, Any]:
 def embed(name: str, sets: dict[str, Any], work: Path, batch_size: int) -> dict[str, float]:
     """Every set's texts under every question of it into ``work/name/``; seconds per set (0 when all were saved)."""
     alias, options, brief = candidate(name)
-    folder = work / name
+    folder = work / name.replace("/", "_")
     folder.mkdir(parents=True, exist_ok=True)
     model = None
     seconds: dict[str, float] = {}
@@ -112,7 +122,10 @@ def embed(name: str, sets: dict[str, Any], work: Path, batch_size: int) -> dict[
 
 
 def candidate(name: str) -> tuple[str, dict[str, Any], tuple[str, str] | None]:
-    """A named candidate; ``name@L`` reads the same output value at layer L."""
+    """A named candidate; ``name@L`` reads the same output value at layer L; a model directory (a trained model)
+    with its own defaults."""
+    if name not in CANDIDATES and Path(name).is_dir():
+        return name, {}, None
     base, _, layer = name.partition("@")
     alias, options, brief = CANDIDATES[base]
     if layer:
@@ -179,7 +192,7 @@ def clusterings(name: str, set_name: str, task: Any, work: Path, seeds: int) -> 
     """``{(question axis, label axis): [cluster ids per seed]}``."""
     out = {}
     for a in task.instructions:
-        vectors = np.load(work / name / f"{set_name}.{a}.{digest(task.texts)}.npy")
+        vectors = np.load(work / name.replace("/", "_") / f"{set_name}.{a}.{digest(task.texts)}.npy")
         for b in task.instructions:
             k = len(set(task.labels[b]))
             out[(a, b)] = [kmeans(vectors, k, seed) for seed in range(seeds)]
@@ -212,22 +225,34 @@ def score(names: list[str], sets: dict[str, Any], work: Path, seeds: int, boot: 
     return report
 
 
-def table(report: dict[str, Any], sets: dict[str, Any]) -> str:
-    """Markdown: a row per candidate; per axis instructed / off-axis V and, against the first row, the difference
-    of the instructed V with its 95 % interval (▲ above 0, ▼ below, = neither)."""
-    columns = [(s, b) for s in sets for b in sets[s].instructions]
-    lines = ["| candidate | " + " | ".join(f"{s} {b}" for s, b in columns) + " |",
-             "|---|" + "---|" * len(columns)]
+def summary(cells: dict[str, Any]) -> float:
+    """Mean instructed V − mean off-axis V of a set (the awareness summary)."""
+    return float(np.mean([c["instructed"] for c in cells.values()]) - np.mean([c["off_axis"] for c in cells.values()]))
+
+
+def table(report: dict[str, Any], sets: dict[str, Any], footprints: dict[str, Any]) -> str:
+    """Markdown. First: a row per candidate with the summaries of the sets where a readout may be chosen, the
+    instructed / off-axis V of every held-out axis, texts/s and peak memory. Then: against the first row, the
+    difference of each axis' instructed V with its 95 % interval (▲ above 0, ▼ below, = neither)."""
+    held = [(s, b) for s in sets if s not in SELECTION_SETS for b in sets[s].instructions]
+    lines = ["| candidate | " + " | ".join(f"{s} summary" for s in SELECTION_SETS) + " | "
+             + " | ".join(f"{s} {b}" for s, b in held) + " | texts/s | peak RSS |",
+             "|---|" + "---:|" * len(SELECTION_SETS) + "---|" * len(held) + "---:|---:|"]
     for name, cells in report.items():
+        speed = footprints.get(name)
+        lines.append(f"| `{name}` | " + " | ".join(f"{summary(cells[s]):+.3f}" for s in SELECTION_SETS) + " | "
+                     + " | ".join(f"{cells[s][b]['instructed']:.3f} / {cells[s][b]['off_axis']:.3f}" for s, b in held)
+                     + (f" | {speed['texts_per_second']:.1f} | {speed['peak_rss_gib']:.1f} GiB |" if speed
+                        else " | | |"))
+    first = next(iter(report))
+    lines += ["", f"| against `{first}` | " + " | ".join(f"{s} {b}" for s, b in held) + " |",
+              "|---|" + "---|" * len(held)]
+    for name, cells in list(report.items())[1:]:
         row = []
-        for s, b in columns:
+        for s, b in held:
             c = cells[s][b]
-            text = f"{c['instructed']:.3f} / {c['off_axis']:.3f}"
-            if "interval" in c:
-                lo, hi = c["interval"]
-                mark = "▲" if lo > 0 else "▼" if hi < 0 else "="
-                text += f" ({mark} {c['difference']:+.3f} [{lo:+.3f}, {hi:+.3f}])"
-            row.append(text)
+            lo, hi = c["interval"]
+            row.append(f"{'▲' if lo > 0 else '▼' if hi < 0 else '='} {c['difference']:+.3f} [{lo:+.3f}, {hi:+.3f}]")
         lines.append(f"| `{name}` | " + " | ".join(row) + " |")
     return "\n".join(lines)
 
@@ -236,7 +261,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--candidates", nargs="+", default=["smollm2", "qwen05-fst", "qwen05-chat-word"],
                         help=f"the first is the one the others are compared with; of {', '.join(CANDIDATES)}, "
-                             "name@L for another layer")
+                             "name@L for another layer, or a model directory")
     parser.add_argument("--layers", metavar="CANDIDATE",
                         help="only rank every hidden-state readout at every layer of this candidate's model on the "
                              "selection set")
@@ -247,7 +272,8 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=5, help="k-means seeds averaged")
     parser.add_argument("--boot", type=int, default=500, help="bootstrap resamples")
     parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--table", action="store_true", help="only score the vectors already saved")
+    parser.add_argument("--table", action="store_true",
+                        help="only score the vectors already saved (with the footprints of an existing --json)")
     parser.add_argument("--footprint", type=int, metavar="N",
                         help="also measure texts/s and peak memory of each candidate on N selection texts, each in a "
                              "process of its own")
@@ -274,8 +300,11 @@ def main() -> None:
             seconds[name] = embed(name, sets, args.work, args.batch_size)
             print(f"{name}: {seconds[name]}", flush=True)
     report = score(args.candidates, sets, args.work, args.seeds, args.boot)
-    print(table(report, sets))
-    footprints = {}
+    footprints = json.loads(args.json.read_text())["footprints"] if args.table and args.json and args.json.exists() \
+        else {}
+    if args.table:
+        print(table(report, sets, footprints))
+        return
     for name in args.candidates if args.footprint else []:
         run = subprocess.run([sys.executable, __file__, "--work", str(args.work), "--data", str(args.data),
                               "--footprint", str(args.footprint), "--footprint-of", name],
@@ -283,6 +312,7 @@ def main() -> None:
         footprints[name] = json.loads(run.stdout.strip().splitlines()[-1])
         print(f"{name}: {footprints[name]['texts_per_second']:.1f} texts/s, "
               f"peak {footprints[name]['peak_rss_gib']:.2f} GiB", flush=True)
+    print(table(report, sets, footprints))
     if args.json:
         args.json.write_text(json.dumps({"report": report, "footprints": footprints, "seconds": seconds, "rows": {
             s: len(t.texts) for s, t in sets.items()}, "seeds": args.seeds, "boot": args.boot}, indent=1) + "\n",

