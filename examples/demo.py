@@ -173,8 +173,8 @@ def main() -> None:
     print(f"\n== InBedder-style answer embedding: the default answer model ({DEFAULT_ANSWER_MODEL!r}) ==")
     print(textwrap.fill("its chat prompt asks for a one-word answer; the vectors are the model's hidden state at "
                         "the first answer token (InBedder's fst_gen), and the most frequent of its answers names "
-                        "each cluster; the first load converts the "
-                        "GGUF file once (about a minute), later loads take a second", width=110,
+                        "each cluster; the first load converts the GGUF file once (about a minute), later loads "
+                        "take a second", width=110,
                         initial_indent="  ", subsequent_indent="  "))
     try:
         verdict(DEFAULT_ANSWER_MODEL, run_model(DEFAULT_ANSWER_MODEL, rows, out_dir, baseline=False))
