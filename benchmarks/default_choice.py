@@ -24,7 +24,6 @@ import argparse
 import csv
 import hashlib
 import json
-import resource
 import subprocess
 import sys
 import time
@@ -168,8 +167,14 @@ def footprint(name: str, task: Any, rounds: int = 2) -> dict[str, float]:
     texts, question = list(task.texts), next(iter(task.instructions.values()))
     model.encode(texts[:16], instruction=question, batch_size=16)
     best = min(timed(model, texts, question) for _ in range(rounds))
-    return {"texts_per_second": len(texts) / best, "peak_rss_gib": resource.getrusage(
-        resource.RUSAGE_SELF).ru_maxrss / 2**20, "threads": torch.get_num_threads()}
+    return {"texts_per_second": len(texts) / best, "peak_rss_gib": peak_rss_gib(), "threads": torch.get_num_threads()}
+
+
+def peak_rss_gib() -> float:
+    """This process' peak resident memory (VmHWM: unlike ``ru_maxrss``, not inherited from the parent at fork)."""
+    with open("/proc/self/status", encoding="ascii") as f:
+        kib = next(int(line.split()[1]) for line in f if line.startswith("VmHWM:"))
+    return kib / 2**20
 
 
 def timed(model: Any, texts: list[str], question: str) -> float:

