@@ -104,20 +104,19 @@ def embed(name: str, sets: dict[str, Any], work: Path, batch_size: int) -> dict[
             out = folder / f"{set_name}.{axis}.{digest(task.texts)}.npy"
             if out.exists():
                 continue
-            if model is None:
-                model = load(alias)
-                if brief:
-                    options = {**options, "pattern": brief_pattern(model, brief[0], brief[1])}
-                model = load(alias, **options)
+            model = model or loaded(alias, options, brief)
             vectors = model.encode(list(task.texts), instruction=question, batch_size=batch_size,
                                    show_progress_bar=True)
             np.save(out, np.asarray(vectors, dtype=np.float32))
-            if set_name == "showcase":
-                _, answers = model.encode(list(task.texts[:6]), instruction=question, return_generations=True) \
-                    if options.get("reencoder") else (None, [])
-                (folder / f"answers.{set_name}.{axis}.json").write_text(json.dumps(answers), encoding="utf-8")
         seconds[set_name] = time.perf_counter() - start
     return seconds
+
+
+def loaded(alias: str, options: dict[str, Any], brief: tuple[str, str] | None) -> Any:
+    """The candidate's model; a brief goes after the instruction of its pattern (the chat one needs the tokenizer)."""
+    if brief:
+        options = {**options, "pattern": brief_pattern(load(alias), brief[0], brief[1])}
+    return load(alias, **options)
 
 
 def candidate(name: str) -> tuple[str, dict[str, Any], tuple[str, str] | None]:
@@ -135,8 +134,7 @@ def candidate(name: str) -> tuple[str, dict[str, Any], tuple[str, str] | None]:
 def layer_sweep(name: str, chosen_on: list[Any], seeds: int, batch_size: int) -> list[tuple[str, float]]:
     """Every hidden-state value (``fst_gen``, ``avg_ppt``, ``avg_gen`` of 3 answer tokens) at every layer of the
     candidate's model: ``[(value@layer, mean awareness summary over the tasks chosen_on)]``, best first."""
-    alias, options, _ = candidate(name)
-    model = load(alias, **options)
+    model = loaded(*candidate(name))
     summaries: dict[str, list[float]] = {}
     for task in chosen_on:
         vectors: dict[str, dict[str, np.ndarray]] = {}
@@ -159,11 +157,7 @@ def layer_sweep(name: str, chosen_on: list[Any], seeds: int, batch_size: int) ->
 def footprint(name: str, task: Any, rounds: int = 2) -> dict[str, float]:
     """texts/s of ``encode`` (the best of ``rounds`` over the task's texts under its first question, after a
     warm-up) and the process' peak resident memory; run in a process of its own per candidate."""
-    alias, options, brief = candidate(name)
-    model = load(alias)
-    if brief:
-        options = {**options, "pattern": brief_pattern(model, brief[0], brief[1])}
-    model = load(alias, **options)
+    model = loaded(*candidate(name))
     texts, question = list(task.texts), next(iter(task.instructions.values()))
     model.encode(texts[:16], instruction=question, batch_size=16)
     best = min(timed(model, texts, question) for _ in range(rounds))
