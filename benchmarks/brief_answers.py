@@ -21,16 +21,17 @@ from pathlib import Path
 from trained_readouts import DATA  # scripts beside this one
 
 from inbedder import load
-from inbedder.encoders.causal_settings import INBEDDER_PATTERN, render_chat
+from inbedder.encoders.causal_settings import CHAT, CHAT_CONTENT, INBEDDER_PATTERN
 from inbedder.evaluation import EvalSettings, load_awareness
 from inbedder.training.recipe import HELDOUT, SELECTION, heldout_tables, selection_table
 
 BRIEF = " Answer in a few words."
 
 
-def brief_pattern(model: object, variant: str, brief: str = BRIEF) -> str:
-    """InBedder's pattern or the model's chat-template pattern (``render_chat``), ``brief`` after the instruction."""
-    base = INBEDDER_PATTERN if variant == "inbedder-brief" else render_chat(model.encoder.tokenizer)  # type: ignore[attr-defined]
+def brief_pattern(variant: str, brief: str = BRIEF) -> str:
+    """InBedder's pattern or the model's chat template (``"chat:<user message>"``), ``brief`` after the
+    instruction."""
+    base = INBEDDER_PATTERN if variant == "inbedder-brief" else f"{CHAT}:{CHAT_CONTENT}"
     return base.replace("{instruction}", "{instruction}" + brief)
 
 
@@ -47,8 +48,7 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="brief-"))
     sets = {"selection": (selection_table(args.data, work), SELECTION)}
     sets.update({name: (path, HELDOUT[name]) for name, path in heldout_tables(args.data, work).items()})
-    model = load(args.model)  # its tokenizer renders the chat pattern; the second load reads the converted copy
-    model = load(args.model, pattern=brief_pattern(model, args.variant, args.brief), max_new_tokens=args.new_tokens,
+    model = load(args.model, pattern=brief_pattern(args.variant, args.brief), max_new_tokens=args.new_tokens,
                  reencoder="minilm")
     out: dict = {"model": args.model, "variant": args.variant, "brief": args.brief, "n": args.n,
                  "new_tokens": args.new_tokens, "sets": {}}

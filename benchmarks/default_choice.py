@@ -21,7 +21,6 @@ memory, each candidate in a process of its own.
 from __future__ import annotations
 
 import argparse
-import csv
 import hashlib
 import json
 import subprocess
@@ -40,7 +39,8 @@ from trained_readouts import DATA
 
 from inbedder import load
 from inbedder.data import showcase
-from inbedder.evaluation import load_awareness
+from inbedder.evaluation import AwarenessTask, load_awareness
+from inbedder.evaluation.awareness import awareness_summary
 from inbedder.evaluation.clustering import kmeans
 from inbedder.prompts import INBEDDER_PATTERN
 from inbedder.training.recipe import HELDOUT, SELECTION, heldout_tables, selection_table
@@ -83,11 +83,7 @@ def tasks(data: Path, work: Path, n: int, n_selection: int) -> dict[str, Any]:
     out.update({name: load_awareness(Path(__file__).parent / "data" / file, axes)
                 for name, (file, axes) in HANDWRITTEN.items()})
     rows = showcase()
-    showcase_csv = work / "showcase.csv"
-    with open(showcase_csv, "w", newline="", encoding="utf-8") as f:
-        csv.writer(f).writerows([["text", "topic", "sentiment"]] + [[r["text"], r["topic"], r["sentiment"]]
-                                                                   for r in rows])
-    out["showcase"] = load_awareness(showcase_csv, SHOWCASE)
+    out["showcase"] = AwarenessTask([r["text"] for r in rows], {a: [r[a] for r in rows] for a in SHOWCASE}, SHOWCASE)
     return out
 
 
@@ -113,10 +109,8 @@ def embed(name: str, sets: dict[str, Any], work: Path, batch_size: int) -> dict[
 
 
 def loaded(alias: str, options: dict[str, Any], brief: tuple[str, str] | None) -> Any:
-    """The candidate's model; a brief goes after the instruction of its pattern (the chat one needs the tokenizer)."""
-    if brief:
-        options = {**options, "pattern": brief_pattern(load(alias), brief[0], brief[1])}
-    return load(alias, **options)
+    """The candidate's model; a brief goes after the instruction of its pattern."""
+    return load(alias, **options, **({"pattern": brief_pattern(*brief)} if brief else {}))
 
 
 def candidate(name: str) -> tuple[str, dict[str, Any], tuple[str, str] | None]:
@@ -144,13 +138,8 @@ def layer_sweep(name: str, chosen_on: list[Any], seeds: int, batch_size: int) ->
                 if value in ("fst_gen", "avg_ppt", "avg_gen"):
                     vectors.setdefault(f"{value}@{layer}", {})[axis] = x
         for readout, by_axis in tqdm(vectors.items(), desc="scoring"):
-            axes = list(by_axis)
-            cells = {(a, b): np.mean([v_measure(np.asarray(task.labels[b]),
-                                                kmeans(by_axis[a], len(set(task.labels[b])), seed))
-                                      for seed in range(seeds)]) for a in axes for b in axes}
-            summaries.setdefault(readout, []).append(float(np.mean([cells[(b, b)] for b in axes])
-                                                           - np.mean([cells[(a, b)] for a in axes for b in axes
-                                                                      if a != b])))
+            matrix = mean_matrix(clustered(by_axis, task, seeds), task)
+            summaries.setdefault(readout, []).append(awareness_summary(matrix))
     return sorted(((r, float(np.mean(v))) for r, v in summaries.items()), key=lambda r: -r[1])
 
 
@@ -187,15 +176,22 @@ def v_measure(labels: np.ndarray, clusters: np.ndarray) -> float:
     return float(v_measure_score(labels, clusters))
 
 
-def clusterings(name: str, set_name: str, task: Any, work: Path, seeds: int) -> dict[tuple[str, str], list]:
-    """``{(question axis, label axis): [cluster ids per seed]}``."""
-    out = {}
-    for a in task.instructions:
-        vectors = np.load(work / name.replace("/", "_") / f"{set_name}.{a}.{digest(task.texts)}.npy")
-        for b in task.instructions:
-            k = len(set(task.labels[b]))
-            out[(a, b)] = [kmeans(vectors, k, seed) for seed in range(seeds)]
-    return out
+def clustered(by_axis: dict[str, np.ndarray], task: Any, seeds: int) -> dict[tuple[str, str], list]:
+    """``{(question axis, label axis): [cluster ids per seed]}`` of the vectors under each axis' question."""
+    return {(a, b): [kmeans(vectors, len(set(task.labels[b])), seed) for seed in range(seeds)]
+            for a, vectors in by_axis.items() for b in task.instructions}
+
+
+def mean_matrix(found: dict[tuple[str, str], list], task: Any) -> dict[str, dict[str, float]]:
+    """The awareness matrix, ``[question axis][label axis]`` = V-measure averaged over the seeds' clusterings."""
+    return {a: {b: float(np.mean([v_measure(np.asarray(task.labels[b]), c) for c in found[(a, b)]]))
+                for b in task.instructions} for a in task.instructions}
+
+
+def saved(name: str, set_name: str, task: Any, work: Path) -> dict[str, np.ndarray]:
+    """The candidate's vectors of the set under each axis' question, as :func:`embed` saved them."""
+    return {a: np.load(work / name.replace("/", "_") / f"{set_name}.{a}.{digest(task.texts)}.npy")
+            for a in task.instructions}
 
 
 def score(names: list[str], sets: dict[str, Any], work: Path, seeds: int, boot: int) -> dict[str, Any]:
@@ -206,27 +202,23 @@ def score(names: list[str], sets: dict[str, Any], work: Path, seeds: int, boot: 
     for set_name, task in sets.items():
         n = len(task.texts)
         draws = rng.integers(0, n, size=(boot, n))
-        found = {name: clusterings(name, set_name, task, work, seeds) for name in names}
+        found = {name: clustered(saved(name, set_name, task, work), task, seeds) for name in names}
         for name in names:
+            matrix = mean_matrix(found[name], task)
+            axes: dict[str, Any] = {}
             for b in task.instructions:
                 labels = np.asarray(task.labels[b])
-                others = [a for a in task.instructions if a != b]
-                cell = {"instructed": float(np.mean([v_measure(labels, c) for c in found[name][(b, b)]])),
-                        "off_axis": max(float(np.mean([v_measure(labels, c) for c in found[name][(a, b)]]))
-                                        for a in others)}
+                cell = {"instructed": matrix[b][b], "off_axis": max(matrix[a][b] for a in matrix if a != b)}
                 if name != names[0]:
                     diffs = [np.mean([v_measure(labels[d], c[d]) - v_measure(labels[d], base[d])
                                       for c, base in zip(found[name][(b, b)], found[names[0]][(b, b)],
                                                          strict=True)]) for d in draws]
-                    cell["difference"] = cell["instructed"] - report[names[0]][set_name][b]["instructed"]
+                    cell["difference"] = cell["instructed"] - report[names[0]][set_name]["axes"][b]["instructed"]
                     cell["interval"] = [float(np.percentile(diffs, 2.5)), float(np.percentile(diffs, 97.5))]
-                report.setdefault(name, {}).setdefault(set_name, {})[b] = cell
+                axes[b] = cell
+            report.setdefault(name, {})[set_name] = {"axes": axes, "matrix": matrix,
+                                                     "summary": awareness_summary(matrix)}
     return report
-
-
-def summary(cells: dict[str, Any]) -> float:
-    """Mean instructed V − mean off-axis V of a set (the awareness summary)."""
-    return float(np.mean([c["instructed"] for c in cells.values()]) - np.mean([c["off_axis"] for c in cells.values()]))
 
 
 def table(report: dict[str, Any], sets: dict[str, Any], footprints: dict[str, Any]) -> str:
@@ -239,8 +231,9 @@ def table(report: dict[str, Any], sets: dict[str, Any], footprints: dict[str, An
              "|---|" + "---:|" * len(SELECTION_SETS) + "---|" * len(held) + "---:|---:|"]
     for name, cells in report.items():
         speed = footprints.get(name)
-        lines.append(f"| `{name}` | " + " | ".join(f"{summary(cells[s]):+.3f}" for s in SELECTION_SETS) + " | "
-                     + " | ".join(f"{cells[s][b]['instructed']:.3f} / {cells[s][b]['off_axis']:.3f}" for s, b in held)
+        lines.append(f"| `{name}` | " + " | ".join(f"{cells[s]['summary']:+.3f}" for s in SELECTION_SETS) + " | "
+                     + " | ".join(f"{cells[s]['axes'][b]['instructed']:.3f} / {cells[s]['axes'][b]['off_axis']:.3f}"
+                                  for s, b in held)
                      + (f" | {speed['texts_per_second']:.1f} | {speed['peak_rss_gib']:.1f} GiB |" if speed
                         else " | | |"))
     first = next(iter(report))
@@ -249,7 +242,7 @@ def table(report: dict[str, Any], sets: dict[str, Any], footprints: dict[str, An
     for name, cells in list(report.items())[1:]:
         row = []
         for s, b in held:
-            c = cells[s][b]
+            c = cells[s]["axes"][b]
             lo, hi = c["interval"]
             row.append(f"{'▲' if lo > 0 else '▼' if hi < 0 else '='} {c['difference']:+.3f} [{lo:+.3f}, {hi:+.3f}]")
         lines.append(f"| `{name}` | " + " | ".join(row) + " |")

@@ -20,7 +20,7 @@ from inbedder.compat import CausalLMEncoder
 from inbedder.encoders import causal
 from inbedder.encoders.base import Output
 from inbedder.encoders.causal import INBEDDER_PATTERN, pool
-from inbedder.encoders.causal_settings import OutputValue, fill
+from inbedder.encoders.causal_settings import OutputValue, fill, is_chat
 from inbedder.errors import InputError, InputTypeError
 from tiny_causal import CHAT_TEMPLATE, build_tiny_gguf, build_tiny_llama, build_tiny_opt
 
@@ -116,7 +116,7 @@ def test_a_shared_prefix_is_computed_once_with_the_same_states(request, monkeypa
     enc = model.encoder
     pairs = [(ANIMAL, t) for t in [*TEXTS, LONG]]
     prompts, _, _ = enc.prompts(pairs, pattern)
-    ids, mask, _, _ = enc.tokenize(prompts, pattern == "chat", [False] * len(pairs), False)
+    ids, mask, _, _ = enc.tokenize(prompts, is_chat(pattern), [False] * len(pairs), False)
     shared = causal.shared_prefix(ids, mask)
     assert shared >= causal.MIN_SHARED_PREFIX
     assert causal.shared_prefix(ids[:, :-1], mask[:, :-1]) == shared  # the first tokens, not the last, are shared
@@ -204,6 +204,16 @@ def test_patterns_fill_once_and_chat(llama) -> None:
     ids = llama.encoder.tokenize([prompt], True, [False], False)[0][0].tolist()
     assert ids[0] != llama.encoder.tokenizer.bos_token_id  # the template owns the special tokens
     assert CHAT_TEMPLATE == llama.encoder.tokenizer.chat_template
+
+
+def test_a_chat_pattern_may_carry_its_own_user_message(llama) -> None:
+    word = "chat:{input}\n\n{instruction} Answer with one word."
+    (prompt,), _, _ = llama.encoder.prompts([(ANIMAL, "I love cat!")], word)
+    assert prompt == f"<|user|>\nI love cat!\n\n{ANIMAL} Answer with one word.\n<|assistant|>\n"
+    asked = llama.encode(TEXTS, instruction=ANIMAL, pattern=word)
+    assert not np.allclose(asked, llama.encode(TEXTS, instruction=ANIMAL, pattern="chat"))
+    with pytest.raises(InputError, match="must contain {input} exactly once"):
+        llama.encode(TEXTS, instruction=ANIMAL, pattern="chat:{instruction} only")
 
 
 def test_no_instruction_means_a_complete_prompt(llama) -> None:

@@ -70,14 +70,15 @@ def test_the_default_answer_model_groups_the_showcase_by_the_question_asked() ->
     """What the demo shows: under the topic question the clusters follow topic, under the sentiment question
     sentiment (measured V 0.84 and 0.87 on the instructed axis, under 0.1 off it; SmolLM2 gives 0.58 on topic
     under both questions and 0.00 on sentiment). Its prompt is the model's own chat template asking for one word."""
-    from inbedder.encoders.causal_settings import render_chat
     from inbedder.evaluation import AwarenessTask, EvalSettings
 
     model = load(DEFAULT_ANSWER_MODEL)
-    chat = render_chat(model.encoder.tokenizer)
-    assert model.encoder.pattern == chat.replace("{instruction}", "{instruction} Answer with one word.")
     assert model.encoder.output_value.value == "fst_gen"
     rows = showcase()
+    (prompt,), _, _ = model.encoder.prompts([("Q?", rows[0]["text"])])
+    assert prompt == model.encoder.tokenizer.apply_chat_template(
+        [{"role": "user", "content": f"{rows[0]['text']}\n\nQ? Answer with one word."}], tokenize=False,
+        add_generation_prompt=True)
     questions = {"topic": "What is the topic of this text?", "sentiment": "Is this text positive or negative?"}
     task = AwarenessTask([r["text"] for r in rows], {axis: [r[axis] for r in rows] for axis in questions}, questions)
     matrix = task.run(model, EvalSettings(batch_size=16, seed=0, progress=False)).matrix

