@@ -67,7 +67,8 @@ def token_work(model: Any, texts: list[str], questions: list[str], batch_size: i
         prompts = sorted((r[j] for r in rows), key=len, reverse=True)
         for b in range(0, len(prompts), batch_size):
             batch = prompts[b:b + batch_size]
-            once = start(batch) if len(batch) > 1 and start(batch) >= MIN_SHARED_PREFIX else 0
+            once = start(batch) if len(batch) > 1 else 0
+            once = once if once >= MIN_SHARED_PREFIX else 0
             separate += sum(map(len, batch)) - (len(batch) - 1) * once
     shared = sum(sum(map(len, prompts)) - (len(prompts) - 1) * start(prompts) for prompts in rows)
     return {"separate_tokens": separate, "shared_tokens": shared, "token_ratio": separate / shared}
