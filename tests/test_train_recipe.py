@@ -252,3 +252,4 @@ def test_the_data_folder_has_no_default(monkeypatch: pytest.MonkeyPatch, tmp_pat
     monkeypatch.setenv("INBEDDER_DATA", str(tmp_path / "nowhere"))
     result = CliRunner().invoke(main, ["train", "recipe", "-o", str(tmp_path / "m"), "--no-eval"])
     assert result.exit_code == 1 and "nowhere" in result.output and "is missing" in result.output
+    assert not (tmp_path / "m.work").exists()  # refused before anything is written

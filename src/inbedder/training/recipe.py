@@ -327,7 +327,7 @@ def run_recipe(output: Path | None = None, root: Path | None = None, settings: R
     if output is None and settings.base_model != BASE_MODEL:
         raise InputError(f"--base-model {settings.base_model} needs -o/--output: the default folder is the "
                          "`inbedder-smollm2` alias'")
-    output, root = Path(output or default_output()), Path(root or default_data_root())
+    output, root = Path(output or default_output()), _need(Path(root or default_data_root()))
     work = output.with_name(output.name + ".work")
     work.mkdir(parents=True, exist_ok=True)
     train, dev = build_data(root, work, settings)
