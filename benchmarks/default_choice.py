@@ -9,6 +9,10 @@ polarity and MLMA target × directness (``training.recipe.HELDOUT``), and two se
 (*instructed*) and under the other question (*off-axis*), each the mean over ``--seeds`` k-means seeds; and the
 paired bootstrap interval (``--boot`` resamples of the rows, clusters kept) of the instructed V's difference
 against the first candidate. A candidate *beats* the first on an axis when that 95 % interval lies above 0.
+What each held-out axis can show at all: the same interval for a perfect clustering (the labels themselves; when
+it reaches 0, no model can be shown ahead of the first there), and the V-measure of a linear probe's
+cross-validated predictions from each candidate's instructed vectors (the labels a supervised reader recovers:
+near 0, the axis is hardly in the text for any of them).
 
 Vectors are saved under ``--work`` per candidate, set and question, so an interrupted run goes on where it stopped
 and ``--table`` only re-scores. ``--footprint N`` then times ``encode`` on N selection texts and reads the peak
@@ -221,10 +225,48 @@ def score(names: list[str], sets: dict[str, Any], work: Path, seeds: int, boot: 
     return report
 
 
-def table(report: dict[str, Any], sets: dict[str, Any], footprints: dict[str, Any]) -> str:
+def headroom(names: list[str], sets: dict[str, Any], work: Path, seeds: int, boot: int) -> dict[str, Any]:
+    """Per held-out set and label axis: the bootstrap interval of a perfect clustering's V against ``names[0]``'s
+    instructed V, and the best cross-validated linear probe V over the candidates' instructed vectors (with its
+    candidate)."""
+    rng = np.random.default_rng(1)
+    out: dict[str, Any] = {}
+    for set_name, task in sets.items():
+        if set_name in SELECTION_SETS:
+            continue
+        draws = rng.integers(0, len(task.texts), size=(boot, len(task.texts)))
+        first = clustered(saved(names[0], set_name, task, work), task, seeds)
+        for b in task.instructions:
+            labels = np.asarray(task.labels[b])
+            gaps = [np.mean([1.0 - v_measure(labels[d], c[d]) for c in first[(b, b)]]) for d in draws]
+            probes = {name: probe_v(saved(name, set_name, task, work)[b], labels) for name in names}
+            best = max(probes, key=lambda name: probes[name])
+            out.setdefault(set_name, {})[b] = {
+                "perfect_interval": [float(np.percentile(gaps, 2.5)), float(np.percentile(gaps, 97.5))],
+                "probe": probes[best], "probe_candidate": best}
+    return out
+
+
+def probe_v(vectors: np.ndarray, labels: np.ndarray, folds: int = 5) -> float:
+    """V-measure of a standardised, strongly regularised logistic regression's predictions, each row predicted by
+    the model of the (stratified) folds that leave it out."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    folds = min(folds, int(np.unique(labels, return_counts=True)[1].min()))
+    probe = make_pipeline(StandardScaler(), LogisticRegression(C=0.01, max_iter=3000))
+    return v_measure(labels, cross_val_predict(probe, vectors, labels,
+                                               cv=StratifiedKFold(folds, shuffle=True, random_state=0)))
+
+
+def table(report: dict[str, Any], sets: dict[str, Any], footprints: dict[str, Any],
+          room: dict[str, Any] | None = None) -> str:
     """Markdown. First: a row per candidate with the summaries of the sets where a readout may be chosen, the
     instructed / off-axis V of every held-out axis, texts/s and peak memory. Then: against the first row, the
-    difference of each axis' instructed V with its 95 % interval (▲ above 0, ▼ below, = neither)."""
+    difference of each axis' instructed V with its 95 % interval (▲ above 0, ▼ below, = neither), and, given
+    ``room`` (:func:`headroom`), a perfect clustering's interval and the best linear probe's V."""
     held = [(s, b) for s in sets if s not in SELECTION_SETS for b in sets[s].instructions]
     lines = ["| candidate | " + " | ".join(f"{s} summary" for s in SELECTION_SETS) + " | "
              + " | ".join(f"{s} {b}" for s, b in held) + " | texts/s | peak RSS |",
@@ -244,9 +286,21 @@ def table(report: dict[str, Any], sets: dict[str, Any], footprints: dict[str, An
         for s, b in held:
             c = cells[s]["axes"][b]
             lo, hi = c["interval"]
-            row.append(f"{'▲' if lo > 0 else '▼' if hi < 0 else '='} {c['difference']:+.3f} [{lo:+.3f}, {hi:+.3f}]")
+            row.append(f"{mark(lo, hi)} {c['difference']:+.3f} [{lo:+.3f}, {hi:+.3f}]")
         lines.append(f"| `{name}` | " + " | ".join(row) + " |")
+    if room:
+        lines.append("| *can show:* perfect clustering | " + " | ".join(
+            "{} {:+.3f} [{:+.3f}, {:+.3f}]".format(mark(*room[s][b]["perfect_interval"]),
+                                                   1 - report[first][s]["axes"][b]["instructed"],
+                                                   *room[s][b]["perfect_interval"]) for s, b in held) + " |")
+        lines.append("| *can show:* best linear probe V | " + " | ".join(
+            f"{room[s][b]['probe']:.3f} (`{room[s][b]['probe_candidate']}`)" for s, b in held) + " |")
     return "\n".join(lines)
+
+
+def mark(lo: float, hi: float) -> str:
+    """▲ when a 95 % interval lies above 0, ▼ below, = otherwise (V-measures equal to float precision count as 0)."""
+    return "▲" if lo > 1e-9 else "▼" if hi < -1e-9 else "="
 
 
 def main() -> None:
@@ -292,10 +346,11 @@ def main() -> None:
             seconds[name] = embed(name, sets, args.work, args.batch_size)
             print(f"{name}: {seconds[name]}", flush=True)
     report = score(args.candidates, sets, args.work, args.seeds, args.boot)
+    room = headroom(args.candidates, sets, args.work, args.seeds, args.boot)
     footprints = json.loads(args.json.read_text())["footprints"] if args.table and args.json and args.json.exists() \
         else {}
     if args.table:
-        print(table(report, sets, footprints))
+        print(table(report, sets, footprints, room))
         return
     for name in args.candidates if args.footprint else []:
         run = subprocess.run([sys.executable, __file__, "--work", str(args.work), "--data", str(args.data),
@@ -304,11 +359,12 @@ def main() -> None:
         footprints[name] = json.loads(run.stdout.strip().splitlines()[-1])
         print(f"{name}: {footprints[name]['texts_per_second']:.1f} texts/s, "
               f"peak {footprints[name]['peak_rss_gib']:.2f} GiB", flush=True)
-    print(table(report, sets, footprints))
+    print(table(report, sets, footprints, room))
     if args.json:
-        args.json.write_text(json.dumps({"report": report, "footprints": footprints, "seconds": seconds, "rows": {
-            s: len(t.texts) for s, t in sets.items()}, "seeds": args.seeds, "boot": args.boot}, indent=1) + "\n",
-            encoding="utf-8")
+        rows = {s: len(t.texts) for s, t in sets.items()}
+        args.json.write_text(json.dumps({"report": report, "headroom": room, "footprints": footprints,
+                                         "seconds": seconds, "rows": rows, "seeds": args.seeds, "boot": args.boot},
+                                        indent=1) + "\n", encoding="utf-8")
 
 
 if __name__ == "__main__":
