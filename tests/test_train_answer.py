@@ -40,6 +40,35 @@ def test_labels_cover_only_the_answer_and_the_end_token(llama_dir: Path) -> None
     assert prompt.endswith("### Response:") and "### Input:\nI love my cat." in prompt
 
 
+ONE_WORD = "chat:{input}\n\n{instruction} Answer with one word."
+
+
+def test_a_chat_pattern_trains_the_prompt_the_encoder_reads(llama_dir: Path) -> None:
+    encoder = load(llama_dir, pattern=ONE_WORD).encoder
+    tokenizer = encoder.tokenizer
+    (ids, labels), = encode_qa(tokenizer, QA[:1], AnswerSettings(pattern=ONE_WORD, max_length=64))[0]
+    answer = [t for t in labels if t != -100]
+    assert answer == tokenizer("cat", add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+    prompt = tokenizer.apply_chat_template([{"role": "user", "content": "I love my cat.\n\nWhat is the animal "
+                                             "mentioned here? Answer with one word."}], tokenize=False,
+                                           add_generation_prompt=True)
+    assert ids[:len(ids) - len(answer)] == tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    # the same prompt tokens the encoder embeds at inference
+    inference, _, _, _ = encoder.tokenize(encoder.prompts([(QA[0]["instruction"], QA[0]["input"])])[0], True,
+                                          [False], False)
+    assert inference[0].tolist() == ids[:len(ids) - len(answer)]
+
+
+def test_a_chat_pattern_is_learned_and_saved(llama_dir: Path, tmp_path: Path) -> None:
+    loop = LoopSettings(steps=30, batch_size=3, lr=1e-2, warmup=0.1, seed=1, bf16=False, progress=False)
+    train_answer(llama_dir, QA, tmp_path / "out", settings=AnswerSettings(pattern=ONE_WORD, max_length=64),
+                 loop=loop)
+    reloaded = load(tmp_path / "out")
+    assert reloaded.encoder.pattern == ONE_WORD
+    _, answers = reloaded.encode(list(TEXTS)[:2], instruction=QA[0]["instruction"], return_generations=True)
+    assert [a.strip() for a in answers] == ["cat", "dog"]
+
+
 def test_loss_goes_down_and_the_saved_model_reloads_identically(llama_dir: Path, tmp_path: Path) -> None:
     loop = LoopSettings(steps=30, batch_size=3, lr=1e-2, warmup=0.1, seed=1, bf16=False, progress=False)
     result = train_answer(llama_dir, QA, tmp_path / "out", dev=QA[:2], settings=SETTINGS, loop=loop)
@@ -208,6 +237,13 @@ def test_a_custom_pattern_is_what_the_saved_model_loads_with(llama_dir: Path, tm
                  loop=LoopSettings(steps=1, batch_size=3, progress=False),
                  evaluate=lambda model: seen.append(model.encoder.pattern) or 0.0)
     assert load(tmp_path / "out").encoder.pattern == pattern and seen == [pattern]  # evaluated as it loads
+
+
+def test_a_masked_lm_refuses_a_chat_pattern(mlm_dir: Path, tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="chat pattern .* is for causal LMs .* masked LM"):
+        train_answer(mlm_dir, QA, tmp_path / "out", settings=AnswerSettings(pattern=ONE_WORD),
+                     loop=LoopSettings(steps=1, progress=False))
+    assert not (tmp_path / "out").exists()
 
 
 def test_an_encoder_without_an_lm_head_is_refused(tiny_bert_dir: Path, tmp_path: Path) -> None:

@@ -166,6 +166,20 @@ def test_recipe_saves_the_readout_layer(tmp_path: Path) -> None:
     assert not (tmp_path / "n.work").exists()
 
 
+def test_recipe_trains_and_reads_the_pattern_given(tmp_path: Path) -> None:
+    root = fake_root(tmp_path / "data")
+    llama = build_tiny_llama(tmp_path / "llama")
+    chat = "chat:{input}\n\n{instruction} Answer with one word."
+    settings = RecipeSettings(qa_records=6, per_axis=4, steps=1, batch_size=4, max_length=96, base_model=str(llama),
+                              readout="fst_gen", pattern=chat)
+    run_recipe(tmp_path / "m", root, settings, evaluate=False, progress=False)
+    assert json.loads((tmp_path / "m" / "inbedder.json").read_text())["defaults"]["pattern"] == chat
+    assert load(tmp_path / "m", device="cpu").encoder.pattern == chat
+    with pytest.raises(InputError, match="must contain {instruction} exactly once"):  # before any data is built
+        run_recipe(tmp_path / "n", root, RecipeSettings(base_model=str(llama), pattern="{input}"), progress=False)
+    assert not (tmp_path / "n.work").exists()
+
+
 def test_alias_says_how_to_make_the_default_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from inbedder.registry import resolve
 

@@ -20,6 +20,7 @@ from typing import Any
 
 import click
 
+from ..prompts import INBEDDER_PATTERN
 from .common import batch_size_option, device_option, model_option, output_option, seed_option
 
 micro_batch = batch_size_option(8, "Records per micro-batch.", env=False)
@@ -118,7 +119,7 @@ def _kept(evals: list[tuple[int, float]], best_step: int) -> str:
 
 @click.group("train")
 def train_group() -> None:
-    """Train models: answer (causal and masked LMs), instructor (contrastive), recipe (the default model)."""
+    """Train models: answer (causal and masked LMs), instructor (contrastive), recipe (inbedder-smollm2)."""
 
 
 @train_group.command("answer")
@@ -191,6 +192,8 @@ def instructor(**o: Any) -> None:
               help="Held-out awareness (SemEval-14, MLMA) of the base and the trained model.")
 @click.option("--eval-limit", type=int, default=400, show_default=True, help="Rows per held-out dataset.")
 @click.option("--stop-after", type=int, help="Stop after N steps; run again to resume.")
+@click.option("--pattern", default=INBEDDER_PATTERN, help="The prompt trained and read, with {input} and "
+              "{instruction}, or 'chat' / 'chat:<user message>' for the model's chat template [default: InBedder's].")
 @click.option("--readout", type=click.Choice(["re_encode", "avg_gen", "fst_gen", "avg_ppt"]), default="re_encode",
               show_default=True, help="How the trained model embeds (saved in its inbedder.json): its answer "
               "re-encoded by --reencoder, or its hidden states.")
@@ -205,7 +208,8 @@ def instructor(**o: Any) -> None:
               "asks for labels the model never trained on.")
 def recipe(data_root: str | None, output: str | None, threads: int, device: str | None, evaluate: bool,
            eval_limit: int, stop_after: int | None, **settings: Any) -> None:
-    """Train the default answer model (SmolLM2-135M-Instruct) and measure it on held-out datasets."""
+    """Train the answer model `inbedder-smollm2` (SmolLM2-135M-Instruct, or --base-model into -o) on the public
+    datasets and measure it on held-out ones."""
     import torch
 
     from ..training.recipe import RecipeSettings, default_output, run_recipe

@@ -3,8 +3,8 @@
 Each QA record ``{input, instruction, answer}`` becomes the model's prompt (the InBedder pattern by default,
 ``### Input:\\n{input}\\n\\n### Instruction:\\n{instruction}\\n\\n### Response:``) and its answer:
 
-* a causal LM reads the prompt followed by `` {answer}`` and the end-of-sequence token; the loss is on the answer
-  tokens and the end token only;
+* a causal LM reads the prompt followed by `` {answer}`` (in a chat template: ``{answer}`` right after the
+  assistant's turn opens) and the end-of-sequence token; the loss is on the answer tokens and the end token only;
 * a masked LM (RoBERTa, BERT) reads the prompt followed by one mask token per answer token, laid out exactly as
   the masked family reads it at inference; the loss is on the answer tokens predicted at the masks.
 
@@ -27,7 +27,7 @@ from typing import Any
 
 import torch
 
-from ..encoders.causal_settings import build_prompts, check_pattern, is_chat
+from ..encoders.causal_settings import build_prompts, check_pattern, is_chat, render_chat
 from ..errors import InputError, require
 from ..prompts import INBEDDER_PATTERN
 from ..registry import DEFAULTS_FILE
@@ -52,9 +52,6 @@ class AnswerSettings:
 
     def __post_init__(self) -> None:
         check_pattern(self.pattern)
-        if is_chat(self.pattern):
-            raise InputError("answer training takes a pattern with {input} and {instruction}, not a chat pattern "
-                             f"({self.pattern!r})")
         for name in ("max_length", "max_answer_tokens", "lora_r", "lora_alpha"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
@@ -85,17 +82,19 @@ def encode_qa(tokenizer: Any, records: list[dict[str, str]], settings: AnswerSet
     eos = tokenizer.eos_token_id
     if eos is None:
         raise InputError("the tokenizer has no end-of-sequence token; answer training needs one to end answers")
+    chat = is_chat(settings.pattern)  # the template's special tokens, and the answer right after its assistant turn
+    pattern = render_chat(tokenizer, settings.pattern) if chat else settings.pattern
     out, cut = [], 0
     for row, record in enumerate(records):
-        answer = tokenizer(" " + record["answer"].strip(), add_special_tokens=False)["input_ids"]
+        answer = tokenizer(("" if chat else " ") + record["answer"].strip(), add_special_tokens=False)["input_ids"]
         answer = answer[:settings.max_answer_tokens - 1] + [eos]
         try:
-            prompts, _, n = build_prompts(tokenizer, [(record["instruction"], record["input"])], settings.pattern,
-                                          False, settings.max_length - len(answer))
+            prompts, _, n = build_prompts(tokenizer, [(record["instruction"], record["input"])], pattern, chat,
+                                          settings.max_length - len(answer))
         except InputError as exc:
             raise InputError(f"record {row}: {exc}") from None
         cut += n
-        prompt = tokenizer(prompts[0], add_special_tokens=True)["input_ids"]
+        prompt = tokenizer(prompts[0], add_special_tokens=not chat)["input_ids"]
         out.append((prompt + answer, [-100] * len(prompt) + answer))
     return out, cut
 
@@ -201,6 +200,9 @@ def train_answer(model: str | os.PathLike[str], data: str | os.PathLike[str] | l
                          f"{encoder.family} family (an encoder without an LM head trains with "
                          "`inbedder train instructor`)")
     masked = encoder.family == "masked"
+    if masked and is_chat(settings.pattern):
+        raise InputError(f"a chat pattern ({settings.pattern!r}) is for causal LMs with a chat template; "
+                         f"{str(model)!r} is a masked LM: give a pattern with {{input}} and {{instruction}}")
     if masked:  # what evaluate() sees is the model as it will load: with the pattern it is trained on
         encoder.spec = replace(encoder.spec, pattern=settings.pattern)
     else:

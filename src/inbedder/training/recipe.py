@@ -35,6 +35,7 @@ from typing import Any
 from ..errors import InputError
 from ..io.table import read_table
 from ..io.write import write_rows
+from ..prompts import INBEDDER_PATTERN
 from ..registry import DEFAULTS_FILE, directory_defaults
 from .data import LabelSpec, from_labels
 
@@ -112,6 +113,7 @@ class RecipeSettings:
     lora: bool = False
     seed: int = 0
     base_model: str = BASE_MODEL
+    pattern: str = INBEDDER_PATTERN  # the prompt trained and read (a chat pattern trains in the model's template)
     readout: str = "re_encode"  # how the trained model embeds (readout_defaults); written to its inbedder.json
     reencoder: str = "minilm"
     layer: int | None = None  # the hidden state a hidden-state readout reads (the last by default)
@@ -324,6 +326,7 @@ def run_recipe(output: Path | None = None, root: Path | None = None, settings: R
 
     settings = settings or RecipeSettings()
     readout = readout_defaults(settings.readout, settings.reencoder, settings.layer)  # refused before any training
+    answer = AnswerSettings(pattern=settings.pattern, max_length=settings.max_length, lora=settings.lora)
     if output is None and settings.base_model != BASE_MODEL:
         raise InputError(f"--base-model {settings.base_model} needs -o/--output: the default folder is the "
                          "`inbedder-smollm2` alias'")
@@ -339,8 +342,7 @@ def run_recipe(output: Path | None = None, root: Path | None = None, settings: R
         task = load_awareness(selection_table(root, work), SELECTION, limit=settings.select_limit, seed=settings.seed)
         select = task.scorer(EvalSettings(batch_size=16, seed=settings.seed, progress=False), **readout)
     result = train_answer(settings.base_model, train, output, dev=dev, checkpoint=work / "checkpoint", loop=loop,
-                          settings=AnswerSettings(max_length=settings.max_length, lora=settings.lora), device=device,
-                          evaluate=select)
+                          settings=answer, device=device, evaluate=select)
     report: dict[str, Any] = {"settings": asdict(settings), "train_records": len(train), "dev_records": len(dev),
                               "finished": result.loop.finished, "steps": result.loop.step,
                               "train_loss": result.loop.losses, "dev_loss": result.dev_loss,
@@ -354,7 +356,8 @@ def run_recipe(output: Path | None = None, root: Path | None = None, settings: R
         report["heldout"] = {}
         report["examples"] = {}
         for name, where, options in (("base", settings.base_model, {}),
-                                     ("base, same readout", settings.base_model, readout),
+                                     ("base, same readout", settings.base_model,
+                                      {**readout, "pattern": settings.pattern}),
                                      ("trained", str(output), {})):
             model = load(where, device=device, **options)
             report["heldout"][name] = heldout_awareness(model, root, work, eval_limit, settings.seed)
