@@ -125,7 +125,8 @@ def train_group() -> None:
 @train_group.command("answer")
 @_loop_options
 @click.option("--max-length", type=int, default=256, show_default=True, help="Tokens per example (input cut first).")
-@click.option("--pattern", help="The prompt, with {input} and {instruction} (saved with the model) "
+@click.option("--pattern", help="The prompt, with {input} and {instruction}, or 'chat' / 'chat:<user message>' "
+                                "for a causal LM's chat template (saved with the model) "
                                 "[default: InBedder's '### Input: ... ### Response:'].")
 @click.option("--lora/--full", default=False, show_default=True, help="LoRA adapters (merged on save) or all weights.")
 @click.option("--lora-r", type=int, default=16, show_default=True)

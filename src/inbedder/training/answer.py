@@ -3,8 +3,9 @@
 Each QA record ``{input, instruction, answer}`` becomes the model's prompt (the InBedder pattern by default,
 ``### Input:\\n{input}\\n\\n### Instruction:\\n{instruction}\\n\\n### Response:``) and its answer:
 
-* a causal LM reads the prompt followed by `` {answer}`` (in a chat template: ``{answer}`` right after the
-  assistant's turn opens) and the end-of-sequence token; the loss is on the answer tokens and the end token only;
+* a causal LM reads the prompt followed by `` {answer}`` and the end-of-sequence token; the loss is on the answer
+  tokens and the end token only. With ``pattern="chat"`` or ``"chat:<user message>"`` the prompt is the model's
+  chat template, as the encoder reads it, and ``{answer}`` follows the opened assistant turn;
 * a masked LM (RoBERTa, BERT) reads the prompt followed by one mask token per answer token, laid out exactly as
   the masked family reads it at inference; the loss is on the answer tokens predicted at the masks.
 
