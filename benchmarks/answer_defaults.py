@@ -36,7 +36,6 @@ import torch
 
 from inbedder import load
 from inbedder.encoders.causal import INBEDDER_PATTERN, OutputValue, answer_keep, pool
-from inbedder.encoders.causal_settings import is_chat
 from inbedder.training.recipe import SELECTION, selection_rows
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -75,8 +74,7 @@ def all_layers(model, texts: list[str], instruction: str | None, pattern: str, n
     with torch.inference_mode():
         for start in range(0, len(texts), batch):
             rows = [(instruction, texts[i]) for i in order[start:start + batch]]
-            prompts, _, _ = enc.prompts(rows, pattern)
-            ids, mask, _, _ = enc.tokenize(prompts, is_chat(pattern), [instruction is None] * len(rows), False)
+            ids, mask, _, _, _ = enc.prompt_ids(rows, pattern)
             gen = enc.model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=new_tokens, do_sample=False,
                                      pad_token_id=enc.tokenizer.pad_token_id, output_hidden_states=True,
                                      return_dict_in_generate=True)

@@ -29,7 +29,6 @@ from encode_speed import DEFAULT_DATA, command, cpu_model, load_average, read_te
 
 from inbedder import load
 from inbedder.encoders.causal_pooling import MIN_SHARED_PREFIX, left_pad, shared_prefix
-from inbedder.encoders.causal_settings import is_chat
 
 QUESTIONS = ["What is the topic?", "What is the sentiment?", "Who is mentioned?", "Where does it happen?"]
 FAIRYTALES = DEFAULT_DATA.parent / "qa" / "fairytaleqa" / "fairytaleqa.jsonl"
@@ -59,8 +58,7 @@ def token_work(model: Any, texts: list[str], questions: list[str], batch_size: i
 
     rows = []
     for text in texts:
-        prompts, _, _ = enc.prompts([(q, text) for q in questions], pattern, limit)
-        ids, mask, _, _ = enc.tokenize(prompts, is_chat(pattern), [False] * len(questions), False)
+        ids, mask, _, _, _ = enc.prompt_ids([(q, text) for q in questions], pattern, limit)
         rows.append([row[m.bool()].tolist() for row, m in zip(ids, mask, strict=True)])
     separate = 0
     for j in range(len(questions)):

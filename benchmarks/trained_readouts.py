@@ -69,8 +69,7 @@ class Readout:
         encoder, k, out = self.model.encoder, self.beams, []
         for start in range(0, len(texts), 16):
             chunk = texts[start:start + 16]
-            prompts, _, _ = encoder.prompts([(instruction, t) for t in chunk])
-            ids, mask, _, _ = encoder.tokenize(prompts, False, [False] * len(chunk), False)
+            ids, mask, _, _, _ = encoder.prompt_ids([(instruction, t) for t in chunk])
             with torch.inference_mode():
                 found = encoder.model.generate(
                     input_ids=ids, attention_mask=mask, max_new_tokens=self.new_tokens, num_beams=k,

@@ -20,7 +20,7 @@ from inbedder.compat import CausalLMEncoder
 from inbedder.encoders import causal
 from inbedder.encoders.base import Output
 from inbedder.encoders.causal import INBEDDER_PATTERN, pool
-from inbedder.encoders.causal_settings import OutputValue, fill, is_chat
+from inbedder.encoders.causal_settings import OutputValue, fill
 from inbedder.errors import InputError, InputTypeError
 from tiny_causal import CHAT_TEMPLATE, build_tiny_gguf, build_tiny_llama, build_tiny_opt
 
@@ -115,8 +115,7 @@ def test_a_shared_prefix_is_computed_once_with_the_same_states(request, monkeypa
     model = request.getfixturevalue(name)
     enc = model.encoder
     pairs = [(ANIMAL, t) for t in [*TEXTS, LONG]]
-    prompts, _, _ = enc.prompts(pairs, pattern)
-    ids, mask, _, _ = enc.tokenize(prompts, is_chat(pattern), [False] * len(pairs), False)
+    ids, mask, _, _, _ = enc.prompt_ids(pairs, pattern)
     shared = causal.shared_prefix(ids, mask)
     assert shared >= causal.MIN_SHARED_PREFIX
     assert causal.shared_prefix(ids[:, :-1], mask[:, :-1]) == shared  # the first tokens, not the last, are shared
@@ -161,8 +160,7 @@ def test_the_shared_start_is_exact_for_other_decoder_families(llama, monkeypatch
     config = getattr(transformers, name)(vocab_size=len(llama.encoder.tokenizer), **sizes, **extra)
     torch.manual_seed(0)
     enc = CausalEncoder(transformers.AutoModelForCausalLM.from_config(config).eval(), llama.encoder.tokenizer)
-    prompts, _, _ = enc.prompts([(ANIMAL, t) for t in TEXTS])
-    ids, mask, _, _ = enc.tokenize(prompts, False, [False] * len(TEXTS), False)
+    ids, mask, _, _, _ = enc.prompt_ids([(ANIMAL, t) for t in TEXTS])
     calls = spy_shared_pass(monkeypatch, enc)
     with torch.inference_mode():
         fast = enc.one_pass(ids, mask, enc.num_layers)

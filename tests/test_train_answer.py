@@ -31,8 +31,9 @@ def _weights(model: torch.nn.Module) -> dict[str, torch.Tensor]:
 
 
 def test_labels_cover_only_the_answer_and_the_end_token(llama_dir: Path) -> None:
-    tokenizer = load(llama_dir).encoder.tokenizer
-    (ids, labels), = encode_qa(tokenizer, QA[:1], SETTINGS)[0]
+    encoder = load(llama_dir).encoder
+    tokenizer = encoder.tokenizer
+    (ids, labels), = encode_qa(encoder, QA[:1], SETTINGS)[0]
     answer = [t for t in labels if t != -100]
     assert answer[-1] == tokenizer.eos_token_id and tokenizer.decode(answer[:-1]).strip() == "cat"
     assert labels[:len(ids) - len(answer)] == [-100] * (len(ids) - len(answer))
@@ -46,7 +47,7 @@ ONE_WORD = "chat:{input}\n\n{instruction} Answer with one word."
 def test_a_chat_pattern_trains_the_prompt_the_encoder_reads(llama_dir: Path) -> None:
     encoder = load(llama_dir, pattern=ONE_WORD).encoder
     tokenizer = encoder.tokenizer
-    (ids, labels), = encode_qa(tokenizer, QA[:1], AnswerSettings(pattern=ONE_WORD, max_length=64))[0]
+    (ids, labels), = encode_qa(encoder, QA[:1], AnswerSettings(pattern=ONE_WORD, max_length=64))[0]
     answer = [t for t in labels if t != -100]
     assert answer == tokenizer("cat", add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
     prompt = tokenizer.apply_chat_template([{"role": "user", "content": "I love my cat.\n\nWhat is the animal "
@@ -54,8 +55,7 @@ def test_a_chat_pattern_trains_the_prompt_the_encoder_reads(llama_dir: Path) -> 
                                            add_generation_prompt=True)
     assert ids[:len(ids) - len(answer)] == tokenizer(prompt, add_special_tokens=False)["input_ids"]
     # the same prompt tokens the encoder embeds at inference
-    inference, _, _, _ = encoder.tokenize(encoder.prompts([(QA[0]["instruction"], QA[0]["input"])])[0], True,
-                                          [False], False)
+    inference, _, _, _, _ = encoder.prompt_ids([(QA[0]["instruction"], QA[0]["input"])])
     assert inference[0].tolist() == ids[:len(ids) - len(answer)]
 
 

@@ -150,6 +150,15 @@ class CausalEncoder(Encoder):
             self._chat[pattern] = render_chat(self.tokenizer, pattern)
         return self._chat[pattern], True
 
+    def prompt_ids(self, pairs: list[Pair], pattern: str | None = None, limit: int | None = None,
+                   offsets: bool = False) -> tuple[torch.Tensor, torch.Tensor, Any, Spans, int]:
+        """The pairs' prompts as the encoder reads them: left-padded ids and mask, per-token character offsets if
+        asked, the (input, instruction) character spans, and how many prompts were cut to fit."""
+        prompts, spans, cut = self.prompts(pairs, pattern, limit)
+        ids, mask, offs, cut_raw = self.tokenize(prompts, self._resolve(pattern)[1], [p[0] is None for p in pairs],
+                                                 offsets)
+        return ids, mask, offs, spans, cut + cut_raw
+
     def tokenize(self, prompts: list[str], chat: bool, raw: list[bool], offsets: bool
                  ) -> tuple[torch.Tensor, torch.Tensor, list[list[tuple[int, int]]] | None, int]:
         """Left-padded ids and mask, per-token character offsets if asked, and rows cut from the left (raw ones).
@@ -329,11 +338,9 @@ class CausalEncoder(Encoder):
                              "model has none; "
                              "use output_value='fst_gen' or 'avg_ppt' without return_generations, or load a "
                              "*ForCausalLM checkpoint")
-        prompts, spans, cut = self.prompts(pairs, pattern, limit)
-        ids, mask, offsets, cut_raw = self.tokenize(prompts, is_chat(pattern), [p[0] is None for p in pairs],
-                                                    output is not Output.SENTENCE)
+        ids, mask, offsets, spans, cut = self.prompt_ids(pairs, pattern, limit, output is not Output.SENTENCE)
         ids, mask = ids.to(self.device), mask.to(self.device)
-        result = BatchResult(torch.empty(0), truncated=cut + cut_raw, n_tokens=int(mask.sum()))
+        result = BatchResult(torch.empty(0), truncated=cut, n_tokens=int(mask.sum()))
         if generate:
             prompt, steps, seqs = self.generate(ids, mask, layer, generation)
             new = seqs[:, ids.shape[1]:]

@@ -21,7 +21,7 @@ import torch
 
 from .base import BatchResult, Output, Pair
 from .causal_pooling import left_pad, pool, position_ids
-from .causal_settings import OutputValue, is_chat
+from .causal_settings import OutputValue
 
 Item = tuple[str, list[str]]  # (text, its questions)
 
@@ -37,8 +37,7 @@ def embed_questions(enc: Any, items: list[Item], **options: Any) -> BatchResult:
     as :meth:`CausalEncoder.embed_batch` gives it for that pair alone (within float rounding)."""
     value, layer, _, pattern, limit = enc.call_settings(options)
     pairs: list[Pair] = [(q, text) for text, questions in items for q in questions]
-    prompts, _, cut = enc.prompts(pairs, pattern, limit)
-    ids, mask, _, _ = enc.tokenize(prompts, is_chat(pattern), [False] * len(pairs), False)
+    ids, mask, _, _, cut = enc.prompt_ids(pairs, pattern, limit)
     ids, mask = ids.to(enc.device), mask.to(enc.device)
     result = BatchResult(torch.empty(0), truncated=cut, n_tokens=int(mask.sum()))
     rows = [row[keep.bool()].tolist() for row, keep in zip(ids, mask, strict=True)]

@@ -28,7 +28,7 @@ from typing import Any
 
 import torch
 
-from ..encoders.causal_settings import build_prompts, check_pattern, is_chat, render_chat
+from ..encoders.causal_settings import check_pattern, is_chat
 from ..errors import InputError, require
 from ..prompts import INBEDDER_PATTERN
 from ..registry import DEFAULTS_FILE
@@ -77,25 +77,26 @@ class AnswerResult:
     cut: int
 
 
-def encode_qa(tokenizer: Any, records: list[dict[str, str]], settings: AnswerSettings
+def encode_qa(encoder: Any, records: list[dict[str, str]], settings: AnswerSettings
               ) -> tuple[list[tuple[list[int], list[int]]], int]:
-    """Token ids and labels per record (-100 on the prompt), and how many records had their input cut."""
+    """Token ids and labels per record (-100 on the prompt: the tokens the causal ``encoder`` reads for it), and how
+    many records had their input cut."""
+    tokenizer = encoder.tokenizer
     eos = tokenizer.eos_token_id
     if eos is None:
         raise InputError("the tokenizer has no end-of-sequence token; answer training needs one to end answers")
-    chat = is_chat(settings.pattern)  # the template's special tokens, and the answer right after its assistant turn
-    pattern = render_chat(tokenizer, settings.pattern) if chat else settings.pattern
+    lead = "" if is_chat(settings.pattern) else " "  # a chat answer opens the assistant turn
     out, cut = [], 0
     for row, record in enumerate(records):
-        answer = tokenizer(("" if chat else " ") + record["answer"].strip(), add_special_tokens=False)["input_ids"]
+        answer = tokenizer(lead + record["answer"].strip(), add_special_tokens=False)["input_ids"]
         answer = answer[:settings.max_answer_tokens - 1] + [eos]
         try:
-            prompts, _, n = build_prompts(tokenizer, [(record["instruction"], record["input"])], pattern, chat,
-                                          settings.max_length - len(answer))
+            ids, _, _, _, n = encoder.prompt_ids([(record["instruction"], record["input"])], settings.pattern,
+                                                 settings.max_length - len(answer))
         except InputError as exc:
             raise InputError(f"record {row}: {exc}") from None
         cut += n
-        prompt = tokenizer(prompts[0], add_special_tokens=not chat)["input_ids"]
+        prompt = ids[0].tolist()  # one row: no padding
         out.append((prompt + answer, [-100] * len(prompt) + answer))
     return out, cut
 
@@ -212,7 +213,7 @@ def train_answer(model: str | os.PathLike[str], data: str | os.PathLike[str] | l
     lm.config.use_cache = False
 
     def encode(rows: list[dict[str, str]]) -> tuple[list[tuple[list[int], list[int]]], int]:
-        return encode_masked_qa(encoder, rows, settings) if masked else encode_qa(tokenizer, rows, settings)
+        return encode_masked_qa(encoder, rows, settings) if masked else encode_qa(encoder, rows, settings)
 
     def loss(module: Any, batch: dict[str, torch.Tensor], reduction: str = "mean") -> torch.Tensor:
         return masked_answer_loss(encoder, batch, reduction) if masked else answer_loss(module, batch, reduction)
