@@ -58,13 +58,13 @@ CANDIDATES: dict[str, tuple[str, dict[str, Any], tuple[str, str] | None]] = {
     "qwen05-fst": (QWEN05, {"pattern": INBEDDER_PATTERN, "output_value": "fst_gen"}, None),
     "qwen05-avg_ppt": (QWEN05, {"pattern": INBEDDER_PATTERN, "output_value": "avg_ppt"}, None),
     "qwen05-fst-word": (QWEN05, {"output_value": "fst_gen"}, ("inbedder-brief", ONE_WORD)),
-    "qwen05-chat-fst-word": (QWEN05, {"output_value": "fst_gen"}, ("chat-brief", ONE_WORD)),  # the alias' defaults
+    "qwen05-chat-fst-word": (QWEN05, {}, None),  # the alias' defaults: registry.ONE_WORD_CHAT read at fst_gen
     "qwen05-chat-word": (QWEN05, {"reencoder": "minilm", "max_new_tokens": 6}, ("chat-brief", ONE_WORD)),
     "qwen05-chat-few": (QWEN05, {"reencoder": "minilm", "max_new_tokens": 8}, ("chat-brief", FEW_WORDS)),
     "qwen05-inbedder-few": (QWEN05, {"reencoder": "minilm", "max_new_tokens": 8}, ("inbedder-brief", FEW_WORDS)),
     "qwen05-inbedder-word": (QWEN05, {"reencoder": "minilm", "max_new_tokens": 6}, ("inbedder-brief", ONE_WORD)),
     "qwen15-fst": ("qwen2.5-coder-1.5b-instruct", {"pattern": INBEDDER_PATTERN, "output_value": "fst_gen"}, None),
-    "qwen15-chat-fst-word": ("qwen2.5-coder-1.5b-instruct", {"output_value": "fst_gen"}, ("chat-brief", ONE_WORD)),
+    "qwen15-chat-fst-word": ("qwen2.5-coder-1.5b-instruct", {}, None),  # the same defaults
     "gemma-fst": ("gemma-3-270m", {"pattern": INBEDDER_PATTERN, "output_value": "fst_gen"}, None),
 }
 SHOWCASE = {"topic": "What is the topic of this text?", "sentiment": "Is this text positive or negative?"}
@@ -200,7 +200,8 @@ def saved(name: str, set_name: str, task: Any, work: Path) -> dict[str, np.ndarr
 
 def score(names: list[str], sets: dict[str, Any], work: Path, seeds: int, boot: int) -> dict[str, Any]:
     """Per candidate, set and label axis: instructed and off-axis V (means over seeds), and the bootstrap interval
-    of the instructed V's difference against ``names[0]``."""
+    of the instructed V's difference against ``names[0]``; for ``names[0]``, that interval of a perfect clustering
+    (the labels themselves)."""
     rng = np.random.default_rng(0)
     report: dict[str, Any] = {}
     for set_name, task in sets.items():
@@ -213,37 +214,38 @@ def score(names: list[str], sets: dict[str, Any], work: Path, seeds: int, boot: 
             for b in task.instructions:
                 labels = np.asarray(task.labels[b])
                 cell = {"instructed": matrix[b][b], "off_axis": max(matrix[a][b] for a in matrix if a != b)}
-                if name != names[0]:
-                    diffs = [np.mean([v_measure(labels[d], c[d]) - v_measure(labels[d], base[d])
-                                      for c, base in zip(found[name][(b, b)], found[names[0]][(b, b)],
-                                                         strict=True)]) for d in draws]
+                first = found[names[0]][(b, b)]
+                if name == names[0]:
+                    cell["perfect_interval"] = interval([np.mean([1.0 - v_measure(labels[d], c[d]) for c in first])
+                                                         for d in draws])
+                else:
                     cell["difference"] = cell["instructed"] - report[names[0]][set_name]["axes"][b]["instructed"]
-                    cell["interval"] = [float(np.percentile(diffs, 2.5)), float(np.percentile(diffs, 97.5))]
+                    cell["interval"] = interval([np.mean([v_measure(labels[d], c[d]) - v_measure(labels[d], f[d])
+                                                          for c, f in zip(found[name][(b, b)], first, strict=True)])
+                                                 for d in draws])
                 axes[b] = cell
             report.setdefault(name, {})[set_name] = {"axes": axes, "matrix": matrix,
                                                      "summary": awareness_summary(matrix)}
     return report
 
 
-def headroom(names: list[str], sets: dict[str, Any], work: Path, seeds: int, boot: int) -> dict[str, Any]:
-    """Per held-out set and label axis: the bootstrap interval of a perfect clustering's V against ``names[0]``'s
-    instructed V, and the best cross-validated linear probe V over the candidates' instructed vectors (with its
-    candidate)."""
-    rng = np.random.default_rng(1)
+def interval(values: list[float]) -> list[float]:
+    """The 95 % percentile interval (V-measures equal to float precision differ by 0)."""
+    return [0.0 if abs(q) < 1e-9 else q for q in map(float, np.percentile(values, [2.5, 97.5]))]
+
+
+def probes(names: list[str], sets: dict[str, Any], work: Path) -> dict[str, Any]:
+    """Per held-out set and label axis: the best cross-validated linear probe V over the candidates' instructed
+    vectors, and its candidate."""
     out: dict[str, Any] = {}
     for set_name, task in sets.items():
         if set_name in SELECTION_SETS:
             continue
-        draws = rng.integers(0, len(task.texts), size=(boot, len(task.texts)))
-        first = clustered(saved(names[0], set_name, task, work), task, seeds)
         for b in task.instructions:
             labels = np.asarray(task.labels[b])
-            gaps = [np.mean([1.0 - v_measure(labels[d], c[d]) for c in first[(b, b)]]) for d in draws]
-            probes = {name: probe_v(saved(name, set_name, task, work)[b], labels) for name in names}
-            best = max(probes, key=lambda name: probes[name])
-            out.setdefault(set_name, {})[b] = {
-                "perfect_interval": [float(np.percentile(gaps, 2.5)), float(np.percentile(gaps, 97.5))],
-                "probe": probes[best], "probe_candidate": best}
+            found = {name: probe_v(saved(name, set_name, task, work)[b], labels) for name in names}
+            best = max(found, key=lambda name: found[name])
+            out.setdefault(set_name, {})[b] = {"probe": found[best], "probe_candidate": best}
     return out
 
 
@@ -262,11 +264,12 @@ def probe_v(vectors: np.ndarray, labels: np.ndarray, folds: int = 5) -> float:
 
 
 def table(report: dict[str, Any], sets: dict[str, Any], footprints: dict[str, Any],
-          room: dict[str, Any] | None = None) -> str:
+          probed: dict[str, Any] | None = None) -> str:
     """Markdown. First: a row per candidate with the summaries of the sets where a readout may be chosen, the
     instructed / off-axis V of every held-out axis, texts/s and peak memory. Then: against the first row, the
     difference of each axis' instructed V with its 95 % interval (▲ above 0, ▼ below, = neither), and, given
-    ``room`` (:func:`headroom`), a perfect clustering's interval and the best linear probe's V."""
+    ``probed`` (:func:`probes`), what each axis can show: a perfect clustering's interval and the best linear probe's
+    V."""
     held = [(s, b) for s in sets if s not in SELECTION_SETS for b in sets[s].instructions]
     lines = ["| candidate | " + " | ".join(f"{s} summary" for s in SELECTION_SETS) + " | "
              + " | ".join(f"{s} {b}" for s, b in held) + " | texts/s | peak RSS |",
@@ -288,19 +291,20 @@ def table(report: dict[str, Any], sets: dict[str, Any], footprints: dict[str, An
             lo, hi = c["interval"]
             row.append(f"{mark(lo, hi)} {c['difference']:+.3f} [{lo:+.3f}, {hi:+.3f}]")
         lines.append(f"| `{name}` | " + " | ".join(row) + " |")
-    if room:
+    if probed:
+        cells = report[first]
         lines.append("| *can show:* perfect clustering | " + " | ".join(
-            "{} {:+.3f} [{:+.3f}, {:+.3f}]".format(mark(*room[s][b]["perfect_interval"]),
-                                                   1 - report[first][s]["axes"][b]["instructed"],
-                                                   *room[s][b]["perfect_interval"]) for s, b in held) + " |")
+            "{} {:+.3f} [{:+.3f}, {:+.3f}]".format(mark(*cells[s]["axes"][b]["perfect_interval"]),
+                                                   1 - cells[s]["axes"][b]["instructed"],
+                                                   *cells[s]["axes"][b]["perfect_interval"]) for s, b in held) + " |")
         lines.append("| *can show:* best linear probe V | " + " | ".join(
-            f"{room[s][b]['probe']:.3f} (`{room[s][b]['probe_candidate']}`)" for s, b in held) + " |")
+            f"{probed[s][b]['probe']:.3f} (`{probed[s][b]['probe_candidate']}`)" for s, b in held) + " |")
     return "\n".join(lines)
 
 
 def mark(lo: float, hi: float) -> str:
-    """▲ when a 95 % interval lies above 0, ▼ below, = otherwise (V-measures equal to float precision count as 0)."""
-    return "▲" if lo > 1e-9 else "▼" if hi < -1e-9 else "="
+    """▲ when a 95 % interval lies above 0, ▼ below, = otherwise."""
+    return "▲" if lo > 0 else "▼" if hi < 0 else "="
 
 
 def main() -> None:
@@ -346,11 +350,11 @@ def main() -> None:
             seconds[name] = embed(name, sets, args.work, args.batch_size)
             print(f"{name}: {seconds[name]}", flush=True)
     report = score(args.candidates, sets, args.work, args.seeds, args.boot)
-    room = headroom(args.candidates, sets, args.work, args.seeds, args.boot)
+    probed = probes(args.candidates, sets, args.work)
     footprints = json.loads(args.json.read_text())["footprints"] if args.table and args.json and args.json.exists() \
         else {}
     if args.table:
-        print(table(report, sets, footprints, room))
+        print(table(report, sets, footprints, probed))
         return
     for name in args.candidates if args.footprint else []:
         run = subprocess.run([sys.executable, __file__, "--work", str(args.work), "--data", str(args.data),
@@ -359,10 +363,10 @@ def main() -> None:
         footprints[name] = json.loads(run.stdout.strip().splitlines()[-1])
         print(f"{name}: {footprints[name]['texts_per_second']:.1f} texts/s, "
               f"peak {footprints[name]['peak_rss_gib']:.2f} GiB", flush=True)
-    print(table(report, sets, footprints, room))
+    print(table(report, sets, footprints, probed))
     if args.json:
         rows = {s: len(t.texts) for s, t in sets.items()}
-        args.json.write_text(json.dumps({"report": report, "headroom": room, "footprints": footprints,
+        args.json.write_text(json.dumps({"report": report, "probes": probed, "footprints": footprints,
                                          "seconds": seconds, "rows": rows, "seeds": args.seeds, "boot": args.boot},
                                         indent=1) + "\n", encoding="utf-8")
 
