@@ -52,7 +52,7 @@ def test_ctfidf_falls_back_when_a_corpus_is_only_stop_words_or_numbers() -> None
     assert [c.name for c in result.clusters] == ["cluster 0", "cluster 1"]
 
 
-def test_answer_families_are_named_by_their_most_frequent_answers() -> None:
+def test_answer_families_are_named_by_their_answers_with_shares() -> None:
     class AnswerModel:  # what cluster() needs from an answer family: encode(..., return_generations=True)
         name = "stub"
 
@@ -71,7 +71,7 @@ def test_answer_families_are_named_by_their_most_frequent_answers() -> None:
     result = cluster(texts, AnswerModel(), "What is the animal?", k=2)
     assert [c.name for c in result.clusters] == ["cat", "dog"]  # answers are compared stripped and lower-cased
     assert result.clusters[0].answers == (("cat", 3), ("kitten", 1))
-    assert result.clusters[0].explanation == "answers: 'cat' (75%), 'kitten' (25%)"
+    assert result.clusters[0].explanation.startswith("answers: 'cat' 75%, 'kitten' 25%; ")  # shares, then why
     assert [row["answer"] for row in result.rows()][:2] == ["kitten", "Cat"]
 
 

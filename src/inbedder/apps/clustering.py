@@ -1,14 +1,17 @@
 """Personalized clustering: embed a corpus under an instruction, cluster it, and explain each cluster.
 
-Each cluster gets its size, the texts nearest its centre and a short name: for answer families (models that
-generate an answer per text) the most frequent answers, otherwise the most distinctive words by c-TF-IDF.
+Each cluster gets its size, the texts nearest its centre and a short name that tells it from the others (see
+:mod:`inbedder.apps.naming`): for answer families (models that generate an answer per text) its most distinctive
+answer, otherwise its most distinctive words by c-TF-IDF; names are always unique. Answer families also show the
+share of each answer in the cluster. With gold ``labels`` each cluster lists the labels of its texts, and
+``metrics`` (V-measure, ARI, NMI) are measured against them (``label_name`` says which column they are).
 Needs scikit-learn (``pip install "inbedder[cluster]"``).
 
 >>> result = cluster(texts, model, instruction="What is the topic?", k=3)     # doctest: +SKIP
 >>> result.labels[:5]                                                          # doctest: +SKIP
 array([2, 0, 0, 1, 2])
 >>> print(result.table())                                                      # doctest: +SKIP
->>> cluster(texts, model, instruction="...", labels=gold).metrics["v_measure"]  # doctest: +SKIP
+>>> cluster(texts, model, instruction="...", labels=gold, label_name="topic").metrics["v_measure"]  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError, InputTypeError, did_you_mean, require
+from .naming import EMPTY_ANSWER, answer_names, ctfidf_keywords, frequent_answers, normalize_answer, shares, word_names
 
 DEFAULT_AUTO_K = range(2, 21)
 SILHOUETTE_SAMPLE = 3000  # silhouette on at most this many points (it is quadratic in the number of points)
@@ -65,7 +69,8 @@ class ClusterSettings:
 
 @dataclass(frozen=True)
 class Cluster:
-    """One cluster: its id, size, a short name, why (keywords or answers) and the texts nearest its centre."""
+    """One cluster: its id, size, a unique short name, why (keywords or answers), the texts nearest its centre
+    and, with gold labels, how many of its texts carry each label."""
 
     id: int
     size: int
@@ -74,11 +79,22 @@ class Cluster:
     keywords: tuple[str, ...] = ()
     answers: tuple[tuple[str, int], ...] = ()  # (answer, count), most frequent first (answer families)
     examples: tuple[str, ...] = ()
+    labels: tuple[tuple[str, int], ...] = ()  # (gold label, count), most frequent first (with labels)
 
     def as_dict(self) -> dict[str, Any]:
         return {"id": self.id, "size": self.size, "name": self.name, "explanation": self.explanation,
-                "keywords": list(self.keywords), "answers": [list(a) for a in self.answers],
+                "keywords": list(self.keywords),
+                "answers": [{"answer": a, "count": n, "share": n / self.size} for a, n in self.answers],
+                "labels": [{"label": a, "count": n, "share": n / self.size} for a, n in self.labels],
                 "examples": list(self.examples)}
+
+    def answer_shares(self, n: int = 3) -> str:
+        """``'food' 81%, 'service' 9%`` (the ``n`` most frequent answers); empty without answers."""
+        return shares(self.answers, self.size, n)
+
+    def label_shares(self, n: int = 3) -> str:
+        """``food 30 (60%), service 5 (10%)`` (the ``n`` most frequent gold labels); empty without labels."""
+        return shares(self.labels, self.size, n, quote=False, counts=True)
 
 
 @dataclass
@@ -96,7 +112,8 @@ class ClusterResult:
     instruction: Any = None
     model: str = ""
     answers: list[str] | None = None
-    metrics: dict[str, float] | None = None  # against given labels; primary: v_measure
+    metrics: dict[str, float] | None = None  # against the gold labels named label_name; primary: v_measure
+    label_name: str | None = None  # what the gold labels are (a column name), with metrics
 
     def rows(self, ids: Sequence[Any] | None = None) -> Iterator[dict[str, Any]]:
         """One dict per text: index, (id,) text, cluster id and cluster name."""
@@ -111,53 +128,92 @@ class ClusterResult:
 
     def summary(self) -> dict[str, Any]:
         """Everything but the per-row data, JSON-ready."""
-        return {"model": self.model, "instruction": self.instruction, "method": self.method, "k": self.k,
-                "n_texts": len(self.texts), "silhouette": self.silhouette,
-                "k_scores": {str(k): v for k, v in self.k_scores.items()}, "metrics": self.metrics,
-                "clusters": [c.as_dict() for c in self.clusters]}
+        out = {"model": self.model, "instruction": self.instruction, "method": self.method, "k": self.k,
+               "n_texts": len(self.texts), "silhouette": self.silhouette,
+               "k_scores": {str(k): v for k, v in self.k_scores.items()}, "metrics": self.metrics,
+               "metrics_against": self.label_name if self.metrics is not None else None}
+        if self.answers is not None:
+            overall = Counter(normalize_answer(a) for a in self.answers).most_common(10)
+            out["answers"] = [{"answer": a or EMPTY_ANSWER, "count": n, "share": n / len(self.texts)}
+                              for a, n in overall]
+        out["clusters"] = [c.as_dict() for c in self.clusters]
+        return out
 
     def table(self, width: int = 100) -> str:
-        """A plain-text table: id, size, name and the nearest text."""
+        """A plain-text table: id, size, name and the nearest text; then, indented, the answer shares (answer
+        families) and the gold labels (with labels); last the scores, the metrics named by their labels."""
         lines = [f"{'id':>3}  {'size':>5}  {'name':<32}  nearest text"]
         for c in self.clusters:
             nearest = c.examples[0] if c.examples else ""
             line = f"{c.id:>3}  {c.size:>5}  {_clip(c.name, 32):<32}  "
             lines.append(line + _clip(nearest, max(10, width - len(line))))
+            for what, text in (("answers", c.answer_shares()), (self.label_name or "labels", c.label_shares())):
+                if text:
+                    lines.append(_clip(f"{'':12}{what}: {text}", width))
         scores = [f"k={self.k}", f"silhouette={self.silhouette:.3f}"]
-        scores += [f"{name}={value:.3f}" for name, value in (self.metrics or {}).items()]
+        if self.metrics:
+            scores.append(f"| vs {self.label_name or 'labels'}:")
+            scores += [f"{name}={value:.3f}" for name, value in self.metrics.items()]
         lines.append(" ".join(scores))
         return "\n".join(lines)
 
 
 def cluster(texts: Sequence[str], model: Any, instruction: Any = None, *, k: int | None = None,
             auto_k: Sequence[int] | None = None, method: str | Method = "kmeans", seed: int = 0,
-            labels: Sequence[Any] | None = None, n_examples: int = 5, n_words: int = 5, batch_size: int = 32,
-            cache: Any = None, show_progress_bar: bool | None = None) -> ClusterResult:
+            labels: Sequence[Any] | None = None, label_name: str | None = None, n_examples: int = 5,
+            n_words: int = 5, batch_size: int = 32, cache: Any = None,
+            show_progress_bar: bool | None = None) -> ClusterResult:
     """Embed ``texts`` with ``model`` under ``instruction`` and cluster them.
 
     ``k`` fixes the number of clusters; without it, the k in ``auto_k`` (default 2..20) with the best
-    silhouette is used. ``labels`` (one per text) adds V-measure, ARI and NMI to ``result.metrics``.
-    ``cache`` is passed to ``model.encode`` (True, a path or an ``EmbeddingCache``).
+    silhouette is used. ``labels`` (one per text) adds V-measure, ARI and NMI to ``result.metrics`` and the gold
+    labels of each cluster to its ``labels``; ``label_name`` (e.g. the column they come from) names them in the
+    table, summary and report. ``cache`` is passed to ``model.encode`` (True, a path or an ``EmbeddingCache``).
+    The texts, labels and k are checked before anything is embedded.
     """
     settings = _settings(k, auto_k, method, seed, n_examples, n_words)
-    texts = _check_texts(texts, labels)
+    texts = check_inputs(texts, settings, labels)
     vectors, answers = _encode(model, texts, {"instruction": instruction}, batch_size, cache, show_progress_bar)
-    return _result(model, instruction, cluster_vectors(vectors, texts, settings, answers=answers, labels=labels))
+    return _result(model, instruction, cluster_vectors(vectors, texts, settings, answers=answers, labels=labels,
+                                                       label_name=label_name))
 
 
 def cluster_each(texts: Sequence[str], model: Any, instructions: Sequence[str], *, k: int | None = None,
                  auto_k: Sequence[int] | None = None, method: str | Method = "kmeans", seed: int = 0,
-                 labels: Sequence[Any] | None = None, n_examples: int = 5, n_words: int = 5, batch_size: int = 32,
-                 cache: Any = None, show_progress_bar: bool | None = None) -> list[ClusterResult]:
+                 labels: Sequence[Any] | None = None, label_name: str | None = None, n_examples: int = 5,
+                 n_words: int = 5, batch_size: int = 32, cache: Any = None,
+                 show_progress_bar: bool | None = None) -> list[ClusterResult]:
     """:func:`cluster` under each of several instructions, from one ``encode(texts, instructions=...)`` (which
     computes each text's input once for all of them in the causal answer family): one result per instruction."""
     settings = _settings(k, auto_k, method, seed, n_examples, n_words)
-    texts = _check_texts(texts, labels)
+    texts = check_inputs(texts, settings, labels)
     asked = list(instructions)
     vectors, answers = _encode(model, texts, {"instructions": asked}, batch_size, cache, show_progress_bar)
-    return [_result(model, q, cluster_vectors(vectors[j], texts, settings, labels=labels,
+    return [_result(model, q, cluster_vectors(vectors[j], texts, settings, labels=labels, label_name=label_name,
                                               answers=None if answers is None else answers[j]))
             for j, q in enumerate(asked)]
+
+
+def check_inputs(texts: Any, settings: ClusterSettings, labels: Sequence[Any] | None = None) -> list[str]:
+    """The texts as a list, once they, the labels and the settings' k (or auto-k range) fit together: at least 2
+    texts, one label per text, k at most the number of texts, some auto-k below it. Run before embedding (the CLI
+    runs it before loading a model)."""
+    texts = _check_texts(texts, labels)
+    ks_to_try(settings, len(texts))
+    return texts
+
+
+def ks_to_try(settings: ClusterSettings, n: int) -> list[int]:
+    """The k values to fit on ``n`` texts: ``[settings.k]``, or the auto-k values below ``n``; an
+    :class:`InputError` when there is none."""
+    if settings.k is not None:
+        if settings.k > n:
+            raise InputError(f"k={settings.k} is more than the number of texts ({n})")
+        return [settings.k]
+    ks = [k for k in settings.auto_k if k < n]
+    if not ks:
+        raise InputError(f"auto_k needs at least one k below the number of texts ({n}); got {list(settings.auto_k)}")
+    return ks
 
 
 def _settings(k: int | None, auto_k: Sequence[int] | None, method: str | Method, seed: int, n_examples: int,
@@ -187,47 +243,47 @@ def _result(model: Any, instruction: Any, result: ClusterResult) -> ClusterResul
 
 
 def cluster_vectors(vectors: Any, texts: Sequence[str], settings: ClusterSettings | None = None, *,
-                    answers: Sequence[str] | None = None, labels: Sequence[Any] | None = None) -> ClusterResult:
+                    answers: Sequence[str] | None = None, labels: Sequence[Any] | None = None,
+                    label_name: str | None = None) -> ClusterResult:
     """Cluster precomputed vectors (one per text) and explain the clusters; see :func:`cluster`."""
     settings = settings or ClusterSettings()
     texts = _check_texts(texts, labels)
     x = unit_rows(vectors, len(texts))
-    n = len(texts)
+    ks = ks_to_try(settings, len(texts))
+    if answers is not None and len(answers) != len(texts):
+        raise InputError(f"got {len(answers)} answers for {len(texts)} texts")
+    fits = {k: _fit(x, k, settings.method, settings.seed) for k in ks}
+    k_scores = {k: silhouette(x, fit, settings.seed) for k, fit in fits.items()}
+    best = max(ks, key=lambda k: (k_scores[k], -k))
+    label_ids, score = _by_size(fits[best]), k_scores[best]
     if settings.k is not None:
-        if settings.k > n:
-            raise InputError(f"k={settings.k} is more than the number of texts ({n})")
-        label_ids = _fit(x, settings.k, settings.method, settings.seed)
-        score = silhouette(x, label_ids, settings.seed)
-        k_scores: dict[int, float] = {}
-    else:
-        ks = [k for k in settings.auto_k if k < n]
-        if not ks:
-            raise InputError(f"auto_k needs at least one k below the number of texts ({n}); "
-                             f"got {list(settings.auto_k)}")
-        fits = {k: _fit(x, k, settings.method, settings.seed) for k in ks}
-        k_scores = {k: silhouette(x, fit, settings.seed) for k, fit in fits.items()}
-        best = max(ks, key=lambda k: (k_scores[k], -k))
-        label_ids, score = fits[best], k_scores[best]
-    label_ids = _by_size(label_ids)
+        k_scores = {}
     k = int(label_ids.max()) + 1
-    keywords = ctfidf_keywords(texts, label_ids, settings.n_words)
-    top_answers = frequent_answers(answers, label_ids) if answers is not None else None
+    keywords = ctfidf_keywords(texts, label_ids, max(settings.n_words, 3))
+    if answers is not None:
+        names = answer_names(answers, label_ids)
+        top_answers = frequent_answers(answers, label_ids)
+    else:
+        names = word_names(texts, label_ids, keywords, ctfidf_keywords)
+    gold = None if labels is None else frequent_answers([str(g) for g in labels], label_ids, n=10, normalize=False)
     clusters = []
     for c in range(k):
         members = np.flatnonzero(label_ids == c)
-        words = tuple(w for w, _ in keywords.get(c, []))
-        examples = _nearest(x, members, texts, settings.n_examples)
-        found = tuple(top_answers[c][:5]) if top_answers is not None else ()
+        found = tuple(top_answers[c]) if answers is not None else ()
+        words = tuple(w for w, _ in keywords.get(c, []))[: settings.n_words]
         if found:
-            name = found[0][0] or "(empty answer)"
-            explanation = "answers: " + ", ".join(f"{a!r} ({n / len(members):.0%})" for a, n in found)
+            explanation = f"answers: {shares(found, len(members), 5)}; {names[c].why}"
         else:
-            name = ", ".join(words[:3]) or f"cluster {c}"
             explanation = "distinctive words: " + (", ".join(words) or "none")
-        clusters.append(Cluster(c, len(members), name, explanation, words, found, examples))
+            plain = names[c].terms == tuple(w for w, _ in keywords.get(c, []))[:3]
+            explanation += "" if plain else f"; {names[c].why}"
+        clusters.append(Cluster(c, len(members), names[c].name, explanation, words, found,
+                                _nearest(x, members, texts, settings.n_examples),
+                                tuple(gold[c]) if gold is not None else ()))
+    name = None if labels is None else (label_name or "labels")
     return ClusterResult(label_ids, clusters, texts, x, settings.method.value, k, score, k_scores,
                          answers=None if answers is None else list(answers),
-                         metrics=None if labels is None else label_metrics(labels, label_ids))
+                         metrics=None if labels is None else label_metrics(labels, label_ids), label_name=name)
 
 
 def parse_k_range(text: str) -> range:
@@ -262,54 +318,6 @@ def silhouette(x: np.ndarray, labels: np.ndarray, seed: int = 0) -> float:
         return -1.0
     sample = SILHOUETTE_SAMPLE if len(labels) > SILHOUETTE_SAMPLE else None
     return float(silhouette_score(x, labels, metric="cosine", sample_size=sample, random_state=seed))
-
-
-def ctfidf_keywords(texts: Sequence[str], labels: np.ndarray, n_words: int = 5,
-                    stop_words: str | None = "english") -> dict[int, list[tuple[str, float]]]:
-    """Most distinctive words per cluster by class-based TF-IDF (each cluster's texts as one document).
-
-    ``score(t, c) = tf(t, c) / words(c) * log(1 + mean words per cluster / count of t in all clusters)``.
-
-    >>> words = ctfidf_keywords(["red apple", "green apple", "fast car", "red car"], np.array([0, 0, 1, 1]), 2)
-    >>> [w for w, _ in words[0]], [w for w, _ in words[1]]
-    (['apple', 'green'], ['car', 'fast'])
-    """
-    require("sklearn", "cluster")
-    from sklearn.feature_extraction.text import CountVectorizer
-
-    k = int(labels.max()) + 1 if len(labels) else 0
-    docs = [" ".join(texts[i] for i in np.flatnonzero(labels == c).tolist()) for c in range(k)]
-    counts = None
-    for stop in (stop_words, None):  # a corpus of stop words only still gets words
-        try:
-            vectorizer = CountVectorizer(stop_words=stop, token_pattern=r"(?u)\b[^\W\d_][^\W_]+\b")
-            counts = vectorizer.fit_transform(docs).toarray().astype(np.float64)
-            break
-        except ValueError:  # empty vocabulary
-            continue
-    if counts is None or n_words == 0:
-        return {c: [] for c in range(k)}
-    vocab = vectorizer.get_feature_names_out()
-    words_per_class = counts.sum(axis=1, keepdims=True)
-    tf = counts / np.where(words_per_class == 0, 1, words_per_class)
-    idf = np.log1p(counts.sum() / max(k, 1) / np.maximum(counts.sum(axis=0), 1))
-    scores = tf * idf
-    out: dict[int, list[tuple[str, float]]] = {}
-    for c in range(k):
-        order = np.lexsort((vocab, -scores[c]))  # best score first, ties alphabetical
-        out[c] = [(str(vocab[j]), float(scores[c, j])) for j in order[:n_words] if counts[c, j] > 0]
-    return out
-
-
-def frequent_answers(answers: Sequence[str], labels: np.ndarray, n: int = 5) -> dict[int, list[tuple[str, int]]]:
-    """The ``n`` most frequent generated answers per cluster (stripped, lower-cased), with their counts."""
-    if len(answers) != len(labels):
-        raise InputError(f"got {len(answers)} answers for {len(labels)} rows")
-    out: dict[int, list[tuple[str, int]]] = {}
-    for c in range(int(labels.max()) + 1 if len(labels) else 0):
-        counted = Counter(" ".join(str(answers[i]).split()).lower() for i in np.flatnonzero(labels == c).tolist())
-        out[c] = sorted(counted.items(), key=lambda item: (-item[1], item[0]))[:n]
-    return out
 
 
 def label_metrics(labels_true: Sequence[Any], labels_pred: Sequence[int] | np.ndarray) -> dict[str, float]:
@@ -378,5 +386,5 @@ def _clip(text: str, width: int) -> str:
     return text if len(text) <= width else text[: max(0, width - 1)] + "…"
 
 
-__all__ = ["Cluster", "ClusterResult", "ClusterSettings", "Method", "cluster", "cluster_vectors",
+__all__ = ["Cluster", "ClusterResult", "ClusterSettings", "Method", "check_inputs", "cluster", "cluster_vectors",
            "ctfidf_keywords", "frequent_answers", "label_metrics"]
