@@ -8,6 +8,10 @@ gets exactly its own rows back, in order. The queue is bounded in rows: a reques
 refused at once (:class:`QueueFull` → 429), so memory stays bounded. ``stop()`` finishes every queued
 request before the thread ends.
 
+The service refuses a row longer than the model's limit unless its request asked to cut it; a batch holding such
+rows runs without the engine's warning about them (``usage.truncated_inputs`` reports them to the client, and
+``inbedder_truncated_inputs_total`` to the operator).
+
 >>> worker = ModelWorker("tiny", model, ServeConfig(), Metrics())      # doctest: +SKIP
 >>> worker.start(); future = worker.submit([(None, "a cat")], answers=False, tokens=3)   # doctest: +SKIP
 >>> future.result().vectors.shape                                      # doctest: +SKIP
@@ -16,10 +20,13 @@ request before the thread ends.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
+import warnings
 from collections import deque
+from collections.abc import Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
@@ -32,6 +39,16 @@ from .config import ServeConfig
 from .metrics import Metrics
 
 log = logging.getLogger("inbedder.serve")
+TRUNCATED = r"\d+ of \d+ texts were longer than the model's maximum length and were truncated"
+_WARNINGS = threading.Lock()  # warnings.catch_warnings swaps a process-wide list: one worker at a time
+
+
+class Counted(NamedTuple):
+    """Tokens of each row before any cut (instruction and prompt included), and the most a row may hold (None:
+    the family cannot tell, and ``tokens`` are then its count after the cut, or an estimate)."""
+
+    tokens: list[int]
+    limit: int | None
 
 
 class QueueFull(Exception):
@@ -72,6 +89,7 @@ class Job:
     answers: bool  # wants generated answers (``return_generations=True``)
     tokens: int
     options: Options = PLAIN
+    truncated: int = 0  # rows the model will cut to its limit (the request asked for it)
     arrived: float = field(default_factory=time.monotonic)
     future: Future[Result] = field(default_factory=Future)
 
@@ -128,16 +146,26 @@ class ModelWorker:
     def queued_rows(self) -> int:
         return self._rows
 
-    def count_tokens(self, pairs: list[Pair]) -> list[int]:
-        """Tokens per pair as the model counts them; words + 2 for families that do not count."""
-        counts = self.model.encoder.token_counts(pairs) if pairs else []
+    def count_tokens(self, pairs: list[Pair]) -> Counted:
+        """The tokens of each (instruction, text) row as the model reads it and the model's limit: the family's
+        ``row_lengths``, the count the engine cuts by (a row is cut when it has more tokens than the limit).
+        A family that cannot tell gives its count after the cut, or words + 2, and no limit."""
+        if not pairs:
+            return Counted([], None)
+        encoder = self.model.encoder
+        found = encoder.row_lengths(pairs) if hasattr(encoder, "row_lengths") else None
+        if found is not None:
+            return Counted([int(n) for n in found[0]], int(found[1]))
+        counts = encoder.token_counts(pairs) if hasattr(encoder, "token_counts") else None
         if counts is None:
             counts = [len(text.split()) + len((ins or "").split()) + 2 for ins, text in pairs]
-        return [int(c) for c in counts]
+        return Counted([int(c) for c in counts], None)
 
-    def submit(self, pairs: list[Pair], answers: bool, tokens: int, options: Options = PLAIN) -> Future[Result]:
-        """Queue one request; raises :class:`QueueFull` or :class:`ShuttingDown` instead of waiting."""
-        job = Job(list(pairs), answers, tokens, options)
+    def submit(self, pairs: list[Pair], answers: bool, tokens: int, options: Options = PLAIN, truncated: int = 0
+               ) -> Future[Result]:
+        """Queue one request (``truncated``: how many of its rows the model will cut); raises :class:`QueueFull` or
+        :class:`ShuttingDown` instead of waiting."""
+        job = Job(list(pairs), answers, tokens, options, truncated)
         with self._cond:
             if self._stopping:
                 raise ShuttingDown(self.name)
@@ -199,8 +227,10 @@ class ModelWorker:
         for job in jobs if not retry else []:
             self.metrics.observe("inbedder_queue_seconds", start - job.arrived, model=self.name)
         pairs = [p for job in jobs for p in job.pairs]
+        cut = sum(j.truncated for j in jobs)
         try:
-            vectors, answers = self._compute(pairs, jobs[0].answers, jobs[0].options)
+            with reported_truncation() if cut else contextlib.nullcontext():
+                vectors, answers = self._compute(pairs, jobs[0].answers, jobs[0].options)
         except Exception as exc:  # noqa: BLE001 - the error goes to the requests that caused it
             if len(jobs) > 1:  # one bad request must not fail the others merged with it: run each alone
                 for job in jobs:
@@ -215,6 +245,8 @@ class ModelWorker:
         self.metrics.observe("inbedder_batch_requests", len(jobs), model=self.name)
         self.metrics.inc("inbedder_inputs_total", rows, model=self.name)
         self.metrics.inc("inbedder_tokens_total", sum(j.tokens for j in jobs), model=self.name)
+        if cut:
+            self.metrics.inc("inbedder_truncated_inputs_total", cut, model=self.name)
         at = 0
         for job in jobs:
             n = len(job.pairs)
@@ -233,3 +265,13 @@ class ModelWorker:
             vectors, answers = out
             return np.asarray(vectors, dtype=np.float32), list(answers)
         return np.asarray(out, dtype=np.float32), None
+
+
+@contextlib.contextmanager
+def reported_truncation() -> Iterator[None]:
+    """Leave out the engine's warning about truncated texts: the requests asked for the cut and their ``usage``
+    reports it, so the server log gets no warning (with its Python source line) for it. The filter list is
+    process-wide, so workers whose batches cut rows take turns; other batches never wait for this."""
+    with _WARNINGS, warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=TRUNCATED, category=UserWarning)
+        yield

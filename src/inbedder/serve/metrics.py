@@ -26,6 +26,8 @@ DEFINITIONS: dict[str, tuple[str, str, tuple[float, ...]]] = {
     "inbedder_queue_rows": ("gauge", "Rows waiting in the queue, by model.", ()),
     "inbedder_inputs_total": ("counter", "Inputs embedded, by model.", ()),
     "inbedder_tokens_total": ("counter", "Tokens in the inputs embedded, by model.", ()),
+    "inbedder_truncated_inputs_total": ("counter", "Inputs cut to the model's limit (truncate: true), by model.",
+                                        ()),
     "inbedder_cache_hits_total": ("counter", "Rows found in the embedding cache, by model.", ()),
     "inbedder_cache_misses_total": ("counter", "Rows computed because the cache did not have them, by model.", ()),
     "inbedder_rejected_total": ("counter", "Requests refused by the batcher (queue full, timeout, shutdown).", ()),

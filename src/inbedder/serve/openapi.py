@@ -4,7 +4,7 @@ FastAPI builds the schema from the bodies in :mod:`.schemas`; this adds what onl
 a client (or a schema-driven fuzzer) can see the limits before it hits them:
 
 - ``input``, ``instruction`` and ``instructions``: ``maxLength`` (``--max-input-chars``), ``maxItems``
-  (``--max-inputs``);
+  (``--max-inputs``); an input string's ``minLength`` of 1;
 - ``model``: the served ids as an ``enum`` (required when several models are served, else optional);
 - ``dimensions``: the largest dimension served, as ``maximum``;
 - the 400 this service answers instead of FastAPI's default 422, and error bodies as ``application/json`` on
@@ -54,6 +54,8 @@ def _limit(body: dict[str, Any], config: ServeConfig, dims: Mapping[str, int]) -
         for option in _options(properties.get(field, {})):
             if option.get("type") == "string":
                 option["maxLength"] = config.max_input_chars
+                if field == "input":
+                    option["minLength"] = 1
             elif option.get("type") == "array":
                 option["maxItems"] = config.max_inputs
                 if field == "input":
@@ -61,6 +63,8 @@ def _limit(body: dict[str, Any], config: ServeConfig, dims: Mapping[str, int]) -
                 for item in _options(option.get("items", {})):
                     if item.get("type") == "string":
                         item["maxLength"] = config.max_input_chars
+                        if field == "input":
+                            item["minLength"] = 1
     if "model" in properties:
         served: dict[str, Any] = {"type": "string", "enum": sorted(dims)}
         if len(dims) > 1:  # several served: model is required

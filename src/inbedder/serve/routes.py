@@ -29,8 +29,10 @@ from .service import Service
 
 ERRORS: dict[int | str, dict[str, Any]] = {code: {"model": ErrorResponse, "description": text} for code, text in (
     (400, "Invalid request (the error's param names the field and index)"), (401, "Missing or wrong API key"),
-    (404, "Unknown model"), (408, "Request timed out"), (413, "Body, or an input or instruction, over the size limit"),
-    (429, "Queue full; retry later"))}
+    (404, "Unknown model"), (408, "Request timed out"),
+    (413, "Body, or an input or instruction, over the size limit; or an input over the model's token limit without "
+          "`truncate: true`"),
+    (415, "The body is not JSON (Content-Type must be application/json)"), (429, "Queue full; retry later"))}
 PATHS = frozenset({"/v1/embeddings", "/v1/answers", "/v1/models", "/health", "/metrics", "/openapi.json", "/docs"})
 
 bearer = HTTPBearer(auto_error=False, description="Needed when the server was started with --api-key.")
@@ -45,14 +47,24 @@ async def authorized(request: Request, credentials: HTTPAuthorizationCredentials
     service(request).authorize(credentials.credentials if credentials is not None else "")
 
 
-def listing(model: str, data: list[dict[str, Any]], tokens: int) -> JSONResponse:
-    """The OpenAI list body: the data, the model that made it and the tokens it read."""
-    return JSONResponse({"object": "list", "data": data, "model": model,
-                         "usage": {"prompt_tokens": tokens, "total_tokens": tokens}})
+async def json_only(request: Request) -> None:
+    """415 for a body sent as a form (``curl -d`` sends one), multipart, any other type than JSON, or no
+    Content-Type at all (as text-embeddings-inference answers)."""
+    given = request.headers.get("content-type", "")
+    media = given.partition(";")[0].strip().lower()
+    if media != "application/json" and not (media.startswith("application/") and media.endswith("+json")):
+        got = f"got {given[:100]!r}" if given.strip() else "the request has none"
+        raise ApiError(415, f"Content-Type must be application/json; {got}", code="unsupported_media_type")
+
+
+def listing(model: str, data: list[dict[str, Any]], usage: dict[str, int]) -> JSONResponse:
+    """The OpenAI list body: the data, the model that made it and the tokens it read (and the rows it cut)."""
+    return JSONResponse({"object": "list", "data": data, "model": model, "usage": usage})
 
 
 @router.post("/v1/embeddings", response_model=None, responses={200: {"model": EmbeddingResponse}, **ERRORS},
-             dependencies=[Depends(authorized)], summary="Embed texts (OpenAI-compatible, plus `instruction`)")
+             dependencies=[Depends(authorized), Depends(json_only)],
+             summary="Embed texts (OpenAI-compatible, plus `instruction`)")
 async def embeddings(body: EmbeddingRequest, request: Request) -> JSONResponse:
     served = service(request)
     worker = served.pick(body.model)
@@ -60,9 +72,14 @@ async def embeddings(body: EmbeddingRequest, request: Request) -> JSONResponse:
     if body.dimensions is not None and body.dimensions > worker.model.dim:
         raise ApiError(400, f"dimensions={body.dimensions} is more than model {worker.name!r} has "
                        f"({worker.model.dim})", param="dimensions", code="invalid_dimensions")
+    if body.truncate and body.long_text == "chunk":
+        raise ApiError(400, "truncate: true cuts a long input and long_text 'chunk' embeds it in windows; give one",
+                       param="truncate", code="truncate_and_chunk")
     questions = None if body.instructions is None else tuple(body.instructions)
-    options = Options(body.long_text, body.chunk_overlap, questions)
-    result, tokens = await served.run(worker, pairs, answers=False, options=options)
+    options = Options(body.long_text or "truncate", body.chunk_overlap, questions)
+    result, usage = await served.run(worker, pairs, answers=False, options=options,
+                                     truncate=body.truncate or body.long_text == "truncate",
+                                     single=isinstance(body.input, str))
     vectors = result.vectors.reshape(-1, result.vectors.shape[-1])  # several questions: question by question
     if body.dimensions is not None:
         vectors = keep_dimensions(torch.from_numpy(np.ascontiguousarray(vectors)), body.dimensions).numpy()
@@ -74,11 +91,12 @@ async def embeddings(body: EmbeddingRequest, request: Request) -> JSONResponse:
     if questions is not None:
         for item in data:
             item["instruction_index"], item["input_index"] = divmod(item["index"], len(pairs))
-    return listing(worker.name, data, tokens)
+    return listing(worker.name, data, usage)
 
 
 @router.post("/v1/answers", response_model=None, responses={200: {"model": AnswerResponse}, **ERRORS},
-             dependencies=[Depends(authorized)], summary="Generate the answers an answer-family model embeds")
+             dependencies=[Depends(authorized), Depends(json_only)],
+             summary="Generate the answers an answer-family model embeds")
 async def answers(body: AnswerRequest, request: Request) -> JSONResponse:
     served = service(request)
     worker = served.pick(body.model)
@@ -88,11 +106,12 @@ async def answers(body: AnswerRequest, request: Request) -> JSONResponse:
                        f"models served: {', '.join(answer_models) or 'none'}", param="model",
                        code="not_an_answer_model")
     pairs = served.pairs(body.input, body.instruction)
-    result, tokens = await served.run(worker, pairs, answers=True)
+    result, usage = await served.run(worker, pairs, answers=True, truncate=body.truncate,
+                                     single=isinstance(body.input, str))
     data = [{"object": "answer", "index": i, "answer": a,
              "embedding": result.vectors[i].tolist() if body.include_embeddings else None}
             for i, a in enumerate(result.answers or [])]
-    return listing(worker.name, data, tokens)
+    return listing(worker.name, data, usage)
 
 
 @router.get("/v1/models", response_model=ModelList, dependencies=[Depends(authorized)],
