@@ -46,17 +46,80 @@ def test_bfloat16_and_int8_are_close_to_float32_for_the_causal_family(llama_dir:
         assert cosines(model.encode(TEXTS, **kwargs), fp32).min() >= floor
 
 
-def test_int8_linear_matches_float_linear_and_keeps_outlier_channels_exact() -> None:
+@pytest.mark.parametrize("kernel", speed.INT8_KERNELS)
+def test_int8_linear_matches_float_linear_and_keeps_outlier_channels_exact(kernel: str) -> None:
     torch.manual_seed(0)
     linear = torch.nn.Linear(64, 48)
     x = torch.randn(2, 5, 64)
     x[..., 3] *= 100.0  # one outlier channel, as in transformer activations
-    q = Int8Linear(linear)
+    x[0, 0] *= 50.0  # one loud token: a scale per call (not per token) would leave the others few levels
+    q = Int8Linear(linear, kernel)
+    assert q.kernel == kernel
     with torch.inference_mode():
         want, got = linear(x), q(x)
     assert got.shape == want.shape and got.dtype == x.dtype
     assert torch.nn.functional.cosine_similarity(got.reshape(-1, 48), want.reshape(-1, 48)).min() > 0.999
     assert q(x.bfloat16()).dtype == torch.bfloat16 and q(x[:0]).shape == (0, 5, 48)
+    before = x.clone()
+    q(x)
+    assert torch.equal(x, before)  # the caller's activations are not changed in place
+
+
+def test_the_two_int8_kernels_give_nearly_the_same_outputs() -> None:
+    torch.manual_seed(1)
+    linear = torch.nn.Linear(96, 40)
+    x = torch.randn(7, 96) * torch.rand(7, 1) * 10
+    with torch.inference_mode():
+        a, b = Int8Linear(linear, "int_mm")(x), Int8Linear(linear, "fbgemm")(x)
+    assert torch.nn.functional.cosine_similarity(a, b).min() > 0.999
+
+
+@pytest.mark.parametrize("ratios, kernel, warns", [({"int_mm": 0.03, "fbgemm": 1.2}, "fbgemm", False),
+                                                   ({"int_mm": 1.4, "fbgemm": 1.1}, "int_mm", False),
+                                                   ({"int_mm": 0.02, "fbgemm": 0.8}, "fbgemm", True)])
+def test_int8_uses_the_kernel_measured_fastest_and_warns_when_it_is_slower_than_float32(
+        tiny_bert_dir: Path, monkeypatch: Any, ratios: dict[str, float], kernel: str, warns: bool) -> None:
+    monkeypatch.setattr(speed, "cpu_int8_ratios", lambda: ratios)
+    assert speed.int8_kernel() == kernel
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        model = load(tiny_bert_dir, quantize="int8")
+    layers = [m for m in model.encoder.modules() if isinstance(m, Int8Linear)]
+    assert layers and {m.kernel for m in layers} == {kernel}
+    slow = [str(w.message) for w in seen if "int8 may run slower than float32" in str(w.message)]
+    assert len(slow) == int(warns)
+    if warns:
+        assert f"({kernel}) measured 0.80× float32" in slow[0] and "int_mm 0.02× (about 1/50 of)" in slow[0]
+
+
+def test_an_unknown_int8_kernel_is_refused() -> None:
+    with pytest.raises(InputError, match=r"int8 kernel 'vnni' is not known; choose one of \['int_mm', 'fbgemm'\]"):
+        Int8Linear(torch.nn.Linear(4, 4), "vnni")
+
+
+def test_cpu_int8_ratios_measures_each_kernel_once(monkeypatch: Any) -> None:
+    speed.cpu_int8_ratios.cache_clear()
+    calls: list[str] = []
+    real = Int8Linear.forward
+
+    def counting(self: Int8Linear, x: torch.Tensor) -> torch.Tensor:
+        calls.append(self.kernel)
+        return real(self, x)
+
+    monkeypatch.setattr(Int8Linear, "forward", counting)
+    monkeypatch.setattr(speed, "INT8_PROBE", (4, 16, 8))  # the arithmetic, not the speed, is under test
+    try:
+        ratios = speed.cpu_int8_ratios()
+        assert set(ratios) == set(speed.INT8_KERNELS) and all(r > 0 for r in ratios.values())
+        assert speed.cpu_int8_ratios() is ratios and sorted(set(calls)) == sorted(speed.INT8_KERNELS)
+    finally:
+        speed.cpu_int8_ratios.cache_clear()
+
+
+@pytest.mark.parametrize("ratio, text", [(0.6, "0.60×"), (2.25, "2.25×"), (0.004, "0.004× (about 1/250 of)"),
+                                         (0.0123, "0.012× (about 1/81 of)"), (0.0, "0× (no kernel)")])
+def test_format_ratio_keeps_small_ratios_readable(ratio: float, text: str) -> None:
+    assert speed.format_ratio(ratio) == text
 
 
 def test_quantize_int8_replaces_linear_layers_only() -> None:
@@ -134,6 +197,7 @@ def test_flops_per_token_counts_linear_weights_and_attention(tiny_bert: Any) -> 
 def test_a_slow_half_precision_is_named_with_what_to_use_instead(tiny_bert_dir: Path, monkeypatch: Any,
                                                                  bf16: bool) -> None:
     monkeypatch.setattr(speed, "cpu_bf16_ratio", lambda: 2.0 if bf16 else 0.6)
+    monkeypatch.setattr(speed, "cpu_int8_ratios", lambda: {"int_mm": 1.5, "fbgemm": 1.1})
     monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_fp16_supported", lambda: False)
     with pytest.warns(UserWarning, match="no fast float16 matrix kernels") as caught:
         load(tiny_bert_dir, device="cpu", dtype="float16")
@@ -158,3 +222,35 @@ def test_bf16_is_fast_only_where_it_measures_faster_than_float32(monkeypatch: An
         assert speed.cpu_bf16_ratio() == (bf16_flops / 100.0 if supported else 0.0)
     finally:
         speed.cpu_bf16_ratio.cache_clear()  # measured anew, on this machine, by whoever asks next
+
+
+@pytest.mark.parametrize("ratio, int8, shown", [(0.004, 0.8, "(measured: 0.004× (about 1/250 of) float32)"),
+                                                (0.0, 1.3, "(oneDNN has no bfloat16 kernels for it)")])
+def test_a_very_slow_bfloat16_names_its_ratio_and_int8_only_where_it_is_fast(
+        tiny_bert_dir: Path, monkeypatch: Any, ratio: float, int8: float, shown: str) -> None:
+    monkeypatch.setattr(speed, "cpu_bf16_ratio", lambda: ratio)
+    monkeypatch.setattr(speed, "cpu_int8_ratios", lambda: {"int_mm": 0.02, "fbgemm": int8})
+    with pytest.warns(UserWarning, match="no fast bfloat16 matrix kernels") as caught:
+        load(tiny_bert_dir, device="cpu", dtype="bfloat16")
+    message = str(caught[0].message)
+    assert shown in message and "0.00×" not in message
+    assert ("quantize='int8'" in message) is (int8 >= 1.0)
+
+
+@pytest.mark.slow
+def test_int8_on_every_kernel_keeps_minilm_within_the_fidelity_bar_on_sts_b() -> None:
+    """Every kernel keeps min cosine >= 0.99 to float32 on 300 STS-B test sentences (per-token scales and float32
+    outlier channels; one activation scale per call falls to 0.72, docs/benchmarks.md)."""
+    import json
+
+    data = Path(__file__).resolve().parents[2] / "shared" / "data" / "stsbenchmark" / "sts-test.jsonl"
+    if not data.exists():
+        pytest.skip(f"no STS-B test split at {data}")
+    with open(data, encoding="utf-8") as f:
+        rows = [json.loads(line) for line in f]
+    texts = [t for r in rows[::9] for t in (r["sentence1"], r["sentence2"])][:300]
+    fp32 = load("minilm", device="cpu").encode(texts, show_progress_bar=False)
+    for kernel in speed.INT8_KERNELS:
+        model = load("minilm", device="cpu")
+        assert quantize_int8(model.encoder, kernel) > 0
+        assert cosines(model.encode(texts, show_progress_bar=False), fp32).min() >= 0.99, kernel

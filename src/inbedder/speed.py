@@ -3,7 +3,8 @@
 ``load(..., quantize="int8")`` replaces every ``nn.Linear`` of the family by an :class:`Int8Linear`:
 int8 weights with one scale per output channel, activations quantized to int8 with one scale *per token*
 at each call (a few outlier channels kept in float32), an int8 × int8 → int32 matrix product
-(``torch._int_mm``), then rescaled to float. ``torch.ao.quantization.quantize_dynamic`` (the recipe INSTRUCTOR's
+(``torch._int_mm`` where VNNI/AMX make it fast, FBGEMM's kernel elsewhere: :func:`int8_kernel` measures
+which), then rescaled to float. ``torch.ao.quantization.quantize_dynamic`` (the recipe INSTRUCTOR's
 README gives) quantizes activations with one scale for the whole batch, so one large activation in one row
 costs every other row its precision: on all-MiniLM-L6-v2 over STS-B its worst row falls to cosine 0.72 of the
 float32 vector; per-token scales give 0.98, and with the outlier channels in float32 0.99+
@@ -16,9 +17,11 @@ float32 vector; per-token scales give 0.98, and with the outlier channels in flo
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import time
 import warnings
+from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -26,6 +29,8 @@ from torch import nn
 
 from .choices import DType, Quantize, parse_choice
 from .errors import InputError
+
+INT8_KERNELS = ("int_mm", "fbgemm")
 
 
 class Int8Linear(nn.Module):
@@ -35,6 +40,15 @@ class Int8Linear(nn.Module):
     every token); one of them sets a token's scale and leaves the others few levels. So the
     ``outlier_channels`` input channels with the largest magnitude in the batch are taken out of the int8
     product and multiplied in float32 (as in LLM.int8()). The output has the input's dtype.
+
+    Two kernels do the int8 product (``kernel``; :func:`int8_kernel` picks the faster on this CPU):
+
+    * ``int_mm``: ``torch._int_mm`` on int8 rows quantized with one scale each. Fast with VNNI or AMX; on an
+      AVX2-only CPU it has no fast path (about 1/40 of float32).
+    * ``fbgemm``: ``torch.ops.quantized.linear_dynamic`` (FBGEMM's AVX2 / AVX-512 kernels) on rows first divided
+      by their own largest magnitude, its output multiplied back: the kernel's one activation scale per call then
+      serves every row alike, so each row keeps its own scale as with ``int_mm``. Inputs take 7 bits
+      (``reduce_range``): with 8, AVX2's pairwise int16 sums saturate (cosine 0.97 to float32 on random rows).
     """
 
     outlier_channels = 8
@@ -43,46 +57,80 @@ class Int8Linear(nn.Module):
     weight_scale: torch.Tensor
     bias: torch.Tensor | None
 
-    def __init__(self, linear: nn.Linear):
+    def __init__(self, linear: nn.Linear, kernel: str | None = None):
         super().__init__()
         self.in_features, self.out_features = linear.in_features, linear.out_features
+        self.kernel = kernel or int8_kernel()
+        if self.kernel not in INT8_KERNELS:
+            raise InputError(f"int8 kernel {self.kernel!r} is not known; choose one of {list(INT8_KERNELS)}")
         weight = linear.weight.detach().float()
         scale = weight.abs().amax(dim=1).clamp(min=1e-12) / 127.0
         quantized = torch.round(weight / scale[:, None]).clamp(-127, 127).to(torch.int8)
         self.register_buffer("weight_int8", quantized.t().contiguous())  # (in, out): _int_mm's right operand
         self.register_buffer("weight_scale", scale)
         self.register_buffer("bias", None if linear.bias is None else linear.bias.detach().float())
+        self.packed: Any = None
+        if self.kernel == "fbgemm":
+            with warnings.catch_warnings():  # quantized tensors are deprecated; the packed weight is what runs
+                warnings.simplefilter("ignore")
+                qweight = torch._make_per_channel_quantized_tensor(quantized, scale.double(),
+                                                                   torch.zeros_like(scale, dtype=torch.long), 0)
+                with quantized_engine("fbgemm"):
+                    self.packed = torch.ops.quantized.linear_prepack(qweight, None)
 
     def extra_repr(self) -> str:
-        return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
+        return (f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}, "
+                f"kernel={self.kernel}")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         rows = x.reshape(-1, self.in_features).float()
         outliers = torch.zeros(0, dtype=torch.long, device=rows.device)
+        magnitude = rows.abs()
         if self.outlier_channels and rows.shape[0]:
-            outliers = rows.abs().amax(dim=0).topk(min(self.outlier_channels, self.in_features)).indices
+            outliers = magnitude.amax(dim=0).topk(min(self.outlier_channels, self.in_features)).indices
             kept = rows[:, outliers]
-            rows = rows.index_fill(1, outliers, 0.0)
-        scale = rows.abs().amax(dim=1, keepdim=True).clamp(min=1e-12) / 127.0
-        quantized = torch.round(rows / scale).to(torch.int8)  # within [-127, 127] by construction
-        out = torch._int_mm(quantized, self.weight_int8).float().mul_(scale)
-        if outliers.numel():  # the outlier channels in float, against the same int8 weights
-            out.addmm_(kept, self.weight_int8[outliers].float())
-        out.mul_(self.weight_scale)
+            rows = rows.index_fill(1, outliers, 0.0)  # a copy: the caller's tensor is left alone
+            magnitude.index_fill_(1, outliers, 0.0)
+        peak = magnitude.amax(dim=1, keepdim=True).clamp_(min=1e-12)
+        if self.packed is not None:  # weight scales applied by the kernel
+            rows = rows.div_(peak) if outliers.numel() else rows / peak
+            out = torch.ops.quantized.linear_dynamic(rows, self.packed, True).mul_(peak)  # True: 7-bit inputs
+            if outliers.numel():
+                out.add_((kept @ self.weight_int8[outliers].float()).mul_(self.weight_scale))
+        else:
+            scale = peak / 127.0
+            quantized = torch.round(rows / scale).to(torch.int8)  # within [-127, 127] by construction
+            out = torch._int_mm(quantized, self.weight_int8).float().mul_(scale)
+            if outliers.numel():  # the outlier channels in float, against the same int8 weights
+                out.addmm_(kept, self.weight_int8[outliers].float())
+            out.mul_(self.weight_scale)
         if self.bias is not None:
             out.add_(self.bias)
         return out.reshape(*x.shape[:-1], self.out_features).to(x.dtype)
 
 
-def quantize_int8(module: nn.Module) -> int:
-    """Replace every ``nn.Linear`` inside ``module`` by an :class:`Int8Linear`, in place; returns how many."""
+@contextlib.contextmanager
+def quantized_engine(name: str) -> Iterator[None]:
+    """``torch.backends.quantized.engine`` set to ``name`` for the duration (the packing is engine-specific)."""
+    before = torch.backends.quantized.engine
+    torch.backends.quantized.engine = name
+    try:
+        yield
+    finally:
+        torch.backends.quantized.engine = before
+
+
+def quantize_int8(module: nn.Module, kernel: str | None = None) -> int:
+    """Replace every ``nn.Linear`` inside ``module`` by an :class:`Int8Linear`, in place; returns how many.
+    ``kernel=None``: the faster on this CPU (:func:`int8_kernel`)."""
+    kernel = kernel or int8_kernel()
     replaced = 0
     for name, child in list(module.named_children()):
         if type(child) is nn.Linear:
-            setattr(module, name, Int8Linear(child))
+            setattr(module, name, Int8Linear(child, kernel))
             replaced += 1
         else:
-            replaced += quantize_int8(child)
+            replaced += quantize_int8(child, kernel)
     return replaced
 
 
@@ -98,10 +146,20 @@ def check_quantize(quantize: Quantize, device: torch.device) -> None:
 
 
 def apply_quantization(encoder: Any, quantize: Quantize, device: torch.device) -> None:
-    """Quantize a loaded family in place (CPU only) and record it in the family's settings."""
+    """Quantize a loaded family in place (CPU only) and record it in the family's settings. Warns when the
+    int8 kernel chosen for this CPU measured slower than float32 (:func:`cpu_int8_ratios`)."""
     check_quantize(quantize, device)
-    if quantize is Quantize.INT8 and quantize_int8(encoder) == 0:
-        raise InputError(f"quantize='int8' found no torch.nn.Linear layer to quantize in this {encoder.family} model")
+    if quantize is Quantize.INT8:
+        kernel = int8_kernel()
+        if quantize_int8(encoder, kernel) == 0:
+            raise InputError(f"quantize='int8' found no torch.nn.Linear layer to quantize in this {encoder.family} "
+                             "model")
+        ratios = cpu_int8_ratios()
+        if ratios[kernel] < 1.0:
+            others = ", ".join(f"{k} {format_ratio(r)}" for k, r in ratios.items() if k != kernel)
+            warnings.warn(f"quantize='int8': this CPU's fastest int8 kernel ({kernel}) measured "
+                          f"{format_ratio(ratios[kernel])} float32 on a linear layer ({others}), so int8 may run "
+                          "slower than float32 here; leave quantize unset for float32", stacklevel=3)
     encoder.quantization = quantize.value
 
 
@@ -126,6 +184,62 @@ def cpu_bf16_ratio() -> float:
     return peak_gemm_flops(torch.bfloat16, 512, 3) / peak_gemm_flops(torch.float32, 512, 3)
 
 
+INT8_PROBE = (128, 384, 1536)  # rows, in, out: one all-MiniLM-L6-v2 feed-forward layer on a batch of short texts
+
+
+@functools.lru_cache(maxsize=1)
+def cpu_int8_ratios() -> dict[str, float]:
+    """Each int8 kernel's throughput over float32's on this CPU, measured once a process: an :class:`Int8Linear`
+    (outlier channels and rescaling included) against the ``nn.Linear`` it replaces, :data:`INT8_PROBE`-sized,
+    best of 3. 0 for a kernel this build of torch lacks. ``int_mm`` is about 1.0-1.5× with VNNI, about 0.03× on
+    AVX2-only CPUs, where ``fbgemm`` is about 1.1×."""
+    rows, inputs, outputs = INT8_PROBE
+    generator = torch.Generator().manual_seed(0)
+    linear = nn.Linear(inputs, outputs)
+    with torch.no_grad():
+        linear.weight.copy_(torch.randn(outputs, inputs, generator=generator) / inputs**0.5)
+    x = torch.randn(rows, inputs, generator=generator)
+    base = _best_seconds(lambda: linear(x))
+    ratios = {}
+    for kernel in INT8_KERNELS:
+        if kernel == "fbgemm" and "fbgemm" not in torch.backends.quantized.supported_engines:
+            ratios[kernel] = 0.0
+            continue
+        try:
+            layer = Int8Linear(linear, kernel)
+            ratios[kernel] = base / _best_seconds(lambda: layer(x))  # noqa: B023 (timed here, in this iteration)
+        except RuntimeError:  # no kernel for this CPU or build
+            ratios[kernel] = 0.0
+    return ratios
+
+
+def int8_kernel() -> str:
+    """The :class:`Int8Linear` kernel that measured fastest on this CPU (:func:`cpu_int8_ratios`); ``int_mm`` on
+    a tie."""
+    ratios = cpu_int8_ratios()
+    return max(INT8_KERNELS, key=lambda k: ratios[k])
+
+
+def _best_seconds(run: Any, repeats: int = 3) -> float:
+    best = float("inf")
+    with torch.inference_mode():
+        for i in range(repeats + 1):
+            start = time.perf_counter()
+            run()
+            if i:  # the first is a warm-up
+                best = min(best, time.perf_counter() - start)
+    return max(best, 1e-9)
+
+
+def format_ratio(ratio: float) -> str:
+    """A speed ratio for a message: ``0.60×``; a small one with its reciprocal, ``0.004× (about 1/250 of)``."""
+    if ratio <= 0:
+        return "0× (no kernel)"
+    if ratio >= 0.095:
+        return f"{ratio:.2f}×"
+    return f"{ratio:.2g}× (about 1/{1 / ratio:.0f} of)"
+
+
 def fast_bf16(device: torch.device) -> bool:
     """Whether bfloat16 matmuls on ``device`` are faster than float32 ones: on CUDA where it supports them, on a
     CPU where they measure at least :data:`FAST_BF16_RATIO` times float32 (:func:`cpu_bf16_ratio`)."""
@@ -141,9 +255,12 @@ def check_dtype(dtype: DType, device: torch.device) -> None:
     fast = {DType.BFLOAT16: fast_bf16(device), DType.FLOAT16: torch.ops.mkldnn._is_mkldnn_fp16_supported()}
     if not fast[dtype]:
         other = "dtype='bfloat16', " if fast[DType.BFLOAT16] else ""
-        measured = f" (measured: {cpu_bf16_ratio():.2f}× float32)" if dtype is DType.BFLOAT16 else ""
+        ratio = cpu_bf16_ratio() if dtype is DType.BFLOAT16 else None
+        measured = "" if ratio is None else " (oneDNN has no bfloat16 kernels for it)" if ratio <= 0 else \
+            f" (measured: {format_ratio(ratio)} float32)"
+        int8 = " or quantize='int8'" if max(cpu_int8_ratios().values()) >= 1.0 else ""
         warnings.warn(f"dtype={dtype.value!r}: this CPU has no fast {dtype.value} matrix kernels{measured}, so it "
-                      f"may run slower than float32; try {other}dtype='float32' or quantize='int8'", stacklevel=3)
+                      f"may run slower than float32; try {other}dtype='float32'{int8}", stacklevel=3)
 
 
 # -- roofline arithmetic ---------------------------------------------------------------------------------
