@@ -128,14 +128,21 @@ def html_report(result: ClusterResult, command: str | None = None, title: str | 
     if result.k_scores:
         best = ", ".join(f"{k}: {v:.3f}" for k, v in sorted(result.k_scores.items()))
         facts.append(("silhouette per k", best))
+    if result.answers is not None:
+        overall = result.summary().get("answers", [])
+        facts.append(("answers (all texts)", ", ".join(f"{a['answer']!r} {a['share']:.0%}" for a in overall[:5])))
+    against = result.label_name or "labels"
     for name, value in (result.metrics or {}).items():
-        facts.append((name.replace("_", "-"), f"{value:.3f}"))
+        facts.append((f"{name.replace('_', '-')} vs {against}", f"{value:.3f}"))
+    gold = any(c.labels for c in result.clusters)
     rows = []
     for c in result.clusters:
         examples = "".join(f"<li>{html.escape(_short(t, 200))}</li>" for t in c.examples)
+        labels = f"<td>{html.escape(c.label_shares(5))}</td>" if gold else ""
         rows.append(f'<tr><td><span class="swatch" style="background:{color(c.id)}"></span>{c.id}</td>'
-                    f"<td>{c.size}</td><td><b>{html.escape(c.name)}</b><br><small>{html.escape(c.explanation)}"
-                    f"</small></td><td><ul>{examples}</ul></td></tr>")
+                    f"<td>{c.size}</td><td><b>{html.escape(c.name)}</b><br><small>"
+                    f"{html.escape(c.explanation)}</small></td>{labels}<td><ul>{examples}</ul></td></tr>")
+    gold_head = f"<th>{html.escape(against)} (gold labels)</th>" if gold else ""
     fact_rows = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>" for k, v in facts)
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
@@ -154,7 +161,7 @@ ul {{ margin: 0; padding-left: 18px; }}
 <h2>Projection</h2>
 {svg}
 <h2>Clusters</h2>
-<table class="clusters"><tr><th>id</th><th>size</th><th>name</th><th>texts nearest the centre</th></tr>
+<table class="clusters"><tr><th>id</th><th>size</th><th>name</th>{gold_head}<th>texts nearest the centre</th></tr>
 {"".join(rows)}
 </table>
 <h2>Command</h2>

@@ -47,7 +47,7 @@ from .common import (
 @click.option("--method", default="kmeans", show_default=True, metavar="kmeans|agglomerative")
 @seed_option("Random seed (k-means, sampling).")
 @click.option("--label-column", help="Gold label field of the .jsonl/.csv/.parquet input: adds V-measure, ARI "
-              "and NMI.")
+              "and NMI against it and the labels of each cluster's texts.")
 @output_options("Rows with their cluster: .jsonl, .json, .csv, .tsv or .parquet [default: jsonl on stdout].",
                 ROW_FORMATS, "Row format, whatever the extension of -o.")
 @click.option("--summary", metavar="FILE.json", help="Write the clusters (names, sizes, examples) and scores.")
@@ -71,7 +71,14 @@ def cluster(texts: tuple[str, ...], model: str | None, batch_size: int, device: 
     inbedder cluster -m minilm -i docs.csv --auto-k 2-15 --label-column topic --report report.html
     inbedder cluster -i reviews.csv --instruction "Is the review positive or negative?" -k 2   # default model
     """
-    from ..apps.clustering import DEFAULT_AUTO_K, ClusterSettings, cluster_each, cluster_vectors, parse_k_range
+    from ..apps.clustering import (
+        DEFAULT_AUTO_K,
+        ClusterSettings,
+        check_inputs,
+        cluster_each,
+        cluster_vectors,
+        parse_k_range,
+    )
     from ..apps.clustering import cluster as run_cluster
     from ..apps.report import command_line, parse_projection, project_2d, write_png, write_report
     from ..errors import require
@@ -79,6 +86,7 @@ def cluster(texts: tuple[str, ...], model: str | None, batch_size: int, device: 
 
     with user_errors():
         cache = cache_choice(cache_path, no_cache)
+        check_model_name(model)
         if k is not None and auto_k is not None:
             raise InputError("give -k or --auto-k, not both")
         k_range = parse_k_range(auto_k) if auto_k is not None else None
@@ -97,27 +105,29 @@ def cluster(texts: tuple[str, ...], model: str | None, batch_size: int, device: 
                 raise InputError("--report and --png draw one clustering: give one --instruction (run once per "
                                  "instruction for a report of each)")
             records = gather_input(texts, input_path, text_column, instruction_column)
+            check_inputs([r.text for r in records], settings, labels)  # before a model is loaded
             with warnings_as_lines():
                 results = cluster_each([r.text for r in records], load_model(model, device, dtype, cache),
                                        list(instruction), k=k, auto_k=k_range, method=method, seed=seed,
-                                       labels=labels, n_examples=examples, batch_size=batch_size, cache=cache,
-                                       show_progress_bar=progress)
+                                       labels=labels, label_name=label_column, n_examples=examples,
+                                       batch_size=batch_size, cache=cache, show_progress_bar=progress)
             write_each(results, records, labels, output, fmt, summary, quiet)
             return
         records, instructions = read_input(texts, input_path, text_column, instruction_column,
                                            instruction[0] if instruction else None)
-        rows_text = [r.text for r in records]
+        rows_text = check_inputs([r.text for r in records], settings, labels)  # before a model is loaded
         found = cached_rows(model, device, dtype, cache, rows_text, instructions, answers=True)
         if found is not None:  # every row cached: no model to load
             vectors, answers = found
-            result = cluster_vectors(vectors, rows_text, settings, labels=labels, answers=answers)
+            result = cluster_vectors(vectors, rows_text, settings, labels=labels, label_name=label_column,
+                                     answers=answers)
             result.instruction, result.model = instructions, need_model(model)
         else:
             with warnings_as_lines():
                 embedder = load_model(model, device, dtype, cache)
                 result = run_cluster(rows_text, embedder, instructions, k=k, auto_k=k_range, method=method, seed=seed,
-                                     labels=labels, n_examples=examples, batch_size=batch_size, cache=cache,
-                                     show_progress_bar=progress)
+                                     labels=labels, label_name=label_column, n_examples=examples,
+                                     batch_size=batch_size, cache=cache, show_progress_bar=progress)
         write_result_rows(result_rows(result, records, labels), output, fmt)
         if summary:
             Path(summary).write_text(json.dumps(result.summary(), indent=2, ensure_ascii=False) + "\n",
@@ -131,6 +141,17 @@ def cluster(texts: tuple[str, ...], model: str | None, batch_size: int, device: 
             click.echo(result.table(), err=True)
 
 
+
+
+def check_model_name(model: str | None) -> None:
+    """Refuse a model name that is surely unknown (not an alias, not an existing path, not shaped like a hub id
+    ``owner/name``) before any input is read or model loaded; the others are found when the model is loaded."""
+    from ..registry import ALIASES, resolve
+
+    name = need_model(model)
+    if name.lower() in ALIASES or Path(name).expanduser().exists() or name.count("/") == 1:
+        return
+    resolve(name)  # raises UnknownModelError with the aliases and a "did you mean"
 
 
 def result_rows(result: Any, records: list[Any], labels: list[Any] | None) -> list[dict[str, Any]]:
