@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+import warnings
 from types import SimpleNamespace
 from typing import Any
 
@@ -15,7 +16,7 @@ from fastapi.testclient import TestClient  # noqa: E402
 
 from inbedder.errors import InputError  # noqa: E402
 from inbedder.serve.app import create_app  # noqa: E402
-from inbedder.serve.batcher import PLAIN, ModelWorker, Options, QueueFull, ShuttingDown  # noqa: E402
+from inbedder.serve.batcher import PLAIN, ModelWorker, Options, QueueFull, ShuttingDown, reported_truncation  # noqa: E402
 from inbedder.serve.config import ServeConfig  # noqa: E402
 from inbedder.serve.metrics import Metrics  # noqa: E402
 
@@ -161,3 +162,50 @@ def test_an_app_used_without_its_lifespan_still_answers() -> None:
     client = TestClient(create_app({"m": ScriptedModel()}))  # not entered with ``with``: no startup event
     r = client.post("/v1/embeddings", json={"input": ["abc", "de"], "instruction": "q"})
     assert [row["embedding"] for row in r.json()["data"]] == [[3.0, 1.0], [2.0, 1.0]]
+
+
+class CuttingModel(ScriptedModel):
+    """Warns as the engine does when it cuts texts: every text longer than 3 characters is cut."""
+
+    def encode(self, texts: list[str], instruction: list[Any], return_generations: bool = False, **options: Any) -> Any:
+        long = sum(len(t) > 3 for t in texts)
+        if long:
+            warnings.warn(f"{long} of {len(texts)} texts were longer than the model's maximum length and were "
+                          "truncated", stacklevel=2)
+        return super().encode(texts, instruction, return_generations, **options)
+
+
+def test_a_batch_that_cuts_rows_it_was_asked_to_cut_does_not_warn() -> None:
+    """The request said truncate: its usage reports the cut, so no warning (with a source line) reaches the log;
+    a batch that nobody said would cut still warns, and the process's filters are left as they were."""
+    worker, _ = make(ServeConfig(max_wait_ms=0), CuttingModel())
+    before = list(warnings.filters)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        worker.submit([(None, "long text"), (None, "ok")], answers=False, tokens=2, truncated=1).result(timeout=10)
+        assert not caught
+        worker.submit([(None, "long text")], answers=False, tokens=1).result(timeout=10)
+        assert [str(w.message) for w in caught] == [
+            "1 of 1 texts were longer than the model's maximum length and were truncated"]
+    worker.stop()
+    assert warnings.filters == before
+    assert worker.metrics.value("inbedder_truncated_inputs_total", model="m") == 1
+
+
+def test_workers_take_turns_at_the_warning_filters() -> None:
+    """catch_warnings swaps a process-wide list: two threads inside it at once could restore each other's filters."""
+    inside, overlaps = [0], []
+
+    def run() -> None:
+        for _ in range(50):
+            with reported_truncation():
+                inside[0] += 1
+                overlaps.append(inside[0])
+                time.sleep(0.0005)
+                inside[0] -= 1
+
+    before = list(warnings.filters)
+    threads = [threading.Thread(target=run) for _ in range(4)]
+    [t.start() for t in threads]
+    [t.join(30) for t in threads]
+    assert max(overlaps) == 1 and warnings.filters == before

@@ -33,8 +33,9 @@ FUZZ = {
     # a request that fits the schema may still be refused with 400: one instruction per input is a rule that a
     # schema cannot say
     "checks": {"positive_data_acceptance": {"enabled": False},
-               # a request that breaks the schema gets a 4xx of ours: 413 for a text over the character limit
-               "negative_data_rejection": {"expected-statuses": [400, 401, 404, 405, 413]}},
+               # a request that breaks the schema gets a 4xx of ours: 413 for a text over the character limit,
+               # 415 for a body that is not JSON
+               "negative_data_rejection": {"expected-statuses": [400, 401, 404, 405, 413, 415]}},
 }
 
 
@@ -112,6 +113,8 @@ MALFORMED: list[tuple[str, bytes, str | None]] = [
     ("utf-16 bytes", '{"input": "x"}'.encode("utf-16"), "application/json"),
     ("no content type", b'{"input": "x"}', None),
     ("form data", b"input=x", "application/x-www-form-urlencoded"),
+    ("multipart", b'--b\r\nContent-Disposition: form-data; name="input"\r\n\r\nx\r\n--b--\r\n',
+     "multipart/form-data; boundary=b"),
     ("text/plain", b"hello", "text/plain"),
     ("deep nesting", b'{"input": ' + b"[" * 5000 + b"]" * 5000 + b"}", "application/json"),
     ("huge number", b'{"input": "x", "dimensions": 1' + b"0" * 5000 + b"}", "application/json"),
@@ -125,6 +128,12 @@ MALFORMED: list[tuple[str, bytes, str | None]] = [
 BODIES: list[tuple[str, object]] = [
     ("token ids", {"input": [1, 2, 3]}),
     ("nested token ids", {"input": [[1, 2], [3]]}),
+    ("empty string", {"input": ""}),
+    ("empty string in a list", {"input": ["ok", ""]}),
+    ("over the token limit", {"input": ["ok", "x " * 99]}),  # 198 characters, 101 tokens: the model reads 48
+    ("over the token limit with its instruction", {"input": ["ok", "x " * 40], "instruction": [None, "y " * 10]}),
+    ("truncate not a bool", {"input": "a", "truncate": "yes"}),
+    ("truncate and chunk", {"input": "a", "truncate": True, "long_text": "chunk"}),
     ("input number", {"input": 5}),
     ("input object", {"input": {"text": "x"}}),
     ("input null", {"input": None}),
@@ -156,6 +165,7 @@ def test_the_schema_carries_the_server_limits_and_models(app) -> None:
     body = schema["components"]["schemas"]["EmbeddingRequest"]
     text, texts = body["properties"]["input"]["anyOf"]
     assert text["maxLength"] == texts["items"]["maxLength"] == CONFIG.max_input_chars
+    assert text["minLength"] == texts["items"]["minLength"] == 1  # "" is refused
     assert texts["maxItems"] == CONFIG.max_inputs and texts["minItems"] == 1
     assert body["properties"]["model"]["enum"] == ["bert", "mlm"] and "model" in body["required"]
     assert body["properties"]["dimensions"]["anyOf"][0]["maximum"] == 32
@@ -214,5 +224,9 @@ def test_malformed_requests_get_4xx_and_the_server_survives(one_model) -> None:
         assert not server_errors, server_errors
         assert statuses["emoji and control characters"] == 200
         assert statuses["unknown model"] == 404 and statuses["token ids"] == 400 and statuses["too long input"] == 413
+        assert statuses["empty string"] == statuses["empty string in a list"] == 400
+        assert statuses["over the token limit"] == statuses["over the token limit with its instruction"] == 413
+        for name in ("form data", "multipart", "text/plain", "no content type"):
+            assert statuses[name] == 415, name
         assert client.get("/health").json()["status"] == "ok"
         assert client.post("/v1/embeddings", json={"input": "still serving"}).status_code == 200

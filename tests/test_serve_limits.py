@@ -109,6 +109,22 @@ def test_huge_texts_in_a_body_within_its_limit_are_refused_by_characters(tiny_be
     assert m.seconds < 1.0 and m.peak < 200 * MiB, (m.seconds, m.peak)  # the parsed body, a small multiple of it
 
 
+def test_a_text_over_the_models_token_limit_is_refused_with_its_count(tiny_bert) -> None:
+    """30,000 characters fit the character limit; the model reads 48 tokens: 413 with both numbers, at once, unless
+    the request asks for the cut (then usage counts it)."""
+    app = create_app({"bert": tiny_bert})
+    text = "x " * 15_000
+    with Measured() as m:
+        status, answer, _, _ = asgi_post(app, json.dumps({"input": ["a cat", text]}).encode(), declared=True)
+    assert status == 413 and answer["error"]["code"] == "context_length_exceeded", answer
+    assert answer["error"]["param"] == "input[1]" and "has 15002 tokens" in answer["error"]["message"]
+    assert "reads at most 48" in answer["error"]["message"] and '"truncate": true' in answer["error"]["message"]
+    assert m.seconds < 2.0, m.seconds  # one tokenizer pass; the model never ran
+    assert app.state.service.metrics.value("inbedder_inputs_total", model="bert") == 0
+    status, answer, _, _ = asgi_post(app, json.dumps({"input": ["a cat", text], "truncate": True}).encode(), True)
+    assert status == 200 and answer["usage"]["truncated_inputs"] == 1 and len(answer["data"]) == 2
+
+
 @pytest.fixture(scope="module", params=["default", "roomy"])
 def live(request: pytest.FixtureRequest, tiny_bert) -> Iterator[tuple[str, str]]:
     app = create_app({"bert": tiny_bert}, ServeConfig() if request.param == "default" else ROOMY)

@@ -95,6 +95,15 @@ def test_openai_client_errors(live: str) -> None:
         client.embeddings.create(model="bert", input=["x", "y"], extra_body={"instruction": ["a"]})
     with pytest.raises(openai.AuthenticationError):
         openai.OpenAI(base_url=f"{live}/v1", api_key="wrong", max_retries=0).embeddings.create(model="bert", input="x")
+    with pytest.raises(openai.BadRequestError, match=r"input\[1\] is an empty string"):
+        client.embeddings.create(model="bert", input=["x", ""])
+    with pytest.raises(openai.BadRequestError, match="token ids are not supported, send strings"):
+        client.embeddings.create(model="bert", input=[[1, 2], [3]])
+    with pytest.raises(openai.APIStatusError, match="has 3002 tokens") as info:
+        client.embeddings.create(model="bert", input="x " * 3000)
+    assert info.value.status_code == 413
+    r = client.embeddings.create(model="bert", input=["x " * 3000, "y"], extra_body={"truncate": True})
+    assert len(r.data) == 2 and (r.usage.model_extra or {}).get("truncated_inputs") == 1
 
 
 def test_api_key_401_without_200_with(live: str) -> None:
@@ -114,6 +123,12 @@ def test_inbedder_client(live: str, tiny_bert) -> None:
         with pytest.raises(ServiceError, match="not served") as info:
             client.embed("x", model="nope")
         assert info.value.status == 404 and info.value.param == "model"
+        with pytest.raises(ServiceError, match="reads at most 48") as info:
+            client.embed(["a cat", "x " * 100], model="bert")
+        assert info.value.status == 413 and info.value.param == "input[1]"
+        with pytest.warns(UserWarning, match="were truncated"):
+            expected = tiny_bert.encode(["a cat", "x " * 100])
+        assert np.abs(client.embed(["a cat", "x " * 100], model="bert", truncate=True) - expected).max() <= 1e-5
     with Client(live) as anonymous, pytest.raises(ServiceError) as info:
         anonymous.embed("x", model="bert")
     assert info.value.status == 401
@@ -126,7 +141,8 @@ def test_concurrent_requests_are_batched_and_each_gets_its_rows(live: str, tiny_
 
     def call(i: int) -> None:
         with Client(live, api_key=KEY) as client:
-            results[i] = client.embed(texts[i:i + 3], instruction=f"Represent {i}:", model="bert")
+            results[i] = client.embed(texts[i:i + 3], instruction=f"Represent {i}:", model="bert",
+                                      truncate=True)  # the longest are over the tiny model's 48 tokens
 
     threads = [threading.Thread(target=call, args=(i,)) for i in range(0, 24, 3)]
     [t.start() for t in threads]

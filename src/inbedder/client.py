@@ -39,10 +39,14 @@ class Client:
                                   timeout=timeout)
 
     def embed(self, texts: str | list[str], instruction: str | list[str | None] | None = None, *,
-              model: str | None = None, dimensions: int | None = None) -> np.ndarray:
-        """Vectors as float32: ``(d,)`` for one text, ``(n, d)`` for a list, rows in the order given."""
+              model: str | None = None, dimensions: int | None = None, truncate: bool = False) -> np.ndarray:
+        """Vectors as float32: ``(d,)`` for one text, ``(n, d)`` for a list, rows in the order given.
+
+        A text longer than the model's limit (its instruction included) is refused (:class:`ServiceError`, status
+        413, naming the text's tokens and the limit) unless ``truncate=True``, which cuts it."""
         body: dict[str, Any] = {"input": texts, "encoding_format": "base64"}
-        for key, value in (("instruction", instruction), ("model", model), ("dimensions", dimensions)):
+        for key, value in (("instruction", instruction), ("model", model), ("dimensions", dimensions),
+                           ("truncate", truncate or None)):
             if value is not None:
                 body[key] = value
         data = sorted(self._post("/v1/embeddings", body)["data"], key=lambda row: row["index"])
@@ -50,10 +54,11 @@ class Client:
         return vectors[0] if isinstance(texts, str) else vectors
 
     def answers(self, texts: str | list[str], instruction: str | list[str | None] | None = None, *,
-                model: str | None = None) -> str | list[str]:
-        """The answers an answer-family model generates (and embeds) for each text."""
+                model: str | None = None, truncate: bool = False) -> str | list[str]:
+        """The answers an answer-family model generates (and embeds) for each text (``truncate``: as in
+        :meth:`embed`)."""
         body: dict[str, Any] = {"input": texts}
-        for key, value in (("instruction", instruction), ("model", model)):
+        for key, value in (("instruction", instruction), ("model", model), ("truncate", truncate or None)):
             if value is not None:
                 body[key] = value
         data = sorted(self._post("/v1/answers", body)["data"], key=lambda row: row["index"])
