@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -188,3 +189,77 @@ def test_bad_texts_are_refused(tiny_bert: Any) -> None:
         cluster(["a", 5], tiny_bert, k=1)
     with pytest.raises(InputTypeError, match="list of str"):
         cluster("a b c", tiny_bert, k=1)
+
+
+# -- the CLI: checks before any load, labels named --------------------------------------------------------------
+@pytest.fixture()
+def no_load(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Model loads by ``inbedder cluster`` (none may happen: each is recorded and refused)."""
+    from inbedder.cli import cluster as cluster_command
+
+    loaded: list[str] = []
+
+    def load_model(model: str, *_: Any, **__: Any) -> Any:
+        loaded.append(model)
+        raise AssertionError(f"{model} was loaded before the input was checked")
+
+    monkeypatch.setattr(cluster_command, "load_model", load_model)
+    monkeypatch.setenv("INBEDDER_CACHE", "")
+    return loaded
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["-m", "minilm", "-k", "3", "a", "b"], "k=3 is more than the number of texts (2)"),
+    (["-m", "minilm", "--auto-k", "4-6", "a", "b", "c"], "auto_k needs at least one k below the number of texts (3)"),
+    (["-m", "minilm", "a", "b"], "auto_k needs at least one k below the number of texts (2)"),
+    (["-m", "minilm", "-k", "1", "a"], "clustering needs at least 2 texts; got 1"),
+    (["-m", "minilm", "-k", "3", "a", "b", "--instruction", "x?", "--instruction", "y?"],
+     "k=3 is more than the number of texts (2)"),
+    (["-m", "minilm", "-k", "9", "-i", "{topics}", "--label-column", "topic"], "k=9 is more than the number of texts"),
+    (["-m", "minilm", "-k", "2", "-i", "{topics}", "--label-column", "topik"], "column 'topik'"),
+    (["-m", "minlm", "-k", "2", "a", "b", "c"], "Did you mean 'minilm'"),
+    (["-m", "./no/such/dir", "-k", "5", "a", "b"], "unknown model './no/such/dir'"),
+])
+def test_cli_checks_input_and_k_before_loading_a_model(no_load: list[str], tmp_path: Path, args: list[str],
+                                                       needle: str) -> None:
+    from click.testing import CliRunner
+
+    from inbedder.cli import main
+
+    topics = tmp_path / "topics.jsonl"
+    topics.write_text("".join(f'{{"text": "t{i}", "topic": "{i % 2}"}}\n' for i in range(4)), encoding="utf-8")
+    result = CliRunner().invoke(main, ["cluster", *[a.replace("{topics}", str(topics)) for a in args]])
+    assert result.exit_code == 1, result.output
+    assert needle in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert no_load == []
+
+
+def test_cli_label_column_names_the_metrics_and_lists_each_clusters_labels(tiny_bert_dir: Path, tmp_path: Path,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    import json
+
+    from click.testing import CliRunner
+
+    from inbedder.cli import main
+
+    monkeypatch.setenv("INBEDDER_CACHE", str(tmp_path / "cache.sqlite"))
+    texts = CORPUS["fruit"] + CORPUS["cars"]
+    source = tmp_path / "topics.jsonl"
+    source.write_text("".join(json.dumps({"text": t, "topic": "fruit" if i < 5 else "cars"}) + "\n"
+                              for i, t in enumerate(texts)), encoding="utf-8")
+    result = CliRunner().invoke(main, ["cluster", "-m", str(tiny_bert_dir), "-i", str(source), "-k", "2",
+                                       "--label-column", "topic", "--summary", str(tmp_path / "s.json"),
+                                       "--report", str(tmp_path / "r.html"), "--no-cache"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads((tmp_path / "s.json").read_text(encoding="utf-8"))
+    assert summary["metrics_against"] == "topic"
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    for c in summary["clusters"]:
+        gold = Counter(r["label"] for r in rows if r["cluster"] == c["id"])
+        assert {g["label"]: g["count"] for g in c["labels"]} == dict(gold)
+        ordered = sorted(gold.items(), key=lambda item: (-item[1], item[0]))  # most frequent first, then by name
+        shown = ", ".join(f"{g} {n} ({n / c['size']:.0%})" for g, n in ordered)
+        assert f"topic: {shown}" in result.stderr  # the table on stderr
+    assert "| vs topic: v_measure=" in result.stderr
+    page = (tmp_path / "r.html").read_text(encoding="utf-8")
+    assert "v-measure vs topic" in page and "topic (gold labels)" in page

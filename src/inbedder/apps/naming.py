@@ -240,13 +240,15 @@ def make_unique(firsts: list[Naming], second: Callable[[int, list[int], Naming],
         if len(group) < 2:
             continue
         plain = keep(group, name) if keep is not None else None
-        for c in group:
+        found = {c: second(c, group, firsts[c]) for c in group if c != plain}
+        terms = Counter(f[0] for f in found.values() if f is not None)
+        for c, got in found.items():
+            if got is None or terms[got[0]] > 1:  # a term two of them would get tells neither apart
+                continue
+            term, why = got
             others = ", ".join(str(g) for g in group if g != c)
-            found = None if c == plain else second(c, group, firsts[c])
-            if found is not None:
-                term, why = found
-                out[c] = Naming(name + SEPARATOR + term, (*firsts[c].terms, term),
-                                f"{firsts[c].why}; {term!r} tells it from cluster {others} (also {name!r}): {why}")
+            out[c] = Naming(name + SEPARATOR + term, (*firsts[c].terms, term),
+                            f"{firsts[c].why}; {term!r} tells it from cluster {others} (also {name!r}): {why}")
     taken = Counter(n.name for n in out)
     used: set[str] = set()
     for c, naming in enumerate(out):
