@@ -97,7 +97,7 @@ def test_round_trip_keeps_vectors_ids_texts_and_results(tiny_bert: Any, tmp_path
     assert loaded.query(queries, QUERY_INSTRUCTION, k=3) == index.query(queries, QUERY_INSTRUCTION, k=3)
     single = loaded.query("cat on a mat", QUERY_INSTRUCTION, k=2)
     assert [h.rank for h in single] == [1, 2] and all(isinstance(h, Hit) for h in single)
-    q = tiny_bert.encode(["cat on a mat"], instruction=QUERY_INSTRUCTION, normalize=True)
+    q = tiny_bert.encode(["cat on a mat"], instruction=QUERY_INSTRUCTION)  # top_k scales it to length 1
     assert single == loaded.search_vectors(q, k=2)[0]
 
 
@@ -186,3 +186,118 @@ def test_bad_build_and_query_arguments(tiny_bert: Any) -> None:
     with pytest.raises(IndexMismatchError, match="3 dimensions"):
         index.search_vectors(np.ones((1, 3)))
     assert index.query([], k=3) == []
+
+
+# -- queries from the cache: no model, no torch ---------------------------------------------------------------
+QUERIES = ["cat on a mat", "interest rates"]
+
+
+def test_the_index_knows_its_models_cache_key_without_the_model(tiny_bert: Any, tmp_path: Path) -> None:
+    index = SearchIndex.build(DOCS, tiny_bert, DOC_INSTRUCTION)
+    assert index.model_key() == tiny_bert.model_key({})[0]
+    assert SearchIndex.load(index.save(tmp_path / "idx")).model_key() == tiny_bert.model_key({})[0]
+    assert synthetic_index(3).model_key() is None  # no fingerprint recorded: nothing is served from a cache
+
+
+def test_a_query_embedded_before_needs_no_model(tiny_bert: Any, plain_bert_dir: Path, tmp_path: Path) -> None:
+    from inbedder import load
+    from inbedder.cache import EmbeddingCache
+
+    cache = tmp_path / "c.sqlite"
+    built = SearchIndex.build(DOCS, tiny_bert, DOC_INSTRUCTION)
+    want = built.query(QUERIES, QUERY_INSTRUCTION, k=3, cache=cache)  # embeds the queries into the cache
+    index = SearchIndex.load(built.save(tmp_path / "idx"))  # no model
+    assert index.query(QUERIES, QUERY_INSTRUCTION, k=3, cache=cache) == want
+    one = built.query(QUERIES[0], QUERY_INSTRUCTION, k=3, cache=cache)  # one row: another product than two
+    assert index.query(QUERIES[0], QUERY_INSTRUCTION, k=3, cache=str(cache)) == one
+    assert EmbeddingCache(cache).stats()["last_run"] == {**EmbeddingCache(cache).stats()["last_run"], "hits": 1,
+                                                          "misses": 0}
+    with pytest.raises(InputError, match="no model to embed the queries"):
+        index.query(QUERIES, "Another instruction: ", k=3, cache=cache)  # not cached under this instruction
+    other = tmp_path / "other.sqlite"  # the same queries cached for another model are not the index's vectors
+    load(plain_bert_dir, device="cpu").encode(QUERIES, instruction=QUERY_INSTRUCTION, cache=other)
+    assert index.cached_vectors(QUERIES, QUERY_INSTRUCTION, other) is None
+    with pytest.raises(InputError, match="k must be a positive int"):
+        index.query(QUERIES, QUERY_INSTRUCTION, k=0, cache=cache)
+
+
+def test_auto_backend_searches_small_work_with_numpy() -> None:
+    from inbedder.apps.search import AUTO_FAISS_WORK
+
+    assert parse_backend("auto", work=10) is Backend.NUMPY
+    index = synthetic_index(50)  # backend="numpy"
+    auto = SearchIndex(index.vectors, index.ids, index.texts, index.config, backend="auto")
+    assert auto.backend is Backend.AUTO and auto._faiss is None
+    query = np.random.default_rng(3).normal(size=(2, 32))
+    assert auto.top_k(query, 5)[1].tolist() == index.top_k(query, 5)[1].tolist() and auto._faiss is None
+    pytest.importorskip("faiss")
+    assert parse_backend("auto", work=AUTO_FAISS_WORK) is Backend.FAISS
+
+
+@pytest.fixture()
+def cli_index(tiny_bert_dir: Path, tmp_path: Path) -> Path:
+    from click.testing import CliRunner
+
+    from inbedder.cli import main
+
+    result = CliRunner().invoke(main, ["search", "index", "-m", str(tiny_bert_dir), "--device", "cpu", "--index",
+                                       str(tmp_path / "idx"), "--instruction", DOC_INSTRUCTION, "--no-cache", *DOCS])
+    assert result.exit_code == 0, result.output
+    return tmp_path / "idx"
+
+
+def test_search_query_again_loads_no_model(cli_index: Path, tiny_bert_dir: Path, tmp_path: Path,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    from click.testing import CliRunner
+
+    from inbedder.cli import main
+
+    args = ["search", "query", "--index", str(cli_index), "--instruction", QUERY_INSTRUCTION, "-k", "3",
+            "--cache", str(tmp_path / "c.sqlite"), *QUERIES]
+    first = CliRunner().invoke(main, args)
+    assert first.exit_code == 0, first.output
+
+    def no_load(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("the model was loaded")
+
+    monkeypatch.setattr("inbedder.loading.load", no_load)
+    again = CliRunner().invoke(main, args)
+    assert again.exit_code == 0, again.output
+    assert again.stdout == first.stdout
+    same_model = CliRunner().invoke(main, [*args, "-m", str(tiny_bert_dir)])  # named, and known to the cache
+    assert same_model.exit_code == 0 and same_model.stdout == first.stdout, same_model.output
+    new_query = CliRunner().invoke(main, [*args, "a query never asked"])
+    assert new_query.exit_code == 1 and "the model was loaded" in str(new_query.exception)
+
+
+def test_search_query_from_the_cache_imports_no_torch(cli_index: Path, tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    cache = tmp_path / "c.sqlite"
+    args = ["search", "query", "--index", str(cli_index), "-k", "2", "--cache", str(cache), "--format", "table",
+            QUERIES[0]]
+    script = ("import sys; from inbedder.cli import run; sys.argv = ['inbedder', *sys.argv[1:]]\n"
+              "try:\n    run()\nexcept SystemExit as exit:\n    assert not exit.code, exit.code\n"
+              "print('torch imported' if 'torch' in sys.modules else 'no torch')")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    runs = [subprocess.run([sys.executable, "-c", script, *args], capture_output=True, text=True, env=env,
+                           timeout=300) for _ in range(2)]
+    assert all(r.returncode == 0 for r in runs), [r.stderr for r in runs]
+    first, again = (r.stdout.splitlines() for r in runs)
+    assert first[-1] == "torch imported" and again[-1] == "no torch"
+    assert first[:-1] == again[:-1] and again[0] == f"query 0: {QUERIES[0]}"
+
+
+def test_search_query_with_another_model_is_refused_even_when_cached(cli_index: Path, plain_bert_dir: Path,
+                                                                     tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from cli_checks import assert_one_error_line
+    from inbedder.cli import main
+
+    args = ["search", "query", "--index", str(cli_index), "--cache", str(tmp_path / "c.sqlite"), QUERIES[0]]
+    assert CliRunner().invoke(main, args).exit_code == 0
+    assert_one_error_line(CliRunner().invoke(main, [*args, "-m", str(plain_bert_dir)]), "weights differ")
+    assert_one_error_line(CliRunner().invoke(main, [*args, "-m", str(plain_bert_dir)]), "weights differ")

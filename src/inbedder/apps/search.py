@@ -3,8 +3,14 @@
 An index directory holds ``vectors.safetensors`` (unit-length float32 rows), ``rows.jsonl`` (id, text and
 per-row instruction) and ``index.json`` (format version, the model's name, source, family settings and weights
 fingerprint, the document instruction). Search is exact: numpy by default, FAISS (``IndexFlatIP``,
-``pip install "inbedder[faiss]"``) when asked for or, with ``backend="auto"``, when installed. An index refuses
-queries from a model whose weights or settings differ from the one that built it.
+``pip install "inbedder[faiss]"``) when asked for or, with ``backend="auto"``, when installed and the search is
+large (``AUTO_FAISS_WORK`` query × document products or more: a few queries are not worth importing it). An index
+refuses queries from a model whose weights or settings differ from the one that built it.
+
+A query's vector is looked up first in the embedding cache (``cache=``) under the key of the model that built
+the index (its weights fingerprint and settings, from ``index.json``): a query embedded before needs no model,
+so ``query()`` works without one and ``inbedder search query`` loads nothing, not even torch. Only a query that
+is not cached needs the model.
 
 >>> index = SearchIndex.build(docs, model, instruction="Represent the document for retrieval:")  # doctest: +SKIP
 >>> index.save("my-index")                                                                       # doctest: +SKIP
@@ -34,6 +40,7 @@ from ..io.write import write_rows
 FORMAT = "inbedder-search-index"
 FORMAT_VERSION = 1
 CONFIG, VECTORS, ROWS = "index.json", "vectors.safetensors", "rows.jsonl"
+AUTO_FAISS_WORK = 10**7  # backend="auto" imports FAISS from this many query × document products on
 QUERY_CHUNK = 256  # queries scored at once by numpy (bounds memory to chunk × corpus floats)
 
 
@@ -72,7 +79,9 @@ def model_identity(model: Any) -> dict[str, Any]:
             "weights_fingerprint": weights_fingerprint(encoder)}
 
 
-def parse_backend(backend: str | Backend) -> Backend:
+def parse_backend(backend: str | Backend, work: int | None = None) -> Backend:
+    """The backend to search with; ``auto`` is FAISS when it is installed (and, given ``work``, the query ×
+    document products reach :data:`AUTO_FAISS_WORK`), else numpy."""
     try:
         chosen = Backend(backend)
     except ValueError:
@@ -82,6 +91,8 @@ def parse_backend(backend: str | Backend) -> Backend:
     if chosen is Backend.FAISS:
         require("faiss", "faiss")
     if chosen is Backend.AUTO:
+        if work is not None and work < AUTO_FAISS_WORK:
+            return Backend.NUMPY
         try:
             import faiss  # noqa: F401
         except ImportError:
@@ -103,7 +114,7 @@ class SearchIndex:
             raise InputError(f"index has {len(self.vectors)} vectors, {len(self.ids)} ids and {len(self.texts)} "
                              "texts; they must match")
         self.config = config
-        self.backend = parse_backend(backend)
+        self.backend = Backend.AUTO if backend in ("auto", Backend.AUTO) else parse_backend(backend)  # auto: at search
         self._faiss: Any = None
         self.model = None
         if model is not None:
@@ -242,22 +253,69 @@ class SearchIndex:
         """Embed ``queries`` under ``instruction`` and return the top ``k`` :class:`Hit` per query.
 
         A str gives a list of hits; a list of str gives one list per query. ``model`` defaults to the
-        attached one (from :meth:`build` or :meth:`load`) and is checked against the index.
+        attached one (from :meth:`build` or :meth:`load`) and is checked against the index. With a ``cache``
+        (True, a path or an :class:`~inbedder.cache.EmbeddingCache`), queries whose vectors it holds for the
+        index's model are not embedded again; when all are there no model is needed (:meth:`cached_vectors`).
         """
+        check_k(k)
         if model is not None:
             self.attach(model)
-        if self.model is None:
-            raise InputError("no model to embed the queries: pass model= to query() or SearchIndex.load()")
         single = isinstance(queries, str)
-        batch = [queries] if single else list(queries)
+        batch: list[Any] = [queries] if single else list(queries)
         if not batch:
             return []
-        kwargs: dict[str, Any] = {"batch_size": batch_size, "normalize": True, "show_progress_bar": False}
-        if cache is not None:
-            kwargs["cache"] = cache
-        vectors = self.model.encode(batch, instruction=instruction, **kwargs)
+        vectors = self.cached_vectors(batch, instruction, cache)
+        if vectors is None:
+            if self.model is None:
+                raise InputError("no model to embed the queries: pass model= to query() or SearchIndex.load()")
+            # not normalized here: top_k scales every query row as it scales cached rows, so scores are the same
+            kwargs: dict[str, Any] = {"batch_size": batch_size, "show_progress_bar": False}
+            if cache is not None:
+                kwargs["cache"] = cache
+            vectors = self.model.encode(batch, instruction=instruction, **kwargs)
         hits = self.search_vectors(vectors, k)
         return hits[0] if single else hits
+
+    def model_key(self) -> str | None:
+        """The embedding cache's key for the vectors of the model that built the index (as
+        ``Embedder.model_key({})`` gives it: weights fingerprint and settings), or None when ``index.json`` lacks
+        them. Computed from the config: nothing is loaded."""
+        from ..fingerprint import settings_digest
+
+        built = self.config.get("model") or {}
+        fingerprint, settings = built.get("weights_fingerprint"), built.get("settings")
+        if not fingerprint or not isinstance(settings, dict):
+            return None
+        return settings_digest({"weights": fingerprint, "settings": settings, "options": {}})
+
+    def cached_vectors(self, queries: Sequence[str], instruction: str | Sequence[str | None] | None = None,
+                       cache: Any = None) -> np.ndarray | None:
+        """The ``(n, d)`` vectors of ``queries`` from ``cache`` when it holds every one for the index's model
+        (:meth:`model_key`), else None. Loads no model and imports no torch; a full hit is recorded as a run."""
+        from ..cache.store import open_cache
+        from ..inputs import to_pairs
+
+        key = self.model_key()
+        if cache is None or cache is False or key is None or not queries:
+            return None
+        try:
+            pairs, _ = to_pairs(list(queries), instruction)
+        except InputError:
+            return None  # encode() reports it
+        if not all(isinstance(text, str) for _, text in pairs):
+            return None
+        store = open_cache(cache)
+        if store is None:
+            return None
+        unique = list(dict.fromkeys(pairs))
+        found = store.get_many_raw(key, unique)
+        if len(found) < len(unique):
+            return None
+        dim = int(self.vectors.shape[1])
+        if any(len(found[p][0]) != 4 * dim for p in unique):
+            return None
+        store.record_run(key, len(unique), 0)
+        return np.stack([np.frombuffer(found[p][0], dtype="<f4") for p in pairs]).astype(np.float32)
 
     def search_vectors(self, vectors: Any, k: int = 10) -> list[list[Hit]]:
         """Top-``k`` hits for query vectors already embedded by the index's model (not checked)."""
@@ -268,14 +326,13 @@ class SearchIndex:
 
     def top_k(self, vectors: Any, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
         """``(scores, rows)``, each ``(n_queries, min(k, len))``, best first; exact inner product on unit rows."""
-        if not isinstance(k, int) or isinstance(k, bool) or k < 1:
-            raise InputError(f"k must be a positive int; got {k!r}")
+        check_k(k)
         q = _unit(np.atleast_2d(np.asarray(vectors, dtype=np.float32)))
         if q.shape[1] != self.vectors.shape[1]:
             raise IndexMismatchError(f"query vectors have {q.shape[1]} dimensions; the index has "
                                      f"{self.vectors.shape[1]}")
         k = min(k, len(self))
-        if self.backend is Backend.FAISS:
+        if parse_backend(self.backend, len(q) * len(self)) is Backend.FAISS:
             return self._faiss_index().search(np.ascontiguousarray(q), k)  # type: ignore[no-any-return]
         scores, rows = [], []
         for start in range(0, len(q), QUERY_CHUNK):
@@ -306,6 +363,12 @@ def hits_table(queries: Sequence[str], hits: Sequence[Sequence[Hit]], width: int
         for h in found:
             lines.append(f"  {h.rank:>3}  {h.score:.4f}  {str(h.id):<12.12}  {' '.join(h.text.split())[:width]}")
     return "\n".join(lines)
+
+
+def check_k(k: Any) -> None:
+    """Refuse a ``k`` that is not a positive int (before any work is done)."""
+    if not isinstance(k, int) or isinstance(k, bool) or k < 1:
+        raise InputError(f"k must be a positive int; got {k!r}")
 
 
 def _unit(x: np.ndarray) -> np.ndarray:

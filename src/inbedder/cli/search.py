@@ -2,12 +2,15 @@
 
     inbedder search index -m minilm -i docs.jsonl --instruction "Represent the document:" --index docs.idx
     inbedder search query --index docs.idx --instruction "Represent the question:" "cheap flights" -k 5
+
+A query whose vector is in the cache (``--cache``) for the index's model is answered without loading the model.
 """
 
 from __future__ import annotations
 
 import functools
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -91,29 +94,33 @@ def search_query(queries: tuple[str, ...], model: str | None, batch_size: int, d
                  instruction: str | None, k: int, output: str | None, fmt: str | None, backend: str) -> None:
     """Embed queries with a query instruction and print the top-k documents with their scores.
 
+    Query vectors go through the cache (--cache): a query asked before with this index's model is answered
+    without loading the model.
+
     \b
     inbedder search query --index docs.idx --instruction "Represent the question:" "how do I reset my pin"
     """
-    from ..apps.search import SearchIndex, hits_table
+    from ..apps.search import SearchIndex, check_k, hits_table
     from .common import user_errors, warnings_as_lines
 
     with user_errors():
-        cache = cache_choice(cache_path, no_cache)
         fmt = row_format(output, fmt, QUERY_FORMATS)
         check_target(output, "output")
+        check_k(k)
         index = SearchIndex.load(index_dir, backend=backend)
         records, instructions = read_input(queries, input_path, text_column, instruction_column, instruction)
-        built = index.config["model"]
-        if not model:  # the model that built the index: by alias (with its load options), else by its files
-            from ..registry import ALIASES
-
-            source = built.get("source") or ""
-            use_source = built["name"] not in ALIASES and source and Path(source).exists()
-            model, dtype = (source if use_source else built["name"]), dtype or built["settings"].get("dtype")
-        with warnings_as_lines():
-            embedder = load_model(model, device, dtype, cache)
-            hits = index.query([r.text for r in records], instructions, k=k, model=embedder,
-                               batch_size=batch_size, cache=cache)
+        texts = [r.text for r in records]
+        cache = cache_choice(cache_path, no_cache)
+        vectors = None
+        if not model or _loads_index_model(index, model, device, dtype, cache):
+            vectors = index.cached_vectors(texts, instructions, cache)  # every query cached: no model is loaded
+        if vectors is not None:
+            hits = index.search_vectors(vectors, k)
+        else:
+            model, dtype = _query_model(index, model, dtype)
+            with warnings_as_lines():
+                embedder = load_model(model, device, dtype, cache)
+                hits = index.query(texts, instructions, k=k, model=embedder, batch_size=batch_size, cache=cache)
         out = [{"index": i, "query": r.text, "results": [h.as_dict() for h in found]}
                for i, (r, found) in enumerate(zip(records, hits, strict=True))]
         if fmt == "table":
@@ -129,3 +136,26 @@ def search_query(queries: tuple[str, ...], model: str | None, batch_size: int, d
             write_result_rows(out, output, fmt)
 
 
+def _query_model(index: Any, model: str | None, dtype: str | None) -> tuple[str, str | None]:
+    """The model to load for the queries: the one given, else the one that built the index (by alias, with its
+    dtype; by its files when it is not an alias)."""
+    if model:
+        return model, dtype
+    from ..registry import ALIASES
+
+    built = index.config["model"]
+    source = built.get("source") or ""
+    use_source = built["name"] not in ALIASES and source and Path(source).exists()
+    return (source if use_source else built["name"]), dtype or built["settings"].get("dtype")
+
+
+def _loads_index_model(index: Any, model: str, device: str | None, dtype: str | None, cache: Any) -> bool:
+    """Whether ``cache`` recorded that loading ``model`` this way gives the index's model (its files unchanged
+    since): then its cached query vectors are the model's. Loads nothing."""
+    from ..cache.keys import request_key
+    from ..cache.store import open_cache
+
+    store = open_cache(cache)
+    key = request_key(model, dtype=dtype or "float32", device=device, encode_options={}) if store else None
+    known = store.request(key) if store is not None and key is not None else None
+    return known is not None and known[0] == index.model_key()
