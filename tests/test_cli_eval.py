@@ -129,7 +129,27 @@ def test_bad_data_exits_1_with_one_line(tiny_bert_dir: Path, tmp_path: Path, con
     one_line_error(run(*args, "-m", tiny_bert_dir, "-i", bad), *parts)
 
 
+def test_without_model_awareness_uses_the_default_answer_model_as_cluster_does(
+        tiny_bert: Any, aware_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import inbedder
+    from inbedder.cli import common
+
+    asked: list[str] = []
+
+    def load_model(model: str, *_: Any, **__: Any) -> Any:
+        asked.append(model)
+        return tiny_bert
+
+    monkeypatch.setattr(common, "load_model", load_model)
+    axes = ["--axis", "topic=What topic?", "--axis", "tone=What tone?"]
+    saved = json.loads(ok(run("awareness", "-i", aware_file, *axes, "--no-cache")).stdout)
+    assert asked == [inbedder.DEFAULT_ANSWER_MODEL] and saved["settings"]["model_loaded"] is True
+    help_text = " ".join(ok(run("awareness", "--help")).stdout.split())
+    assert f"[default: {inbedder.DEFAULT_ANSWER_MODEL}]" in help_text
+    assert help_text.count("[default: qwen") == 1
+
+
 def test_missing_model_and_output_folder(sts_file: Path, tmp_path: Path) -> None:
-    one_line_error(run("sts", "-i", sts_file), "no model given")
+    one_line_error(run("sts", "-m", "", "-i", sts_file), "no model given")
     one_line_error(run("sts", "-m", "minilm", "-i", sts_file, "-o", tmp_path / "nope" / "r.json"), "does not exist")
     one_line_error(run("report", tmp_path / "missing.json"), "missing.json")

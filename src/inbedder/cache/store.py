@@ -50,9 +50,18 @@ CREATE TABLE IF NOT EXISTS requests (request_key TEXT PRIMARY KEY, model_key TEX
 
 
 def default_path() -> Path:
-    """``$INBEDDER_CACHE``, else ``$XDG_CACHE_HOME/inbedder/embeddings.sqlite`` (``~/.cache`` by default)."""
+    """The cache file ``cache=True`` and the command line use: ``$INBEDDER_CACHE``, else :func:`user_cache_path`."""
     if os.environ.get("INBEDDER_CACHE"):
         return Path(os.environ["INBEDDER_CACHE"]).expanduser()
+    return user_cache_path()
+
+
+def user_cache_path() -> Path:
+    """The user cache: ``$INBEDDER_USER_CACHE``, else ``$XDG_CACHE_HOME/inbedder/embeddings.sqlite`` (``~/.cache``
+    when XDG_CACHE_HOME is not set). ``INBEDDER_USER_CACHE`` moves only this file (not the model files kept beside
+    it), which is what a test suite needs to keep off the user's cache."""
+    if os.environ.get("INBEDDER_USER_CACHE"):
+        return Path(os.environ["INBEDDER_USER_CACHE"]).expanduser()
     base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
     return base / "inbedder" / "embeddings.sqlite"
 

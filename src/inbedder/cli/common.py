@@ -71,7 +71,10 @@ dtype_option = click.option("--dtype", default=None, envvar="INBEDDER_DTYPE", sh
                             metavar="|".join(d.value for d in DType), help="Weight precision [default: float32].")
 progress_option = click.option("--progress/--no-progress", default=None,
                                help="Progress bar on stderr [default: shown from 8 batches on].")
-CACHE_HELP = "Look vectors up in (and add them to) this SQLite cache; only missing rows are computed."
+CACHE_HELP = ("Look vectors up in (and add them to) this SQLite cache; only missing rows are computed, and a run "
+              "whose rows are all cached loads no model [default: the user cache, "
+              "~/.cache/inbedder/embeddings.sqlite; --no-cache for none].")
+NO_CACHE_HELP = "Use no cache (neither the user cache nor INBEDDER_CACHE): every row is computed, nothing is kept."
 
 
 def cache_path_option(help: str = CACHE_HELP, env: bool = True) -> Callable[[FC], FC]:
@@ -81,6 +84,7 @@ def cache_path_option(help: str = CACHE_HELP, env: bool = True) -> Callable[[FC]
 
 
 cache_option = cache_path_option()
+no_cache_option: Callable[[FC], FC] = click.option("--no-cache", is_flag=True, help=NO_CACHE_HELP)
 text_column_option = click.option("--text-column", default="text", show_default=True,
                                   help="Text column of a table input file.")
 
@@ -160,16 +164,29 @@ def model_options(f: FC, model_required: bool = True, default: str | None = None
     else:
         model = model_option()
     for option in reversed([
-        model, batch_size_option(), device_option(), dtype_option, progress_option, cache_option,
-        click.option("--no-cache", is_flag=True, help="Use no cache, even when INBEDDER_CACHE is set."),
+        model, batch_size_option(), device_option(), dtype_option, progress_option, cache_option, no_cache_option,
     ]):
         f = option(f)
     return f
 
 
 def cache_choice(cache_path: str | None, no_cache: bool) -> Any:
-    """``encode``'s ``cache=`` for the options: None (no cache, or ``--no-cache``) or a path."""
-    return None if no_cache else (cache_path or None)
+    """``encode``'s ``cache=`` for the options: None with ``--no-cache``, else the ``--cache`` path (or
+    ``$INBEDDER_CACHE``), else the user cache file (``inbedder.cache.store.user_cache_path``)."""
+    from ..cache.store import default_path
+
+    return None if no_cache else (cache_path or str(default_path()))
+
+
+def check_load_options(dtype: str | None, batch_size: int | None = None) -> None:
+    """The load and batch options that can be checked without a model, so that a wrong one fails before a load
+    (the device is checked by the load itself before it reads any weights)."""
+    from ..choices import DType, parse_choice
+
+    if dtype is not None:
+        parse_choice(DType, dtype, "dtype")
+    if batch_size is not None and batch_size < 1:
+        raise InputError(f"batch_size must be a positive int; got {batch_size}")
 
 
 def need_model(model: str | None) -> str:
@@ -202,6 +219,71 @@ def cached_rows(model: str | None, device: str | None, dtype: str | None, cache:
     if cache is None:
         return None
     return lookup(cache, need_model(model), texts, instruction, device=device, dtype=dtype or "float32", **options)
+
+
+class CachedModel:
+    """A model loaded only when the cache lacks a row: ``encode`` first asks the cache (loading nothing, as
+    :func:`cached_rows`) and loads the model, once, for the first call the cache cannot serve; from then on the
+    loaded model reads and adds rows through the cache as usual. What ``inbedder eval`` hands to its tasks, so that
+    an evaluation of rows already embedded (by ``cluster``, or an earlier ``eval``) loads no model.
+
+    >>> model = CachedModel("minilm", device=None, dtype=None, cache=True)     # doctest: +SKIP
+    >>> model.encode(["a text"], instruction="What is it about?")            # doctest: +SKIP
+    >>> model.loaded is None                 # every row was in the user cache  # doctest: +SKIP
+    True
+    """
+
+    takes_instructions = True  # as an Embedder: encode(texts, instructions=[...]) gives every text under each
+
+    def __init__(self, model: str, device: str | None, dtype: str | None, cache: Any) -> None:
+        self.model, self.device_name, self.dtype, self.cache = model, device, dtype or "float32", cache
+        self.loaded: Any = None
+        self.served = 0  # encode calls answered from the cache alone
+        self._dim: int | None = None
+
+    def encode(self, texts: Any, instruction: Any = None, *, instructions: list[str] | None = None,
+               batch_size: int = 32, normalize: bool = False, show_progress_bar: bool | None = None,
+               **options: Any) -> Any:
+        if self.loaded is None and self.cache is not None and not options and isinstance(texts, (list, tuple)):
+            from ..cache.keys import served_from_cache
+            from ..cache.store import open_cache
+
+            found = served_from_cache(open_cache(self.cache), self.model, list(texts), instruction,
+                                      dtype=self.dtype, device=self.device_name, normalize=normalize,
+                                      instructions=instructions)
+            if found is not None:
+                self.served += 1
+                self._dim = int(found.shape[-1])
+                return found
+        return self.load().encode(texts, instruction, instructions=instructions, batch_size=batch_size,
+                                  normalize=normalize, show_progress_bar=show_progress_bar, cache=self.cache,
+                                  **options)
+
+    def load(self) -> Any:
+        if self.loaded is None:
+            self.loaded = load_model(self.model, self.device_name, self.dtype, self.cache)
+        return self.loaded
+
+    # what a result file says of the model (``evaluation.results.model_info``), with or without a load
+    @property
+    def name(self) -> str:
+        return str(self.loaded.name) if self.loaded is not None else self.model
+
+    @property
+    def dim(self) -> int | None:
+        return int(self.loaded.dim) if self.loaded is not None else self._dim
+
+    @property
+    def family(self) -> Any:
+        return self.loaded.family if self.loaded is not None else None
+
+    @property
+    def encoder(self) -> Any:
+        return None if self.loaded is None else self.loaded.encoder
+
+    @property
+    def device(self) -> Any:
+        return self.loaded.device if self.loaded is not None else "none (every row from the cache)"
 
 
 def read_column(path: str | None, column: str, option: str) -> list[Any]:

@@ -15,6 +15,7 @@ import click
 from ..io import OUTPUT_FORMATS, check_target, gather_input, output_format
 from .common import (
     cache_choice,
+    check_load_options,
     input_options,
     instruction_option,
     model_options,
@@ -75,11 +76,26 @@ def embed(texts: tuple[str, ...], model: str | None, batch_size: int, device: st
         model = need_model(model)
         fmt = output_format(output, fmt)
         check_target(output)
+        check_load_options(dtype, batch_size)
+        check_vector_settings(settings)
         records = gather_input(texts, input_path, text_column, instruction_column)
         with warnings_as_lines():
             embed_records(records, model, asked, output=output, fmt=fmt, cache_path=cache, device=device,
                           dtype=dtype or "float32", batch_size=batch_size, normalize=normalize,
                           show_progress_bar=progress, **settings)
+
+
+def check_vector_settings(settings: dict[str, Any]) -> None:
+    """--long-text, --chunk-overlap and the lower bound of --dimensions, before a load (the upper bound is the
+    model's own dimension, which only the loaded model knows)."""
+    from ..errors import InputError
+
+    if "long_text" in settings or "chunk_overlap" in settings:
+        from ..long_text import LongTexts
+
+        LongTexts(settings.get("long_text", "truncate"), settings.get("chunk_overlap"))
+    if settings.get("dimensions", 1) < 1:
+        raise InputError(f"dimensions={settings['dimensions']} is out of range: give a number of dimensions >= 1")
 
 
 def embed_with_ray(texts: tuple[str, ...], model: str, *, input_path: str | None, output: str | None,

@@ -26,12 +26,16 @@ import click
 
 from ..errors import InputError
 from ..io import check_target
+from ..registry import DEFAULT_ANSWER_MODEL
 from .common import (
+    MODEL_HELP,
     batch_size_option,
+    cache_option,
     device_option,
     dtype_option,
     instruction_option,
     model_option,
+    no_cache_option,
     output_option,
     progress_option,
     seed_option,
@@ -39,12 +43,14 @@ from .common import (
 )
 
 TaskBuilder = Callable[[], Any]
+NEEDS_SKLEARN = ("clustering", "classification", "awareness")  # k-means or a probe: checked before the load
 
 
-def _run_options(f: Callable[..., Any]) -> Callable[..., Any]:
-    """Options every task takes: model, data, output, batching, seed, subsampling."""
+def _run_options(f: Callable[..., Any], cache: bool = True) -> Callable[..., Any]:
+    """Options every task takes: model (the default answer model when none is given, as ``cluster``), data,
+    output, batching, seed, subsampling; with ``cache``, --cache/--no-cache (the user cache by default)."""
     options: list[Callable[[Callable[..., Any]], Callable[..., Any]]] = [
-        model_option(),
+        model_option(f"{MODEL_HELP} [default: {DEFAULT_ANSWER_MODEL}]", default=DEFAULT_ANSWER_MODEL),
         click.option("-i", "--input", "input_path", required=True, metavar="PATH", help="The data (see above)."),
         output_option("Write the result here [default: stdout].", "FILE.json"),
         click.option("--delimiter", help="Read the file as delimited text with a header, split by this character "
@@ -52,6 +58,7 @@ def _run_options(f: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--limit", type=int, help="Evaluate at most this many rows, chosen with --seed."),
         seed_option("Seed of sampling, splits and k-means."),
         batch_size_option(), device_option(), dtype_option, progress_option,
+        *([cache_option, no_cache_option] if cache else []),
     ]
     for option in reversed(options):
         f = option(f)
@@ -79,24 +86,40 @@ def _with_robustness(f: Callable[..., Any]) -> Callable[..., Any]:
 
 def _run(task_name: str, build: TaskBuilder, opts: dict[str, Any], data: list[str],
          settings: dict[str, Any], *, awareness: dict[str, Any] | None = None) -> None:
-    """Read the data, load the model, evaluate (or run the robustness lists), write the result."""
+    """Check every option and read the data, then evaluate (or run the robustness lists) and write the result.
+
+    The model is loaded only when the cache (the user cache unless --cache/--no-cache say otherwise) lacks a row
+    the task embeds (:class:`~inbedder.cli.common.CachedModel`); ``latency`` always loads it and uses no cache.
+    """
+    from ..errors import require
     from ..evaluation import EvalSettings, make_result, robustness
     from ..evaluation.awareness import heatmap
+    from ..evaluation.common import EXTRA
     from ..evaluation.robustness import parse_instruction_lists, read_instruction_lists
-    from ..loading import load, parse_device, quiet_transformers
-    from .common import user_errors, warnings_as_lines
+    from ..loading import parse_device, quiet_transformers
+    from .common import CachedModel, cache_choice, check_load_options, load_model, user_errors, warnings_as_lines
 
     with user_errors():
         check_target(opts.get("output"))
         check_target(awareness.get("png") if awareness else None)
+        if awareness and awareness.get("png"):
+            require("matplotlib", EXTRA)
+        if task_name in NEEDS_SKLEARN:
+            require("sklearn", EXTRA)
         lists = _instruction_lists(opts, read_instruction_lists, parse_instruction_lists)
         run_settings = EvalSettings(batch_size=opts["batch_size"], seed=opts["seed"], progress=opts["progress"])
+        check_load_options(opts["dtype"])
         parse_device(opts["device"])
+        name = _model_name(opts)
         started = time.perf_counter()
         task = build()
         read_s = time.perf_counter() - started
         with warnings_as_lines(), quiet_transformers():
-            model = load(_model_name(opts), device=opts["device"], dtype=opts["dtype"] or "float32")
+            if "cache_path" in opts:
+                model: Any = CachedModel(name, opts["device"], opts["dtype"],
+                                         cache_choice(opts["cache_path"], opts["no_cache"]))
+            else:  # latency times the model itself
+                model = load_model(name, opts["device"], opts["dtype"])
             loaded = time.perf_counter()
             extra: dict[str, Any] = {}
             aware = None
@@ -115,6 +138,8 @@ def _run(task_name: str, build: TaskBuilder, opts: dict[str, Any], data: list[st
             else:
                 metrics, primary = task.evaluate(model, settings=run_settings), task.primary
         timings = {"read_s": read_s, "load_s": loaded - started - read_s, "eval_s": time.perf_counter() - loaded}
+        if isinstance(model, CachedModel):
+            settings = {**settings, "model_loaded": model.loaded is not None}
         settings = {**settings, "batch_size": opts["batch_size"], "seed": opts["seed"], "limit": opts["limit"],
                     "dtype": opts["dtype"] or "float32", "device": str(model.device)}
         out = make_result(task_name, model, metrics, primary=primary, data=data, settings=settings,
@@ -136,12 +161,9 @@ def _instruction_lists(opts: dict[str, Any], read: Callable[..., Any], parse: Ca
 
 
 def _model_name(opts: dict[str, Any]) -> str:
-    from ..registry import ALIASES
+    from .common import need_model
 
-    if not opts.get("model"):
-        raise click.ClickException("no model given: pass -m/--model NAME or set INBEDDER_MODEL "
-                                   f"(aliases: {', '.join(sorted(ALIASES))})")
-    return str(opts["model"])
+    return need_model(opts.get("model"))  # an empty -m "" or INBEDDER_MODEL="" (the option has a default)
 
 
 def _emit(result: dict[str, Any], output: str | None) -> None:
@@ -316,9 +338,9 @@ def awareness(**opts: Any) -> None:
          awareness={"png": opts["png"], "baseline": opts["baseline"]})
 
 
-@_command("latency", "Latency: texts/s, tokens/s, per-batch p50/p95, peak memory.\n\n"
-                     "-i FILE: .txt (one text a line) or a table with --text-column.")
-@_run_options
+@_command("latency", "Latency: texts/s, tokens/s, per-batch p50/p95, peak memory (the model always runs: no "
+                     "cache).\n\n-i FILE: .txt (one text a line) or a table with --text-column.")
+@functools.partial(_run_options, cache=False)
 @every_text
 @text_column_option
 @click.option("--warmup", type=int, default=1, show_default=True, help="Untimed batches first.")

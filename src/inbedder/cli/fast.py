@@ -4,8 +4,9 @@ asks :func:`serve_cached` first).
 Importing click is about a third of a fully cached run's work (measured with callgrind: 131 M of 366 M
 instructions for 2,000 cached texts). So the script first looks at its arguments: a plain ``embed`` call
 (the options in :data:`VALUE_OPTIONS` and :data:`FLAG_OPTIONS`, texts as arguments or ``-i FILE``, a cache
-from ``--cache`` or ``INBEDDER_CACHE``) whose every row is in the cache is read and written here. Anything
-else (another command, ``--help``, an option not listed, stdin input, a missing row, any error) goes to the
+from ``--cache``, ``INBEDDER_CACHE`` or else the user cache) whose every row is in the cache is read and written
+here. Anything else (another command, ``--help``, ``--no-cache``, an option not listed, stdin input, a missing
+row, any error) goes to the
 click command unchanged, which then does, and reports, everything itself. Both paths write through
 :func:`embed_records`, so their output is the same; ``tests/test_cli_fast.py`` checks that these tables
 match the click command's declaration.
@@ -103,8 +104,14 @@ def parse_embed(args: list[str]) -> dict[str, Any] | None:
 def serve_cached(args: list[str]) -> bool:
     """Answer ``inbedder ARGS`` from the cache if it is a plain, fully cached ``embed``; False otherwise."""
     params = parse_embed(args)
-    if params is None or not params.get("cache_path") or not params.get("model") or params["batch_size"] < 1:
+    if params is None or not params.get("model") or params["batch_size"] < 1:
         return False
+    if not params.get("cache_path"):  # the user cache, as the click command uses; nothing cached while it is absent
+        from ..cache.store import user_cache_path
+
+        params["cache_path"] = str(user_cache_path())
+        if not os.path.isfile(params["cache_path"]):
+            return False
     texts, input_path = params["texts"], params.get("input_path")
     if bool(texts) == (input_path is not None) or input_path == "-":
         return False  # both or neither (stdin): the click command decides

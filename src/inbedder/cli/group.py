@@ -16,7 +16,6 @@ from typing import Any
 
 import click
 
-from ..registry import ALIASES, DEFAULT_ANSWER_MODEL
 from ..version import __version__
 from .embed import embed
 
@@ -42,7 +41,8 @@ class LazyGroup(click.Group):
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]},
              lazy={"eval": ".eval:eval_group", "cluster": ".cluster:cluster", "similarity": ".similarity:similarity",
                    "search": ".search:search", "cache": ".cache:cache_group", "data": ".data:data_group",
-                   "train": ".train:train_group", "serve": ".serve:serve", "bench": ".bench:bench"})
+                   "train": ".train:train_group", "serve": ".serve:serve", "bench": ".bench:bench",
+                   "models": ".models:models"})
 @click.version_option(__version__, prog_name="inbedder")
 def main() -> None:
     """Instruction-following text embeddings."""
@@ -50,15 +50,3 @@ def main() -> None:
 
 main.add_command(embed)
 
-
-@main.command("models")
-def models() -> None:
-    """List the model aliases. A local model directory, a .gguf file or a hub id works as well."""
-    width = max(map(len, ALIASES))
-    first: dict[int, str] = {}
-    for name, alias in ALIASES.items():
-        original = first.setdefault(id(alias), name)
-        description = alias.description if original == name else f"same as {original}"
-        if name == DEFAULT_ANSWER_MODEL:
-            description += " [default answer model]"
-        click.echo(f"{name:<{width}}  {description}")

@@ -15,13 +15,17 @@ from ..errors import InputError
 from ..io import check_target, write_matrix
 from .common import (
     batch_size_option,
+    cache_choice,
     cache_option,
     cached_rows,
+    check_load_options,
     device_option,
     dtype_option,
     instruction_option,
     load_model,
     model_option,
+    need_model,
+    no_cache_option,
     output_options,
     row_format,
     text_column_option,
@@ -46,9 +50,10 @@ SIMILARITY_FORMATS = ("table", "json", "jsonl", "csv", "tsv", "parquet", "npy")
 @device_option()
 @dtype_option
 @cache_option
+@no_cache_option
 def similarity(model: str | None, a_path: str, b_path: str, instruction: str | None, instruction_b: str | None,
                text_column: str, output: str | None, fmt: str | None, batch_size: int, device: str | None,
-               dtype: str | None, cache_path: str | None) -> None:
+               dtype: str | None, cache_path: str | None, no_cache: bool) -> None:
     """Cosine similarity of every text in -a with every text in -b, each list under its own instruction.
 
     \b
@@ -66,12 +71,14 @@ def similarity(model: str | None, a_path: str, b_path: str, instruction: str | N
         check_target(output, "output")
         if a_path == "-" and b_path == "-":
             raise InputError("-a and -b cannot both read stdin; give at least one of them a file")
+        check_load_options(dtype, batch_size)
+        need_model(model)
         lists = []
         for path in (a_path, b_path):
             records = (read_stream(sys.stdin.buffer, source="stdin") if path == "-"
                        else read_records(path, text_column=text_column, instruction_column=None))
             lists.append([r.text for r in records])
-        cache = cache_path or None
+        cache = cache_choice(cache_path, no_cache)
         found = [cached_rows(model, device, dtype, cache, texts, asked, normalize=True)
                  for texts, asked in zip(lists, (instruction, instruction if instruction_b is None else instruction_b),
                                          strict=True)]
