@@ -118,3 +118,19 @@ def test_stdin_input_other_commands_and_a_set_normalize_variable_are_not_served(
     assert not serve_cached([*cached["base"], "--instruction", INSTR, *TEXTS])
     assert serve_cached([*cached["base"], "--instruction", INSTR, "--no-normalize", "-o",
                          str(cached["dir"] / "v.npy"), *TEXTS])
+
+
+def test_the_user_cache_is_the_default_and_no_cache_is_left_to_click(tiny_bert_dir: Path, tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without --cache or INBEDDER_CACHE the fast path reads the user cache, as the click command writes it."""
+    for name in CLEAN_ENV:
+        monkeypatch.delenv(name, raising=False)
+    user_cache = Path(os.environ["INBEDDER_USER_CACHE"])  # conftest: a file of this test's own
+    args = ["embed", "-m", str(tiny_bert_dir), "--device", "cpu", "--instruction", INSTR, *TEXTS]
+    assert not serve_cached([*args, "-o", str(tmp_path / "none.npy")])  # no user cache yet
+    assert not user_cache.exists()  # and the fast path did not create one
+    assert via_click([*args, "-o", str(tmp_path / "slow.npy")]).exit_code == 0
+    assert user_cache.is_file()
+    assert serve_cached([*args, "-o", str(tmp_path / "fast.npy")])
+    assert (tmp_path / "fast.npy").read_bytes() == (tmp_path / "slow.npy").read_bytes()
+    assert not serve_cached([*args, "--no-cache", "-o", str(tmp_path / "x.npy")])

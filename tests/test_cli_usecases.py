@@ -276,3 +276,94 @@ def test_cluster_without_model_uses_the_default_answer_model(monkeypatch: pytest
     ok(CliRunner(env={"INBEDDER_MODEL": "minilm"}).invoke(main, ["cluster", "-k", "2", "-q", "--no-cache", *TEXTS]))
     assert asked[-1] == "minilm"
     assert "[default: qwen2.5-coder-0.5b-instruct]" in " ".join(ok(run("cluster", "--help")).stdout.split())
+
+
+# -- the user cache by default: a rerun loads no model ------------------------------------------------------------
+def test_cluster_rerun_with_another_k_or_method_loads_no_model_from_the_user_cache(
+        tiny_bert_dir: Path, topics: Path, tmp_path: Path, loads: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """No --cache and no INBEDDER_CACHE: the user cache is used; --no-cache opts out."""
+    monkeypatch.delenv("INBEDDER_CACHE")
+    user_cache = Path(os.environ["INBEDDER_USER_CACHE"])  # conftest: a file of this test's own
+    args = ["cluster", "-m", tiny_bert_dir, "--device", "cpu", "-i", topics, "--instruction", INSTRUCTION, "-q"]
+    first = ok(run(*args, "-k", "2"))
+    assert len(loads) == 1 and user_cache.is_file()
+    again = [ok(run(*args, "-k", "3")), ok(run(*args, "-k", "2", "--method", "agglomerative")),
+             ok(run(*args, "-k", "2"))]
+    assert len(loads) == 1  # another k, another method, the same call: all from the cache
+    assert again[2].stdout == first.stdout
+    assert {r["cluster"] for r in jsonl(again[0].stdout)} == {0, 1, 2}
+    computed = ok(run(*args, "-k", "3", "--no-cache"))
+    assert len(loads) == 2 and computed.stdout == again[0].stdout
+
+
+def test_eval_awareness_after_cluster_on_the_same_texts_and_questions_loads_no_model(
+        tiny_bert_dir: Path, tmp_path: Path, loads: list[str]) -> None:
+    rows = [{"text": t, "topic": "fruit" if i < 5 else "cars", "tone": f"n{i % 2}"} for i, t in enumerate(TEXTS)]
+    data = write_jsonl(tmp_path / "aware.jsonl", rows)
+    questions = {"topic": "What topic?", "tone": "What tone?"}
+    axes = [a for axis, q in questions.items() for a in ("--axis", f"{axis}={q}")]
+    model = ["-m", tiny_bert_dir, "--device", "cpu"]
+    computed = json.loads(ok(run("eval", "awareness", *model, "-i", data, *axes, "--no-cache")).stdout)
+    assert len(loads) == 1 and computed["settings"]["model_loaded"]
+    for question in questions.values():
+        ok(run("cluster", *model, "-i", data, "--instruction", question, "-k", "2", "-q"))
+    assert len(loads) == 3
+    served = json.loads(ok(run("eval", "awareness", *model, "-i", data, *axes)).stdout)
+    assert len(loads) == 3 and served["settings"]["model_loaded"] is False
+    assert served["matrix"] == {a: pytest.approx(row, abs=1e-6) for a, row in computed["matrix"].items()}
+    assert served["model"]["name"] == str(tiny_bert_dir) and served["model"]["dim"] == computed["model"]["dim"]
+    ok(run("eval", "awareness", *model, "-i", data, *axes, "--baseline"))  # no-instruction rows: not cached yet
+    assert len(loads) == 4
+
+
+def test_similarity_rerun_uses_the_user_cache_and_no_cache_opts_out(tiny_bert_dir: Path, tmp_path: Path,
+                                                                     loads: list[str]) -> None:
+    a, b = tmp_path / "a.txt", tmp_path / "b.txt"
+    a.write_text("\n".join(FRUIT) + "\n", encoding="utf-8")
+    b.write_text("\n".join(CARS) + "\n", encoding="utf-8")
+    args = ["similarity", "-m", tiny_bert_dir, "--device", "cpu", "-a", a, "-b", b, "--format", "json"]
+    first, again = (json.loads(ok(run(*args)).stdout) for _ in range(2))
+    assert len(loads) == 1  # the rerun read both lists from the user cache
+    np.testing.assert_allclose(again["cosine"], first["cosine"], rtol=0, atol=2e-6)
+    ok(run(*args, "--no-cache"))
+    assert len(loads) == 2
+
+
+# -- every check before a load ------------------------------------------------------------------------------------
+BEFORE_LOAD = [
+    (["similarity", "-a", "{tmp}/two.txt", "-b", "{tmp}/empty.txt"], ["empty.txt", "no texts"]),
+    (["similarity", "-a", "{tmp}/two.txt", "-b", "{tmp}/docs.csv"], ["no column 'text'"]),
+    (["similarity", "-a", "{tmp}/two.txt", "-b", "{tmp}/two.txt", "--batch-size", "0"], ["batch_size", "0"]),
+    (["similarity", "-a", "{tmp}/two.txt", "-b", "{tmp}/two.txt", "--dtype", "float99"], ["'float99'"]),
+    (["similarity", "-a", "{tmp}/two.txt", "-b", "{tmp}/two.txt", "-o", "{tmp}/no/dir/s.csv"], ["does not exist"]),
+    (["embed", "--long-text", "bogus", "a"], ["'bogus'", "truncate"]),
+    (["embed", "--chunk-overlap", "-1", "a"], ["chunk_overlap must be >= 0"]),
+    (["embed", "--dimensions", "0", "a"], ["dimensions=0"]),
+    (["embed", "--dtype", "float99", "a"], ["'float99'"]),
+    (["embed", "--batch-size", "0", "a"], ["batch_size", "0"]),
+    (["embed", "-i", "{tmp}/docs.csv"], ["no column 'text'"]),
+    (["embed", "a", "-o", "{tmp}/out.xml"], ["out.xml"]),
+    (["eval", "awareness", "-i", "{tmp}/aware.jsonl", "--axis", "topic=?", "--axis", "tonne=?"], ["'tonne'"]),
+    (["eval", "awareness", "-i", "{tmp}/aware.jsonl", "--axis", "topic=?", "--axis", "tone=?", "--dtype", "x"],
+     ["dtype='x'"]),
+    (["eval", "awareness", "-i", "{tmp}/aware.jsonl", "--axis", "topic=?", "--axis", "tone=?", "--batch-size", "0"],
+     ["batch_size"]),
+    (["eval", "awareness", "-i", "{tmp}/aware.jsonl", "--axis", "topic=?", "--axis", "tone=?", "--png",
+      "{tmp}/no/dir/a.png"], ["does not exist"]),
+    (["eval", "clustering", "-i", "{tmp}/aware.jsonl", "--label-column", "topic", "--limit", "-3"], ["limit"]),
+    (["eval", "sts", "-i", "{tmp}/aware.jsonl"], ["no column 'sentence1'"]),
+]
+
+
+@pytest.mark.parametrize("args, needles", BEFORE_LOAD, ids=[" ".join(a)[:60] for a, _ in BEFORE_LOAD])
+def test_argument_file_and_column_errors_come_before_any_load(tiny_bert_dir: Path, tmp_path: Path,
+                                                              loads: list[str], args: list[str],
+                                                              needles: list[str]) -> None:
+    for name, content in FILES.items():
+        (tmp_path / name).write_bytes(content if isinstance(content, bytes) else content.encode())
+    write_jsonl(tmp_path / "aware.jsonl", [{"text": t, "topic": str(i % 2), "tone": str(i % 3)}
+                                           for i, t in enumerate(TEXTS)])
+    args = [a.replace("{tmp}", str(tmp_path)) for a in args]
+    command = args[:2] if args[0] == "eval" else args[:1]
+    assert_one_error_line(run(*command, "-m", tiny_bert_dir, *args[len(command):]), *needles)
+    assert loads == []  # not even started: the load itself checks nothing of these
