@@ -1,4 +1,5 @@
-"""Choices as ``str`` Enums, so plain strings work: model families, dtypes, quantization. Imports nothing heavy."""
+"""Choices as ``str`` Enums, so plain strings work: model families, dtypes, quantization, backends. Imports nothing
+heavy."""
 
 from __future__ import annotations
 
@@ -34,6 +35,16 @@ class Quantize(str, Enum):
     activations per token, int32 accumulation (see :mod:`inbedder.speed`)."""
 
     INT8 = "int8"
+
+
+class Backend(str, Enum):
+    """What runs a family's transformer: ``torch``; ``onnx`` = ONNX Runtime on an export kept in the user cache
+    (CPU, float32; the instructor and decoder families); ``auto`` = ONNX Runtime where it measures faster on
+    this machine with the same vectors, else torch (see :mod:`inbedder.onnx_backend`)."""
+
+    TORCH = "torch"
+    ONNX = "onnx"
+    AUTO = "auto"
 
 
 def parse_choice(enum: type[Enum], value: Any, what: str) -> Any:

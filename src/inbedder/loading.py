@@ -18,11 +18,12 @@ from typing import Any
 
 import torch
 
-from .choices import DType, Family, parse_choice, parse_device
+from .choices import Backend, DType, Family, parse_choice, parse_device
 from .encoders import FAMILIES
 from .engine import Embedder
 from .errors import InbedderError, InputError, ModelLoadError, did_you_mean
 from .model_files import broken_file, layout
+from .onnx_backend import apply_backend, check_backend
 from .registry import Location, resolve
 from .speed import apply_quantization, check_dtype, check_quantize, parse_quantize
 
@@ -70,26 +71,32 @@ def _pools_last_token(path: Path) -> bool:
 
 
 def load(name_or_path: str | os.PathLike[str], *, family: str | None = None, device: str | torch.device | None = None,
-         dtype: str | torch.dtype = "float32", quantize: str | None = None, trust_remote_code: bool = False,
-         reencoder: Any = None, **options: Any) -> Embedder:
+         dtype: str | torch.dtype = "float32", quantize: str | None = None, backend: str = "torch",
+         trust_remote_code: bool = False, reencoder: Any = None, **options: Any) -> Embedder:
     """Load a model by alias, local directory, ``.gguf`` file or hub id.
 
     The family is detected from the files; ``family=`` overrides. ``device=None`` picks CUDA when present.
     ``dtype`` is the dtype of the weights and of the computation (pooling and normalization stay float32).
     ``quantize="int8"`` (CPU only; ``device=None`` then means CPU) replaces the linear layers by int8 ones
     after loading (:mod:`inbedder.speed`).
+    ``backend="onnx"`` (CPU, float32; the instructor and decoder families; ``pip install "inbedder[onnx]"``) runs
+    the transformer on ONNX Runtime, exported once into the user cache; ``backend="auto"`` does so only where it
+    measures faster on this machine with the same vectors (:mod:`inbedder.onnx_backend`).
     ``reencoder`` (a name or a loaded model) makes an answer family embed its generated answers with that model;
     ``reencoder=False`` turns off one that the model's defaults name. A model directory's defaults are the
     ``{"defaults": {...}}`` of its ``inbedder.json`` (a trained model's readout, say); options given here win.
     """
     dt = parse_choice(DType, dtype, "dtype")
     quant = parse_quantize(quantize)
-    dev = parse_device(device if device is not None or quant is None else "cpu")
+    engine = parse_choice(Backend, backend, "backend")
+    onnx = engine is Backend.ONNX
+    dev = parse_device(device if device is not None or (quant is None and not onnx) else "cpu")
     if quant is not None:
         check_quantize(quant, dev)
     check_dtype(dt, dev)
     location = resolve(name_or_path)
     fam = parse_choice(Family, family, "family") if family is not None else detect_family(location)
+    try_onnx = check_backend(engine, fam, dev, dt, quant is not None)
     options = {**location.options, **options}  # the model's defaults (alias, inbedder.json), then the caller's
     default_reencoder = options.pop("reencoder", None)
     reencoder = default_reencoder if reencoder is None else reencoder
@@ -99,6 +106,8 @@ def load(name_or_path: str | os.PathLike[str], *, family: str | None = None, dev
     model.to(dev)
     if quant is not None:
         apply_quantization(encoder, quant, dev)
+    if try_onnx:
+        apply_backend(encoder, engine)
     if reencoder is not None:
         model.default_reencoder = model.reencoder_for(reencoder)
     return model

@@ -164,8 +164,12 @@ def apply_quantization(encoder: Any, quantize: Quantize, device: torch.device) -
 
 
 def check_device_for(encoder: Any, device: torch.device) -> None:
-    """A quantized family stays on the CPU: a clear error instead of a failure deep inside a forward pass."""
+    """A quantized family, or one on ONNX Runtime, stays on the CPU: a clear error instead of a failure deep
+    inside a forward pass."""
     quantization = getattr(encoder, "quantization", None)
+    if getattr(encoder, "runtime", None) is not None and device.type != "cpu":
+        raise InputError(f"this model was loaded with backend='onnx' (ONNX Runtime on the CPU); cannot move it to "
+                         f"{str(device)!r}. Load it with backend='torch' for that device")
     if quantization and device.type != "cpu":
         raise InputError(f"this model was loaded with quantize={quantization!r}, which runs on CPU only; "
                          f"cannot move it to {str(device)!r}. Load it without quantize= for that device")

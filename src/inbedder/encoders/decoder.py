@@ -56,6 +56,8 @@ class DecoderEncoder(Encoder):
     """A decoder read at the last token of ``prompt + text`` (left padding), then Dense / Normalize."""
 
     family = "decoder"
+    runtime: Any = None  # an ONNX Runtime session run in place of the decoder (inbedder.onnx_backend)
+    backend = "torch"
 
     def __init__(self, model: nn.Module, tokenizer: Any, *, max_length: int, prompt_format: str = DEFAULT_FORMAT,
                  prompts: dict[str, str] | None = None, default_prompt: str | None = None,
@@ -119,7 +121,7 @@ class DecoderEncoder(Encoder):
         texts = self.texts(pairs)
         batch = self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt")
         ids, mask = batch["input_ids"].to(self.device), batch["attention_mask"].to(self.device)
-        states = self.model(input_ids=ids, attention_mask=mask)[0].float()
+        states = (self.runtime or self.model)(input_ids=ids, attention_mask=mask)[0].float()
         last = mask.shape[1] - 1 - mask.flip(1).argmax(1)  # the last real token (any padding side)
         vectors = states[torch.arange(states.shape[0], device=states.device), last]
         vectors = apply_dense(self.dense, vectors)
@@ -131,6 +133,10 @@ class DecoderEncoder(Encoder):
             truncated = sum(n > self.max_length for n in self.row_lengths(
                 [p for p, n in zip(pairs, lengths.tolist(), strict=True) if n >= self.max_length])[0])
         return BatchResult(vectors, truncated=truncated, n_tokens=int(lengths.sum()))
+
+    def onnx_module(self) -> nn.Module:
+        """The module that ``backend="onnx"`` exports: ids and mask in, last hidden states out."""
+        return self.model  # type: ignore[no-any-return]
 
     # -- files ------------------------------------------------------------------------------------------
     @classmethod

@@ -53,6 +53,8 @@ class InstructorEncoder(Encoder):
     family = "instructor"
     transformer: Any
     dense: nn.ModuleList
+    runtime: Any = None  # an ONNX Runtime session run in place of the transformer (inbedder.onnx_backend)
+    backend = "torch"
 
     def __init__(self, transformer: nn.Module, tokenizer: Any, *, max_length: int, pooling: tuple[str, ...] = ("mean",),
                  dense: list[Dense] | None = None, normalize: bool = False, do_lower_case: bool = False):
@@ -152,7 +154,8 @@ class InstructorEncoder(Encoder):
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, context: torch.Tensor
                 ) -> tuple[torch.Tensor, torch.Tensor]:
         """Sentence vectors (float32) and token states (float32) for one tokenized batch."""
-        states = self.transformer(input_ids=input_ids, attention_mask=attention_mask)[0].float()
+        run = self.runtime or self.transformer
+        states = run(input_ids=input_ids, attention_mask=attention_mask)[0].float()
         positions = torch.arange(input_ids.shape[1], device=input_ids.device)[None, :]
         pool_mask = attention_mask * (positions >= context.to(input_ids.device)[:, None])
         vectors = self.pool(states, pool_mask)
@@ -174,6 +177,10 @@ class InstructorEncoder(Encoder):
             result.tokens = [states[i, ctx[i]:n] for i, n in enumerate(lengths)]
             result.instruction_tokens = [states[i, :ctx[i]] for i in range(len(pairs))]
         return result
+
+    def onnx_module(self) -> nn.Module:
+        """The module that ``backend="onnx"`` exports: ids and mask in, last hidden states out."""
+        return self.transformer  # type: ignore[no-any-return]
 
     # -- files ------------------------------------------------------------------------------------------
     @classmethod
