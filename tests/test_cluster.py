@@ -193,7 +193,7 @@ def test_bad_texts_are_refused(tiny_bert: Any) -> None:
 
 # -- the CLI: checks before any load, labels named --------------------------------------------------------------
 @pytest.fixture()
-def no_load(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+def no_load(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list[str]:
     """Model loads by ``inbedder cluster`` (none may happen: each is recorded and refused)."""
     from inbedder.cli import cluster as cluster_command
 
@@ -204,7 +204,7 @@ def no_load(monkeypatch: pytest.MonkeyPatch) -> list[str]:
         raise AssertionError(f"{model} was loaded before the input was checked")
 
     monkeypatch.setattr(cluster_command, "load_model", load_model)
-    monkeypatch.setenv("INBEDDER_CACHE", "")
+    monkeypatch.setenv("INBEDDER_CACHE", str(tmp_path / "cache.sqlite"))  # never the user's cache
     return loaded
 
 
@@ -219,6 +219,8 @@ def no_load(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     (["-m", "minilm", "-k", "2", "-i", "{topics}", "--label-column", "topik"], "column 'topik'"),
     (["-m", "minlm", "-k", "2", "a", "b", "c"], "Did you mean 'minilm'"),
     (["-m", "./no/such/dir", "-k", "5", "a", "b"], "unknown model './no/such/dir'"),
+    (["-m", "minilm", "-k", "2", "a", "b", "--dtype", "float8"], "'float8'"),
+    (["-m", "minilm", "-k", "2", "a", "b", "--batch-size", "0"], "batch_size must be a positive int"),
 ])
 def test_cli_checks_input_and_k_before_loading_a_model(no_load: list[str], tmp_path: Path, args: list[str],
                                                        needle: str) -> None:

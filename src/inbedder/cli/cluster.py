@@ -21,6 +21,7 @@ from ..registry import DEFAULT_ANSWER_MODEL
 from .common import (
     cache_choice,
     cached_rows,
+    check_load_options,
     input_options,
     instruction_option,
     load_model,
@@ -87,6 +88,7 @@ def cluster(texts: tuple[str, ...], model: str | None, batch_size: int, device: 
     with user_errors():
         cache = cache_choice(cache_path, no_cache)
         check_model_name(model)
+        check_load_options(dtype, batch_size)
         if k is not None and auto_k is not None:
             raise InputError("give -k or --auto-k, not both")
         k_range = parse_k_range(auto_k) if auto_k is not None else None
