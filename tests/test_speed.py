@@ -92,6 +92,15 @@ def test_int8_uses_the_kernel_measured_fastest_and_warns_when_it_is_slower_than_
         assert f"({kernel}) measured 0.80× float32" in slow[0] and "int_mm 0.02× (about 1/50 of)" in slow[0]
 
 
+def test_the_int8_kernel_can_be_named_in_the_environment(monkeypatch: Any) -> None:
+    monkeypatch.setattr(speed, "cpu_int8_ratios", lambda: {"int_mm": 0.02, "fbgemm": 1.1})
+    monkeypatch.setenv("INBEDDER_INT8_KERNEL", "int_mm")
+    assert speed.int8_kernel() == "int_mm" and Int8Linear(torch.nn.Linear(4, 4)).kernel == "int_mm"
+    monkeypatch.setenv("INBEDDER_INT8_KERNEL", "vnni")
+    with pytest.raises(InputError, match="INBEDDER_INT8_KERNEL='vnni' is not an int8 kernel"):
+        speed.int8_kernel()
+
+
 def test_an_unknown_int8_kernel_is_refused() -> None:
     with pytest.raises(InputError, match=r"int8 kernel 'vnni' is not known; choose one of \['int_mm', 'fbgemm'\]"):
         Int8Linear(torch.nn.Linear(4, 4), "vnni")

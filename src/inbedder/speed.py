@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import os
 import time
 import warnings
 from collections.abc import Iterator
@@ -155,7 +156,7 @@ def apply_quantization(encoder: Any, quantize: Quantize, device: torch.device) -
             raise InputError(f"quantize='int8' found no torch.nn.Linear layer to quantize in this {encoder.family} "
                              "model")
         ratios = cpu_int8_ratios()
-        if ratios[kernel] < 1.0:
+        if ratios[kernel] < 1.0 and not os.environ.get(KERNEL_SWITCH):
             others = ", ".join(f"{k} {format_ratio(r)}" for k, r in ratios.items() if k != kernel)
             warnings.warn(f"quantize='int8': this CPU's fastest int8 kernel ({kernel}) measured "
                           f"{format_ratio(ratios[kernel])} float32 on a linear layer ({others}), so int8 may run "
@@ -217,9 +218,18 @@ def cpu_int8_ratios() -> dict[str, float]:
     return ratios
 
 
+KERNEL_SWITCH = "INBEDDER_INT8_KERNEL"
+
+
 def int8_kernel() -> str:
-    """The :class:`Int8Linear` kernel that measured fastest on this CPU (:func:`cpu_int8_ratios`); ``int_mm`` on
-    a tie."""
+    """The :class:`Int8Linear` kernel that measured fastest on this CPU (:func:`cpu_int8_ratios`; ``int_mm`` on a
+    tie), or the one ``INBEDDER_INT8_KERNEL`` names (``int_mm`` or ``fbgemm``: for benchmarks and comparisons)."""
+    named = os.environ.get(KERNEL_SWITCH, "").strip()
+    if named:
+        if named not in INT8_KERNELS:
+            raise InputError(f"{KERNEL_SWITCH}={named!r} is not an int8 kernel; choose one of {list(INT8_KERNELS)} "
+                             "or unset it (the faster on this CPU, measured)")
+        return named
     ratios = cpu_int8_ratios()
     return max(INT8_KERNELS, key=lambda k: ratios[k])
 
