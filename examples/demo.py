@@ -6,13 +6,14 @@ The showcase corpus (``inbedder.data.path("showcase.jsonl")``) has 48 texts with
 (food, travel, work, sport) and sentiment (positive, negative). Each model clusters it under a topic question and
 under a sentiment question: MiniLM (an INSTRUCTOR-style encoder) and the default answer model
 (``inbedder.DEFAULT_ANSWER_MODEL``, InBedder-style). The demo prints the cluster names, how the groups change and
-the V-measure against each label, and writes HTML reports. Set INBEDDER_DEMO_OUT to choose the report folder.
+the V-measure against each label, and writes HTML reports to ``out/demo`` (``-o DIR`` or INBEDDER_DEMO_OUT to choose
+another folder).
 """
 
 from __future__ import annotations
 
+import argparse
 import os
-import tempfile
 import textwrap
 import time
 from collections import Counter
@@ -32,6 +33,7 @@ TOPIC_Q = "What is the topic of this text?"
 SENTIMENT_Q = "Is this text positive or negative?"
 QUESTIONS = {"topic": TOPIC_Q, "sentiment": SENTIMENT_Q}
 K = {"topic": 4, "sentiment": 2}  # clusters per axis: the number of its labels
+DEFAULT_OUT = Path("out") / "demo"
 # The answer model's vectors are its default readout; its answers (one word: its prompt asks for that) name the
 # clusters.
 ANSWER_OPTIONS = {"max_new_tokens": 2}
@@ -112,6 +114,8 @@ def run_model(name: str, rows: list[dict[str, Any]], out_dir: Path, baseline: bo
             fit.instruction, fit.model = instruction, name
         scores[shown] = {axis: fit.metrics["v_measure"] for axis, fit in fits.items()}  # type: ignore[index]
         print(f"\n  {shown}  ({time.perf_counter() - start:.1f}s)")
+        if instruction is None:
+            print("    the texts alone, for comparison: their V-measure is the first row of the table below")
         if answers is not None:
             for text, answer in list(zip(texts, answers, strict=True))[:4]:
                 print(f"    {text[:48]!r:<52} -> {answer!r}")
@@ -122,11 +126,14 @@ def run_model(name: str, rows: list[dict[str, Any]], out_dir: Path, baseline: bo
         axis = next((a for a, q in QUESTIONS.items() if q == instruction), None)
         if axis is not None:  # the clusters made for the axis this question asks about
             results[axis] = fits[axis]
-            print(f"    k={K[axis]}, cluster names from {'answers' if answers is not None else 'distinctive words'}:")
+            print(f"    k={K[axis]} (the number of {axis} labels), cluster names from "
+                  f"{'answers' if answers is not None else 'distinctive words'}:")
             show_clusters(fits[axis], rows, axis)
     print("\n  how the groups change from the topic question (k=4) to the sentiment question (k=2):")
     crosstab(results["topic"], results["sentiment"])
-    print("\n  V-measure against each label (1 = the clusters are exactly the labels, 0 = unrelated):")
+    print("\n  V-measure against each label (1 = the clusters are exactly the labels, 0 = unrelated). Each row's "
+          "vectors are\n  clustered twice, with k = the number of labels of the column: k=4 to score against the 4 "
+          "topics,\n  k=2 to score against the 2 sentiments (so a row's two scores come from two clusterings):")
     print(f"    {'instruction':<58}  topic (k=4)  sentiment (k=2)")
     for shown, s in scores.items():
         print(f"    {shown:<58}  {s['topic']:>11.3f}  {s['sentiment']:>15.3f}")
@@ -155,10 +162,29 @@ def verdict(name: str, scores: dict[str, dict[str, float]]) -> None:
         print(textwrap.fill(line, width=110, initial_indent="  ", subsequent_indent="  "))
 
 
-def main() -> None:
-    rows = showcase()
-    out_dir = Path(os.environ.get("INBEDDER_DEMO_OUT") or tempfile.mkdtemp(prefix="inbedder-demo-"))
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description="A short tour of inbedder on the offline models.")
+    parser.add_argument("-o", "--output", metavar="DIR", type=Path,
+                        default=Path(os.environ.get("INBEDDER_DEMO_OUT") or DEFAULT_OUT),
+                        help=f"Folder for the HTML reports [default: $INBEDDER_DEMO_OUT, else {DEFAULT_OUT}].")
+    return parser.parse_args(argv)
+
+
+def first_use_note(name: str) -> str:
+    """What the first use of ``name`` writes and how long it takes ('' when that is done already)."""
+    from inbedder.cli.models import alias_status
+
+    try:
+        return str(alias_status(name)["note"])
+    except Exception:  # noqa: BLE001 - only a hint
+        return ""
+
+
+def main(argv: list[str] | None = None) -> None:
+    out_dir = parse_args(argv).output.resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
+    rows = showcase()
+    print(f"reports go to {out_dir}/ (-o DIR to change)")
     print(f"corpus: {len(rows)} texts from {data_path('showcase.jsonl')}")
     print("  labels: topic (food, travel, work, sport) x sentiment (positive, negative), 6 texts per pair")
     print(f"  questions: {TOPIC_Q!r} (clustered with k=4) and {SENTIMENT_Q!r} (k=2)")
@@ -171,11 +197,11 @@ def main() -> None:
     print("\n== INSTRUCTOR-style encoder: all-MiniLM-L6-v2 (alias 'minilm') ==")
     verdict("MiniLM", run_model("minilm", rows, out_dir, baseline=True))
     print(f"\n== InBedder-style answer embedding: the default answer model ({DEFAULT_ANSWER_MODEL!r}) ==")
+    note = first_use_note(DEFAULT_ANSWER_MODEL)
     print(textwrap.fill("its chat prompt asks for a one-word answer; the vectors are the model's hidden state at "
                         "the first answer token (InBedder's fst_gen), and the most frequent of its answers names "
-                        "each cluster; the first load converts the GGUF file once (about a minute), later loads "
-                        "take a second", width=110,
-                        initial_indent="  ", subsequent_indent="  "))
+                        "each cluster" + (f"; its {note} (once: later loads take seconds)" if note else ""),
+                        width=110, initial_indent="  ", subsequent_indent="  "))
     try:
         verdict(DEFAULT_ANSWER_MODEL, run_model(DEFAULT_ANSWER_MODEL, rows, out_dir, baseline=False))
     except InbedderError as exc:  # the model's packages may be missing from this install

@@ -8,6 +8,7 @@ import sys
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -84,3 +85,108 @@ def test_the_default_answer_model_groups_the_showcase_by_the_question_asked() ->
     matrix = task.run(model, EvalSettings(batch_size=16, seed=0, progress=False)).matrix
     assert matrix["topic"]["topic"] >= 0.6 and matrix["sentiment"]["sentiment"] >= 0.6, matrix
     assert matrix["sentiment"]["topic"] <= 0.2 and matrix["topic"]["sentiment"] <= 0.2, matrix
+
+
+# -- a first use says up front what it writes where, and about how long it takes ----------------------------------
+def test_first_join_and_first_gguf_load_say_what_they_write_before_they_start(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    import hashlib
+
+    from inbedder import converted, model_parts
+    from inbedder.model_parts import CHUNKED, ChunkedFile, numbered
+
+    site = tmp_path / "site"
+    for n in (1, 2):
+        (site / f"noticepart{n}" / "data").mkdir(parents=True)
+        (site / f"noticepart{n}" / "__init__.py").write_text("")
+        (site / f"noticepart{n}" / "data" / "part.bin").write_bytes(bytes([n]) * 1000)
+    joined = bytes([1]) * 1000 + bytes([2]) * 1000
+    monkeypatch.syspath_prepend(str(site))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setenv("INBEDDER_GGUF_CACHE", "on")
+    monkeypatch.setitem(CHUNKED, "notice.gguf", ChunkedFile(numbered("noticepart{n}/data/part.bin", 2), len(joined),
+                                                             hashlib.sha256(joined).hexdigest()))
+    said_first: list[str] = []
+    real_join = model_parts._join
+
+    def join(*args: object) -> None:
+        said_first.append(capsys.readouterr().err)  # what was on stderr when the join started
+        real_join(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(model_parts, "_join", join)
+    target = model_parts.joined_file("notice.gguf", "notice-model")
+    models = tmp_path / "cache" / "inbedder" / "models"
+    assert said_first == [f"inbedder: first use of model alias 'notice-model': joining 2 PyPI parts into {target} "
+                          f"(0 MB); its first float32 load then keeps a ~0.0 GB float32 copy in {models / 'converted'} "
+                          "(~10 s on 2 CPU cores, once)\n"]
+    capsys.readouterr()
+    assert model_parts.joined_file("notice.gguf", "notice-model") == target and capsys.readouterr().err == ""
+    assert converted.find_converted(target) is None and capsys.readouterr().err == ""  # the join said it already
+    other = tmp_path / "other.gguf"
+    other.write_bytes(b"\0" * 2_000_000)
+    assert converted.find_converted(other) is None
+    line = capsys.readouterr().err
+    assert line.startswith("inbedder: first load of other.gguf: reading the GGUF takes ~10 s") and line.count("\n") == 1
+    assert f"~0.0 GB float32 copy in {models / 'converted'}" in line
+    assert converted.find_converted(other) is None and capsys.readouterr().err == ""  # once per file and process
+    grow, seconds = converted.first_load_cost(491_400_064)  # the default answer model: as measured
+    assert round(grow, 1) == 2.4 and seconds == 100
+
+
+def _demo_module() -> Any:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("inbedder_demo", ROOT / "examples" / "demo.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_demo_report_folder_is_named_and_taken_from_o(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    demo = _demo_module()
+    monkeypatch.delenv("INBEDDER_DEMO_OUT", raising=False)
+    assert demo.parse_args([]).output == Path("out") / "demo"
+    assert demo.parse_args(["-o", str(tmp_path / "r")]).output == tmp_path / "r"
+    monkeypatch.setenv("INBEDDER_DEMO_OUT", str(tmp_path / "env"))
+    assert demo.parse_args([]).output == tmp_path / "env"
+    assert demo.parse_args(["--output", "x"]).output == Path("x")  # -o wins over the variable
+
+
+@pytest.mark.filterwarnings("ignore:.*were truncated")
+def test_demo_tables_say_their_k_and_no_heading_is_empty(tiny_bert: Any, tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("sklearn")
+    demo = _demo_module()
+    monkeypatch.setattr(demo, "load", lambda name, **_: tiny_bert)
+    demo.run_model("tiny", showcase(), tmp_path, baseline=True)
+    lines = capsys.readouterr().out.splitlines()
+    headings = [i for i, line in enumerate(lines) if line.startswith("  ") and line.rstrip().endswith("s)")
+                and not line.startswith("    ")]
+    assert len(headings) == 3  # no instruction, the topic question, the sentiment question
+    for i in headings:  # each heading has something under it
+        assert lines[i + 1].startswith("    ") and lines[i + 1].strip(), lines[i:i + 2]
+    text = "\n".join(lines)
+    assert "k=4 (the number of topic labels)" in text and "k=2 (the number of sentiment labels)" in text
+    assert "k=4 to score against the 4 topics" in text and "k=2 to score against the 2 sentiments" in text
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny-sentiment.html", "tiny-topic.html"]
+
+
+def test_make_install_says_each_step_and_installs_what_the_demo_writes() -> None:
+    """`make demo`'s install: a line before every pip step, and the parquet extra (the README's .parquet
+    examples); the demo's reports go to a named folder."""
+    import shutil
+
+    if shutil.which("make") is None:
+        pytest.skip("make is not installed")
+    plan = subprocess.run(["make", "-n", "-B", ".venv/.installed", ".venv-ref/.installed", "demo"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=60)
+    assert plan.returncode == 0, plan.stderr
+    lines = [line for line in plan.stdout.splitlines() if line.strip()]
+    installs = [i for i, line in enumerate(lines) if " install " in line and "pip" in line]
+    assert len(installs) >= 6
+    assert all(lines[i - 1].startswith("echo ") for i in installs)  # every pip step announced on the line before
+    extras = next(line for line in lines if '-e ".[' in line and "dev" not in line)
+    assert "parquet" in extras.split('".[')[1].split("]")[0].split(",")
+    assert lines[-1].endswith("examples/demo.py -o out/demo")
