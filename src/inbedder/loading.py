@@ -18,13 +18,14 @@ from typing import Any
 
 import torch
 
+from .adapters import adapter_base, merge_adapter
 from .choices import Backend, DType, Family, parse_choice, parse_device
 from .encoders import FAMILIES
 from .engine import Embedder
 from .errors import InbedderError, InputError, ModelLoadError, did_you_mean
 from .model_files import broken_file, layout
 from .onnx_backend import apply_backend, check_backend
-from .registry import Location, resolve
+from .registry import Location, directory_defaults, resolve
 from .speed import apply_quantization, check_dtype, check_quantize, parse_quantize
 
 
@@ -94,6 +95,16 @@ def load(name_or_path: str | os.PathLike[str], *, family: str | None = None, dev
     if quant is not None:
         check_quantize(quant, dev)
     check_dtype(dt, dev)
+    path = Path(os.fspath(name_or_path)).expanduser()
+    base = adapter_base(path)
+    if base is not None:  # a LoRA adapter folder (`inbedder train distill`): its base model with the adapter added in
+        model = load(base, family=family, device=dev, dtype=dtype, backend=backend, trust_remote_code=trust_remote_code,
+                     reencoder=reencoder, **{**directory_defaults(path), **options})
+        merge_adapter(model.encoder.model, path)
+        model.name, model.source = str(name_or_path), str(path)
+        if quant is not None:
+            apply_quantization(model.encoder, quant, dev)
+        return model
     location = resolve(name_or_path)
     fam = parse_choice(Family, family, "family") if family is not None else detect_family(location)
     try_onnx = check_backend(engine, fam, dev, dt, quant is not None)

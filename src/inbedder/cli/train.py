@@ -232,3 +232,85 @@ def recipe(data_root: str | None, output: str | None, threads: int, device: str 
     for dataset in heldout.get("base", {}):
         scores = ", ".join(f"{name} {heldout[name][dataset]['metrics']['summary']:+.3f}" for name in heldout)
         click.echo(f"held-out awareness (summary) {dataset}: {scores}", err=True)
+
+
+@train_group.command("distill")
+@click.option("--teacher", default="qwen2.5-coder-1.5b-instruct", show_default=True,
+              help="The teacher answer model (alias, directory, .gguf or hub id).")
+@click.option("--student", default=None, help="The student answer model [default: inbedder.DEFAULT_ANSWER_MODEL].")
+@output_option("Where to save the student's adapter (load() opens the folder).", "DIR", required=True)
+@click.option("--data-root", envvar="INBEDDER_DATA", show_envvar=True, metavar="DIR",
+              help="The public datasets folder to build the question bank from.")
+@click.option("--bank", "bank_path", metavar="FILE", help="A question bank instead: a table with text and question.")
+@click.option("--work", metavar="DIR", help="Bank, teacher file and checkpoint [default: OUTPUT.work].")
+@click.option("--pairs", type=int, default=2000, show_default=True, help="Rows of the built question bank.")
+@click.option("--generic/--dataset-only", default=True, show_default=True,
+              help="Ask generic questions (tone, genre, audience, ...) as well as each dataset's own.")
+@click.option("--pattern", default=None, help="The prompt teacher and student read [default: the student's, the "
+                                              "default answer model's one-word chat prompt].")
+@click.option("--top-k", type=int, default=20, show_default=True, help="Teacher tokens kept per pair.")
+@click.option("--answer-tokens", type=int, default=0, show_default=True,
+              help="Also record the teacher's greedy answer of up to N tokens (needed by --answer-weight).")
+@click.option("--answer-weight", type=float, default=0.0, show_default=True,
+              help="Weight of the cross-entropy on the teacher's answer (0: KL only).")
+@click.option("--teacher-batch-size", type=int, default=8, show_default=True)
+@click.option("--teacher-only", is_flag=True, help="Stop after the teacher pass (e.g. on a GPU machine).")
+@click.option("--steps", type=int, default=300, show_default=True, help="Optimizer steps.")
+@micro_batch
+@click.option("--lr", type=float, default=2e-4, show_default=True)
+@click.option("--lora-r", type=int, default=16, show_default=True)
+@click.option("--lora-alpha", type=int, default=32, show_default=True)
+@click.option("--max-length", type=int, default=256, show_default=True, help="Tokens per example (input cut first).")
+@seed_option("Seed of the bank, the batch order and the init.")
+@click.option("--stop-after", type=int, help="Stop after N steps; run again to resume.")
+@click.option("--threads", type=int, help="torch threads [default: torch's].")
+@device_option(env=False)
+def distill(**o: Any) -> None:
+    """Distil a teacher answer model into a student: the teacher's next-token distribution at the answer position
+    (top-k, cached in OUTPUT.work/teacher.jsonl) becomes the student's LoRA target.
+
+    \b
+    inbedder train distill --data-root ../shared/data --pairs 2000 -o models/student
+    inbedder train distill --bank bank.jsonl --teacher my-7b --teacher-only -o models/student   # on a GPU
+    """
+    import torch
+
+    from ..errors import InputError
+    from ..io.table import read_table
+    from ..registry import DEFAULT_ANSWER_MODEL
+    from ..training.distill import DistillSettings, run_distill, student_pattern
+    from ..training.loop import LoopSettings
+    from ..training.teacher import TeacherSettings
+    from .common import user_errors, warnings_as_lines
+
+    if o["threads"]:
+        torch.set_num_threads(o["threads"])
+    with user_errors(), warnings_as_lines():
+        student = o["student"] or DEFAULT_ANSWER_MODEL
+        pattern = o["pattern"] or student_pattern(student)
+        if o["bank_path"] and o["data_root"]:
+            raise InputError("give --bank or --data-root, not both")
+        rows = None
+        if o["bank_path"]:
+            table = read_table(o["bank_path"])
+            table.require("text", "question")
+            rows = table.rows
+        teacher_settings = TeacherSettings(pattern=pattern, top_k=o["top_k"], answer_tokens=o["answer_tokens"],
+                                           batch_size=o["teacher_batch_size"], max_length=o["max_length"])
+        settings = DistillSettings(answer_weight=o["answer_weight"], lora_r=o["lora_r"], lora_alpha=o["lora_alpha"],
+                                   max_length=o["max_length"])
+        loop = LoopSettings(steps=o["steps"], batch_size=o["batch_size"], lr=o["lr"], seed=o["seed"],
+                            save_every=25, stop_after=o["stop_after"])
+        result = run_distill(o["output"], o["teacher"], student, rows=rows, data_root=o["data_root"],
+                             pairs=o["pairs"], generic=o["generic"], seed=o["seed"], work=o["work"],
+                             teacher_settings=teacher_settings, settings=settings, loop=loop,
+                             teacher_only=o["teacher_only"], device=o["device"])
+    if isinstance(result, Path):
+        click.echo(f"teacher pass written to {result}", err=True)
+        return
+    if not result.loop.finished:
+        click.echo(f"stopped after step {result.loop.step}; run the same command again to resume", err=True)
+        return
+    kl = ", ".join(f"dev KL {k} {v:.4f}" for k, v in result.dev_kl.items())
+    click.echo(f"trained {result.loop.step} steps on {result.examples} pairs; {kl or 'no dev pairs'}; adapter saved "
+               f"to {result.output}", err=True)
