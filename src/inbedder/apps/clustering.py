@@ -149,7 +149,7 @@ class ClusterResult:
             lines.append(line + _clip(nearest, max(10, width - len(line))))
             for what, text in (("answers", c.answer_shares()), (self.label_name or "labels", c.label_shares())):
                 if text:
-                    lines.append(_clip(f"{'':12}{what}: {text}", width))
+                    lines.append(" " * 12 + _clip(f"{what}: {text}", width - 12))
         scores = [f"k={self.k}", f"silhouette={self.silhouette:.3f}"]
         if self.metrics:
             scores.append(f"| vs {self.label_name or 'labels'}:")
