@@ -266,8 +266,10 @@ def test_search_query_again_loads_no_model(cli_index: Path, tiny_bert_dir: Path,
     assert again.stdout == first.stdout
     same_model = CliRunner().invoke(main, [*args, "-m", str(tiny_bert_dir)])  # named, and known to the cache
     assert same_model.exit_code == 0 and same_model.stdout == first.stdout, same_model.output
-    new_query = CliRunner().invoke(main, [*args, "a query never asked"])
-    assert new_query.exit_code == 1 and "the model was loaded" in str(new_query.exception)
+    assert CliRunner().invoke(main, [*args, "--dtype", "float32"]).stdout == first.stdout  # the index's dtype
+    for needs_a_load in (["a query never asked"], ["--dtype", "bfloat16"]):  # another dtype: loaded (and refused)
+        result = CliRunner().invoke(main, [*args, *needs_a_load])
+        assert result.exit_code == 1 and "the model was loaded" in str(result.exception), needs_a_load
 
 
 def test_search_query_from_the_cache_imports_no_torch(cli_index: Path, tmp_path: Path) -> None:

@@ -87,7 +87,7 @@ def search_index(texts: tuple[str, ...], model: str | None, batch_size: int, dev
                 "per result) [default: stdout].", QUERY_FORMATS,
                 "Result format, whatever the extension of -o [default: from -o, else jsonl].")
 @click.option("--backend", default="auto", show_default=True, metavar="auto|numpy|faiss",
-              help="Exact search with numpy or FAISS (auto: FAISS when installed).")
+              help="Exact search with numpy or FAISS (auto: FAISS when installed and the search is large).")
 def search_query(queries: tuple[str, ...], model: str | None, batch_size: int, device: str | None,
                  dtype: str | None, progress: bool | None, cache_path: str | None, no_cache: bool,
                  input_path: str | None, text_column: str, instruction_column: str | None, index_dir: str,
@@ -112,7 +112,7 @@ def search_query(queries: tuple[str, ...], model: str | None, batch_size: int, d
         texts = [r.text for r in records]
         cache = cache_choice(cache_path, no_cache)
         vectors = None
-        if not model or _loads_index_model(index, model, device, dtype, cache):
+        if (_index_dtype(index, dtype) if not model else _loads_index_model(index, model, device, dtype, cache)):
             vectors = index.cached_vectors(texts, instructions, cache)  # every query cached: no model is loaded
         if vectors is not None:
             hits = index.search_vectors(vectors, k)
@@ -147,6 +147,13 @@ def _query_model(index: Any, model: str | None, dtype: str | None) -> tuple[str,
     source = built.get("source") or ""
     use_source = built["name"] not in ALIASES and source and Path(source).exists()
     return (source if use_source else built["name"]), dtype or built["settings"].get("dtype")
+
+
+def _index_dtype(index: Any, dtype: str | None) -> bool:
+    """Whether ``--dtype`` (if given) is the dtype the index was built with (another one is refused by the load)."""
+    from ..choices import DType, parse_choice
+
+    return dtype is None or parse_choice(DType, dtype, "dtype").value == index.config["model"]["settings"].get("dtype")
 
 
 def _loads_index_model(index: Any, model: str, device: str | None, dtype: str | None, cache: Any) -> bool:
