@@ -10,6 +10,10 @@ listed with the reason, never dropped silently):
   STS-B *train* sentences, since the hub calibration set of ST's helper cannot be fetched offline);
 * fastembed ``TextEmbedding`` on the same local ONNX export (float32 and int8) via ``specific_model_path``.
 
+inbedder's rows: the ``--variants`` (``int8`` uses the int8 kernel measured fastest on this CPU, named in the
+report), ``inbedder onnx float32`` (``load("minilm", backend="onnx")``, where onnxruntime is installed) and, with
+``--int8-kernels int_mm,fbgemm``, ``quantize="int8"`` on each named kernel (``INBEDDER_INT8_KERNEL``).
+
 Speed: :func:`inbedder.apps.benchmark.bench_encoder` times every runner in alternating rounds (A, B, C, then
 C, B, A); medians, ratios to inbedder float32 and to sentence-transformers torch float32. Fidelity: min cosine
 of every row to sentence-transformers torch float32; STS-B Spearman x100 on the pairs timed (``--pairs 0``: the
@@ -163,6 +167,33 @@ def build_peers(path: Path, work: Path, batch_size: int, calibration: list[str]
     return peers, setup, missing
 
 
+def inbedder_extras(batch_size: int, kernels: list[str]) -> tuple[dict[str, Encode], dict[str, str]]:
+    """inbedder on ONNX Runtime and on each named int8 kernel, through the public ``load``; the reason for each
+    that cannot be built."""
+    import os
+
+    import inbedder
+
+    def encoder(model: Any) -> Encode:
+        return lambda texts: model.encode(texts, batch_size=batch_size, show_progress_bar=False)
+
+    built: dict[str, Encode] = {}
+    missing: dict[str, str] = {}
+    wanted: dict[str, dict[str, Any]] = {"inbedder onnx float32": {"backend": "onnx"}}
+    wanted.update({f"inbedder int8 ({k} kernel)": {"quantize": "int8", "kernel": k} for k in kernels})
+    for name, options in wanted.items():
+        kernel = options.pop("kernel", None)
+        if kernel:
+            os.environ["INBEDDER_INT8_KERNEL"] = kernel
+        try:
+            built[name] = encoder(inbedder.load("minilm", device="cpu", **options))
+        except Exception as exc:  # onnxruntime not installed, say: reported, not dropped
+            missing[name] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
+        finally:
+            os.environ.pop("INBEDDER_INT8_KERNEL", None)
+    return built, missing
+
+
 def default_variants() -> str:
     """float32 and int8; the half-precision modes only where this CPU has fast kernels for them."""
     from inbedder.speed import fast_bf16
@@ -186,6 +217,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--calibration", type=int, default=128, help="STS-B train sentences for OpenVINO static int8")
     p.add_argument("--work", type=Path, default=None, help="keep (and reuse) the exported models here")
     p.add_argument("--json", type=Path, default=None)
+    p.add_argument("--int8-kernels", default="", help="also time quantize='int8' on each of these kernels "
+                   "(int_mm, fbgemm), whatever this CPU's measured choice")
     return p.parse_args(argv)
 
 
@@ -196,7 +229,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     import inbedder
     from inbedder.apps.benchmark import bench_encoder, cosine_rows
     from inbedder.registry import resolve
-    from inbedder.speed import fast_bf16, peak_gemm_flops
+    from inbedder.speed import cpu_int8_ratios, fast_bf16, int8_kernel, peak_gemm_flops
 
     texts, scores = read_texts(args.data), sts_scores(args.data) or []
     total = len(texts) // 2
@@ -209,6 +242,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     work = args.work or Path(tempfile.mkdtemp(prefix="peers-"))
     work.mkdir(parents=True, exist_ok=True)
     peers, setup, missing = build_peers(path, work, args.batch_size, calibration)
+    ours, not_ours = inbedder_extras(args.batch_size, [k for k in args.int8_kernels.split(",") if k.strip()])
+    peers, missing = {**ours, **peers}, {**not_ours, **missing}
     variants = args.variants or default_variants()
     res = bench_encoder("minilm", texts, variants, batch_size=args.batch_size, rounds=args.rounds,
                         warmup=args.warmup if args.warmup is not None else -(-len(texts) // args.batch_size),
@@ -228,7 +263,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         row["fp32_peak_share"] = res["flops"] / row["median_s"] / peaks["float32"] if res["flops"] else None
     versions = {p: _version(p) for p in ("onnxruntime", "openvino", "optimum", "optimum-intel", "nncf", "fastembed")}
     results = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "command": command(),
-               "machine": {**machine(torch.device("cpu")), **versions, "load_average": res.pop("load_average")},
+               "machine": {**machine(torch.device("cpu")), **versions, "load_average": res.pop("load_average"),
+                           "int8_kernel": int8_kernel(), "int8_ratios": cpu_int8_ratios()},
                "pairs": len(keep), "texts": len(texts), "distinct_texts": res["distinct_texts"],
                "tokens": res["tokens"], "rounds": args.rounds, "batch_size": args.batch_size, "variants": variants,
                "peak_flops_per_s": peaks, "setup_s": setup, "unavailable": missing, "runners": res["variants"],
@@ -275,7 +311,8 @@ def report(res: dict[str, Any]) -> None:
     print("versions " + ", ".join(f"{k} {m[k]}" for k in ("torch", "transformers", "sentence_transformers",
                                                            "onnxruntime", "openvino", "optimum-intel", "fastembed")))
     print(f"matmul   float32 {peaks['float32'] / 1e9:.1f}, bfloat16 {peaks['bfloat16'] / 1e9:.1f} GFLOP/s "
-          f"(variants: {res['variants']})")
+          f"(variants: {res['variants']}); int8 kernel {m['int8_kernel']} "
+          f"({', '.join(f'{k} {r:.2f}x' for k, r in m['int8_ratios'].items())} float32 on one layer)")
     print(f"setup    {res['pairs']} STS-B test pairs, {res['texts']} texts ({res['distinct_texts']} distinct, "
           f"{res['tokens']} tokens), batch {res['batch_size']}, {res['rounds']} alternating rounds; "
           f"one-off setup (s): {res['setup_s']}")

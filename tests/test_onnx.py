@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from inbedder import load, onnx_backend
-from inbedder.errors import InputError, MissingExtraError
+from inbedder.errors import InputError, MissingExtraError, ModelLoadError
 from tiny_decoder import build_tiny_qwen2_embedder
 
 TEXTS = ["I love cat!", "The Fed raised its benchmark rate on Wednesday.", "a",
@@ -156,6 +156,18 @@ def test_the_export_is_kept_in_the_user_cache_and_redone_when_the_weights_change
     os.utime(weights, ns=(weights.stat().st_atime_ns, weights.stat().st_mtime_ns + 10**9))
     load(model_dir, backend="onnx")
     assert len(exports) == 2
+
+
+def test_a_failed_export_is_an_error_for_onnx_and_torch_for_auto(ort: Any, tiny_bert_dir: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(*_: Any) -> Path:
+        raise RuntimeError("cannot trace this")
+
+    monkeypatch.setattr(onnx_backend, "export", broken)
+    with pytest.raises(ModelLoadError, match=r"backend='onnx': cannot export or run .*BertModel.*cannot trace this"):
+        load(tiny_bert_dir, backend="onnx")
+    with pytest.warns(UserWarning, match="backend='auto': BertModel could not run on ONNX Runtime"):
+        assert load(tiny_bert_dir, backend="auto").encoder.backend == "torch"
 
 
 def test_export_needs_a_padded_example(tiny_bert: Any, tmp_path: Path) -> None:

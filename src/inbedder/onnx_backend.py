@@ -34,7 +34,7 @@ from torch import nn
 
 from . import converted
 from .choices import Backend, DType, Family
-from .errors import InputError, require
+from .errors import InputError, ModelLoadError, require
 
 FAMILIES = (Family.INSTRUCTOR, Family.DECODER)
 FORMAT = 1  # of the exported folder; a folder of another format is not read
@@ -149,7 +149,7 @@ def runtime_for(transformer: nn.Module, example: dict[str, torch.Tensor]) -> Onn
     """An ONNX Runtime session of ``transformer``: from the cached export of its weights file, made when absent."""
     source = weights_file(transformer)
     if source is not None:
-        found = converted.find_converted(source)
+        found = converted._find(source)  # find_converted() would announce a GGUF conversion
         if found is None:
             found = converted.save_converted(source, lambda folder: export(transformer, example, folder))
         if _readable(found):
@@ -195,7 +195,17 @@ def apply_backend(encoder: Any, backend: Backend) -> None:
     tokenizer = encoder.tokenizer
     example = dict(tokenizer(["An example sentence, padded against a longer one of several words.", "Short."],
                              padding=True, return_tensors="pt"))
-    runtime = runtime_for(transformer, {k: example[k] for k in INPUTS})
+    try:
+        runtime = runtime_for(transformer, {k: example[k] for k in INPUTS})
+    except Exception as exc:  # an architecture the exporter cannot trace, or ONNX Runtime cannot run
+        problem = f"{type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}"
+        if backend is Backend.ONNX:
+            raise ModelLoadError(f"backend='onnx': cannot export or run this {encoder.family} model's "
+                                 f"{type(transformer).__name__} on ONNX Runtime ({problem}); use backend='torch'") \
+                from exc
+        warnings.warn(f"backend='auto': {type(transformer).__name__} could not run on ONNX Runtime ({problem}); "
+                      "using torch", stacklevel=3)
+        return
     if backend is Backend.AUTO:
         key = str(weights_file(transformer) or id(transformer))
         if key not in _CHOSEN:
