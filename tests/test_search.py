@@ -197,6 +197,13 @@ def test_the_index_knows_its_models_cache_key_without_the_model(tiny_bert: Any, 
     assert index.model_key() == tiny_bert.model_key({})[0]
     assert SearchIndex.load(index.save(tmp_path / "idx")).model_key() == tiny_bert.model_key({})[0]
     assert synthetic_index(3).model_key() is None  # no fingerprint recorded: nothing is served from a cache
+    assert index.config["model"]["reencoder"] is None
+    index.config["model"]["reencoder"] = "minilm"  # vectors of a second model: not keyed by this one
+    assert index.model_key() is None
+    del index.config["model"]["reencoder"]
+    assert index.model_key() == tiny_bert.model_key({})[0]  # an index written before the field: fine ...
+    index.config["model"]["family"] = "causal"
+    assert index.model_key() is None  # ... unless an answer family, whose vectors may have been a reencoder's
 
 
 def test_a_query_embedded_before_needs_no_model(tiny_bert: Any, plain_bert_dir: Path, tmp_path: Path) -> None:

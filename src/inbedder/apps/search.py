@@ -40,6 +40,7 @@ from ..io.write import write_rows
 FORMAT = "inbedder-search-index"
 FORMAT_VERSION = 1
 CONFIG, VECTORS, ROWS = "index.json", "vectors.safetensors", "rows.jsonl"
+ANSWER_FAMILIES = ("causal", "masked", "seq2seq")  # families whose vectors may come from a reencoder
 AUTO_FAISS_WORK = 10**7  # backend="auto" imports FAISS from this many query × document products on
 QUERY_CHUNK = 256  # queries scored at once by numpy (bounds memory to chunk × corpus floats)
 
@@ -72,11 +73,13 @@ def model_identity(model: Any) -> dict[str, Any]:
     """What the index records about a model: name, source, family, dim, settings, weights fingerprint."""
     from ..fingerprint import weights_fingerprint
 
-    encoder = model.encoder
+    encoder, second = model.encoder, getattr(model, "default_reencoder", None)
     return {"name": str(getattr(model, "name", "")), "source": str(getattr(model, "source", "")),
             "family": str(getattr(model, "family", "")), "dim": int(model.dim),
             "settings": json.loads(json.dumps(encoder.settings() or {}, default=str)),
-            "weights_fingerprint": weights_fingerprint(encoder)}
+            "weights_fingerprint": weights_fingerprint(encoder),
+            # the model that embeds an answer family's answers (its vectors are not cached under this model's key)
+            "reencoder": None if second is None else str(getattr(second, "name", type(second).__name__))}
 
 
 def parse_backend(backend: str | Backend, work: int | None = None) -> Backend:
@@ -279,13 +282,16 @@ class SearchIndex:
     def model_key(self) -> str | None:
         """The embedding cache's key for the vectors of the model that built the index (as
         ``Embedder.model_key({})`` gives it: weights fingerprint and settings), or None when ``index.json`` lacks
-        them. Computed from the config: nothing is loaded."""
+        them or the vectors came from a reencoder (keyed by that model). Computed from the config: nothing is
+        loaded."""
         from ..fingerprint import settings_digest
 
         built = self.config.get("model") or {}
         fingerprint, settings = built.get("weights_fingerprint"), built.get("settings")
-        if not fingerprint or not isinstance(settings, dict):
+        if not fingerprint or not isinstance(settings, dict) or built.get("reencoder") is not None:
             return None
+        if "reencoder" not in built and built.get("family") in ANSWER_FAMILIES:
+            return None  # an index written before "reencoder" was recorded: its vectors may be a reencoder's
         return settings_digest({"weights": fingerprint, "settings": settings, "options": {}})
 
     def cached_vectors(self, queries: Sequence[str], instruction: str | Sequence[str | None] | None = None,
