@@ -231,3 +231,4 @@ def test_a_bank_from_the_public_datasets_holds_no_held_out_text() -> None:
         set(read_table(DATA / "mlma_hate_speech" / "en_dataset.csv").strings("tweet"))
     assert not {r["text"] for r in rows} & held
     assert len(labels["emotion"]["emotion"]) == 6 and len(labels["ag_news"]["topic"]) == 4
+    assert not {r["question"] for r in bank_rows(texts, 3000, seed=1, labels=labels)} & EVALUATION_QUESTIONS

@@ -93,12 +93,14 @@ def _listed(labels: list[str]) -> str:
 
 
 def label_questions(dataset: str, labels: dict[str, list[str]]) -> dict[str, tuple[str, ...]]:
-    """Each axis of ``dataset``: its phrasings, plus a choice question listing ``labels[axis]`` where it has one."""
+    """Each axis of ``dataset``: its phrasings (less any evaluation question), plus a choice question listing
+    ``labels[axis]`` where it has one."""
     out = {}
     for axis, phrasings in LABELLED.get(dataset, {}).items():
         choice = CHOICE_QUESTIONS.get(dataset, {}).get(axis)
         extra = (choice.format(labels=_listed(labels[axis])),) if choice and labels.get(axis) else ()
-        out[f"{dataset}:{axis}"] = tuple(phrasings) + extra
+        reserved = {_normal(q) for q in EVALUATION_QUESTIONS}
+        out[f"{dataset}:{axis}"] = tuple(q for q in phrasings if _normal(q) not in reserved) + extra
     return out
 
 
