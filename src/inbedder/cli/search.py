@@ -163,6 +163,8 @@ def _loads_index_model(index: Any, model: str, device: str | None, dtype: str | 
     from ..cache.store import open_cache
 
     store = open_cache(cache)
-    key = request_key(model, dtype=dtype or "float32", device=device, encode_options={}) if store else None
-    known = store.request(key) if store is not None and key is not None else None
+    if store is None:
+        return False
+    key = request_key(model, dtype=dtype or "float32", device=device, encode_options={})
+    known = store.request(key) if key is not None else None
     return known is not None and known[0] == index.model_key()
