@@ -158,6 +158,19 @@ def test_the_export_is_kept_in_the_user_cache_and_redone_when_the_weights_change
     assert len(exports) == 2
 
 
+def test_weights_changed_in_memory_are_exported_for_the_process_only(ort: Any, tiny_bert_dir: Path, tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("INBEDDER_GGUF_CACHE", "on")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    model = load(tiny_bert_dir, device="cpu")
+    with torch.no_grad():  # as an adapter merged into the weights would
+        model.encoder.transformer.encoder.layer[0].output.dense.weight.mul_(1.5)
+    want = model.encode(TEXTS)
+    onnx_backend.apply_backend(model.encoder, onnx_backend.Backend.ONNX, cache=False)
+    assert model.encoder.backend == "onnx" and np.abs(model.encode(TEXTS) - want).max() <= PARITY
+    assert not (tmp_path / "cache").exists()
+
+
 def test_a_failed_export_is_an_error_for_onnx_and_torch_for_auto(ort: Any, tiny_bert_dir: Path,
                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     def broken(*_: Any) -> Path:

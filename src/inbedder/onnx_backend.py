@@ -145,9 +145,10 @@ def _readable(folder: Path | None) -> bool:
         return False
 
 
-def runtime_for(transformer: nn.Module, example: dict[str, torch.Tensor]) -> OnnxTransformer:
-    """An ONNX Runtime session of ``transformer``: from the cached export of its weights file, made when absent."""
-    source = weights_file(transformer)
+def runtime_for(transformer: nn.Module, example: dict[str, torch.Tensor], cache: bool = True) -> OnnxTransformer:
+    """An ONNX Runtime session of ``transformer``: from the cached export of its weights file, made when absent.
+    ``cache=False`` (weights changed since they were read: an adapter merged in, say) exports for this process."""
+    source = weights_file(transformer) if cache else None
     if source is not None:
         found = converted._find(source)  # find_converted() would announce a GGUF conversion
         if found is None:
@@ -188,15 +189,16 @@ def measure(transformer: nn.Module, runtime: OnnxTransformer, probe: dict[str, t
     return times["torch"] / times["onnx"], cosine
 
 
-def apply_backend(encoder: Any, backend: Backend) -> None:
+def apply_backend(encoder: Any, backend: Backend, cache: bool = True) -> None:
     """Put ONNX Runtime in place of the family's transformer (``backend="onnx"``), or where it measures faster
-    with the same vectors (``"auto"``, once per weights file and process). Sets ``encoder.backend``."""
+    with the same vectors (``"auto"``, once per weights file and process). Sets ``encoder.backend``.
+    ``cache=False``: the weights in memory differ from their file, so the export is not kept or reused."""
     transformer = encoder.onnx_module()
     tokenizer = encoder.tokenizer
     example = dict(tokenizer(["An example sentence, padded against a longer one of several words.", "Short."],
                              padding=True, return_tensors="pt"))
     try:
-        runtime = runtime_for(transformer, {k: example[k] for k in INPUTS})
+        runtime = runtime_for(transformer, {k: example[k] for k in INPUTS}, cache)
     except Exception as exc:  # an architecture the exporter cannot trace, or ONNX Runtime cannot run
         problem = f"{type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}"
         if backend is Backend.ONNX:
@@ -207,7 +209,7 @@ def apply_backend(encoder: Any, backend: Backend) -> None:
                       "using torch", stacklevel=3)
         return
     if backend is Backend.AUTO:
-        key = str(weights_file(transformer) or id(transformer))
+        key = str((cache and weights_file(transformer)) or id(transformer))
         if key not in _CHOSEN:
             probe = dict(tokenizer([f"Sentence number {i} of the probe, {'with some more words ' * (i % 4)}here."
                                     for i in range(32)], padding=True, return_tensors="pt"))
