@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from inbedder.apps.clustering import ClusterSettings, cluster, cluster_vectors
-from inbedder.apps.naming import answer_names, ctfidf_keywords, log_odds_z, normalize_answer, word_names
+from inbedder.apps.naming import answer_names, normalize_answer, over_represented, word_names
 from inbedder.apps.report import html_report
 
 
@@ -57,19 +57,24 @@ def test_a_rare_answer_does_not_name_a_cluster() -> None:
     answers, ids = spread(DOMINATED)
     naming = answer_names(answers, ids)[1]  # 'pizza' twice, only here: not enough to name it
     assert naming.terms[0] == "food" and naming.name != "pizza"
-    assert "no answer is over-represented here" in naming.why
+    assert "no answer stands out here" in naming.why
     assert naming.name.startswith("food / ")  # cluster 0 is 'food': this one gets a second term
     # a singleton answer seen only in a small cluster is not over-represented either
     answers, ids = spread([{"food": 9, "sushi": 1}, {"food": 10, "service": 10}])
     assert answer_names(answers, ids)[0].name == "food"
 
 
-def test_log_odds_z_grows_with_evidence_not_just_with_the_ratio() -> None:
-    prior = np.array([1.0, 1.0])
-    small = log_odds_z(np.array([2.0, 0.0]), np.array([0.0, 2.0]), prior)[0]
-    large = log_odds_z(np.array([20.0, 0.0]), np.array([0.0, 20.0]), prior)[0]
-    even = log_odds_z(np.array([10.0, 10.0]), np.array([10.0, 10.0]), prior)[0]
-    assert large > 2 > small > 0 and even == pytest.approx(0.0)
+def test_over_representation_needs_evidence_not_just_a_ratio() -> None:
+    from scipy.stats import fisher_exact
+
+    # all of an answer in one cluster: twice is chance (p > 0.01), three times in a small cluster is not
+    twice, thrice = (float(over_represented(np.array([n, 60.0 - n]), np.array([n, 300.0 - n]))[0]) for n in (2, 3))
+    assert thrice < 0.01 < twice < 0.05
+    big = float(over_represented(np.array([3.0, 147.0]), np.array([3.0, 297.0]))[0])  # half the texts: chance
+    assert big > 0.1
+    counts, together = np.array([8.0, 4.0]), np.array([10.0, 30.0])  # agrees with Fisher's exact test
+    table = [[8, 4], [2, 26]]
+    assert over_represented(counts, together)[0] == pytest.approx(fisher_exact(table, "greater")[1])
 
 
 def test_a_shared_name_gets_the_answer_that_tells_the_clusters_apart() -> None:
@@ -82,6 +87,22 @@ def test_a_shared_name_gets_the_answer_that_tells_the_clusters_apart() -> None:
 def test_the_cluster_a_shared_name_fits_best_keeps_it_alone() -> None:
     answers, ids = spread(DOMINATED[:2])  # both 'food'; food sets the first apart, not the second
     assert [n.name for n in answer_names(answers, ids)][0] == "food"
+
+
+def test_an_answer_rarer_here_than_overall_does_not_name_a_cluster() -> None:
+    singles = {f"dish {i}": 1 for i in range(12)}
+    answers, ids = spread([{"food": 200, "friendly": 1}, {"food": 14, "friendly": 3, "comfort": 2, **singles}])
+    naming = answer_names(answers, ids)[1]  # food: 45% here, 87% overall; friendly: 10% here, 2% overall
+    assert naming.name == "friendly" and "most frequent not rarer answer, 'friendly'" in naming.why
+
+
+def test_words_of_the_texts_tell_apart_clusters_with_the_same_answers() -> None:
+    texts = ["the bread is great", "great bread here", "bread and butter", "the waiter was rude",
+             "rude waiter again", "a rude waiter"]
+    x = np.array([[1, 0]] * 3 + [[0, 1]] * 3, dtype=np.float32) + np.arange(6)[:, None] * 0.01
+    result = cluster_vectors(x, texts, ClusterSettings(k=2), answers=["Food"] * 6)
+    assert [c.name for c in result.clusters] == ["food / bread", "food / rude"]
+    assert "'bread' tells it from cluster 1 (also 'food'): its most distinctive word" in result.clusters[0].explanation
 
 
 @pytest.mark.parametrize("seed", range(12))
@@ -106,9 +127,9 @@ def test_word_names_that_collide_get_a_distinguishing_word_then_a_number() -> No
     texts = ["apple banana cherry date", "apple banana cherry egg", "zebra lion tiger"]
     ids = np.array([0, 1, 2])
     shared = [("apple", 1.0), ("banana", 0.9), ("cherry", 0.8)]
-    names = word_names(texts, ids, {0: shared, 1: shared, 2: [("lion", 1.0)]}, ctfidf_keywords)
+    names = word_names(texts, ids, {0: shared, 1: shared, 2: [("lion", 1.0)]})
     assert [n.name for n in names] == ["apple, banana, cherry / date", "apple, banana, cherry / egg", "lion"]
-    same = word_names(["apple pie", "apple pie"], np.array([0, 1]), {0: shared, 1: shared}, ctfidf_keywords)
+    same = word_names(["apple pie", "apple pie"], np.array([0, 1]), {0: shared, 1: shared})
     assert [n.name for n in same] == ["apple, banana, cherry", "apple, banana, cherry #1"]
 
 

@@ -261,10 +261,10 @@ def cluster_vectors(vectors: Any, texts: Sequence[str], settings: ClusterSetting
     k = int(label_ids.max()) + 1
     keywords = ctfidf_keywords(texts, label_ids, max(settings.n_words, 3))
     if answers is not None:
-        names = answer_names(answers, label_ids)
+        names = answer_names(answers, label_ids, texts)
         top_answers = frequent_answers(answers, label_ids)
     else:
-        names = word_names(texts, label_ids, keywords, ctfidf_keywords)
+        names = word_names(texts, label_ids, keywords)
     gold = None if labels is None else frequent_answers([str(g) for g in labels], label_ids, n=10, normalize=False)
     clusters = []
     for c in range(k):

@@ -4,16 +4,18 @@ Answer families (models that generate an answer per text) name a cluster by its 
 its most frequent one: when one answer dominates a corpus ("food" for 243 of 300 restaurant reviews), it is the
 most frequent answer of almost every cluster and names none of them.
 
-* An answer is **over-represented** in a cluster when the z-score of its log-odds ratio, the cluster against the
-  rest of the corpus, is at least :data:`MIN_Z` (Monroe, Colaresi & Quinn 2008, "Fightin' Words", with an
-  informative Dirichlet prior of :data:`PRIOR` pseudo-texts spread by the corpus answer frequencies). The z-score
-  keeps a rare answer seen twice from passing for a distinctive one.
-* Among the over-represented answers, the one with the largest ``share × log(share / corpus share)`` (its part
-  of the cluster's divergence from the corpus: frequent *and* distinctive) names the cluster. With none, the most
-  frequent answer does, and the explanation says so.
-* Clusters that would share a name get a second term: the answer that best tells each one from the others of
-  the group (the same score, against those clusters only, seen in at least 2 of its texts). Names that still
-  collide get `` #<cluster id>``, so names are always unique.
+* An answer is **over-represented** in a cluster when so many of its texts falling into a cluster of that size
+  by chance has a probability of at most :data:`MAX_P` (a hypergeometric test: an answer seen twice, or in a
+  few texts of a large cluster, is not).
+* Among the over-represented answers given by at least :data:`MIN_SHARE` of the cluster, the one with the
+  largest ``share × log(share / corpus share)`` (its part of the cluster's divergence from the corpus: frequent
+  *and* distinctive) names the cluster. With none, the most frequent answer that is not under-represented
+  does (the most frequent one when all are), and the explanation says so.
+* Clusters that would share a name get a second term, except the one the name is over-represented in against
+  the others of the group: the answer that best tells each from the others of the group (by the same test and
+  score against those clusters only, seen in at least :data:`MIN_SECOND` of its texts) or, with none, the most
+  distinctive word of its texts against theirs (c-TF-IDF). Names that still collide get `` #<cluster id>``, so
+  names are always unique.
 
 Other families name a cluster by its three most distinctive words (c-TF-IDF, see ``ctfidf_keywords``), with the
 same second term and suffix rule.
@@ -33,8 +35,8 @@ import numpy as np
 
 from ..errors import InputError, require
 
-MIN_Z = 2.0  # an answer is over-represented when its log-odds z-score reaches this (about 2 standard errors)
-PRIOR = 10.0  # pseudo-texts of the informative Dirichlet prior (spread by the corpus answer frequencies)
+MAX_P = 0.01  # an answer is over-represented when its count in the cluster has this chance or less
+MIN_SHARE = 0.10  # the answer naming a cluster on its own is given by at least this share of it
 MIN_SECOND = 2  # a second term is seen in at least this many texts of its cluster
 SEPARATOR = " / "  # between a name and its distinguishing second term
 EMPTY_ANSWER = "(empty answer)"
@@ -54,19 +56,19 @@ def normalize_answer(answer: object) -> str:
     return " ".join(str(answer).split()).lower()
 
 
-def log_odds_z(counts: np.ndarray, reference: np.ndarray, prior: np.ndarray) -> np.ndarray:
-    """Per answer, the z-score of the log-odds ratio of ``counts`` (one group's answer counts) against
-    ``reference`` (another group's), with Dirichlet pseudo-counts ``prior`` (Monroe et al. 2008, eq. 22).
+def over_represented(counts: np.ndarray, together: np.ndarray) -> np.ndarray:
+    """Per answer, the chance that a random subset of ``together`` (answer counts in all texts compared) of the
+    size of ``counts`` (one cluster's answer counts) holds at least as many of it (hypergeometric upper tail).
 
-    >>> z = log_odds_z(np.array([8.0, 2.0]), np.array([2.0, 8.0]), np.array([1.0, 1.0]))
-    >>> bool(z[0] > 2 > -2 > z[1])
-    True
+    >>> p = over_represented(np.array([3.0, 0.0]), np.array([3.0, 27.0]))  # all 3 in a tenth of the texts
+    >>> round(float(p[0]), 4), float(p[1])
+    (0.0002, 1.0)
     """
-    a0 = prior.sum()
-    tiny = 1e-12
-    own = np.log(counts + prior) - np.log(np.maximum(counts.sum() + a0 - counts - prior, tiny))
-    other = np.log(reference + prior) - np.log(np.maximum(reference.sum() + a0 - reference - prior, tiny))
-    return np.asarray((own - other) / np.sqrt(1 / (counts + prior) + 1 / (reference + prior)))
+    require("scipy", "cluster")
+    from scipy.stats import hypergeom
+
+    total, size = int(together.sum()), int(counts.sum())
+    return np.asarray(hypergeom.sf(counts.astype(np.int64) - 1, total, together.astype(np.int64), size), dtype=float)
 
 
 def _divergence(share: np.ndarray, base: np.ndarray) -> np.ndarray:
@@ -77,13 +79,11 @@ def _divergence(share: np.ndarray, base: np.ndarray) -> np.ndarray:
 
 
 def _compare(counts: np.ndarray, rows: list[int], c: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Cluster ``c`` against the other clusters of ``rows``: z-scores, its shares and the shares in all of ``rows``."""
-    own = counts[c]
+    """Cluster ``c`` against the clusters ``rows`` (it among them): chances of over-representation, its shares
+    and the shares in all of ``rows``."""
     together = counts[rows].sum(axis=0)
-    base = together / max(together.sum(), 1)
-    prior = PRIOR * np.where(base > 0, base, 1e-9)
-    z = log_odds_z(own, together - own, prior)
-    return z, own / max(own.sum(), 1), base
+    return (over_represented(counts[c], together), counts[c] / max(counts[c].sum(), 1),
+            together / max(together.sum(), 1))
 
 
 def shares(pairs: Sequence[tuple[str, int]], total: int, n: int = 3, quote: bool = True, counts: bool = False
@@ -157,8 +157,10 @@ def ctfidf_keywords(texts: Sequence[str], labels: np.ndarray, n_words: int = 5,
     return out
 
 
-def answer_names(answers: Sequence[object], labels: np.ndarray) -> list[Naming]:
-    """One unique :class:`Naming` per cluster id ``0..max(labels)`` from the generated answers (see the module)."""
+def answer_names(answers: Sequence[object], labels: np.ndarray, texts: Sequence[str] | None = None
+                 ) -> list[Naming]:
+    """One unique :class:`Naming` per cluster id ``0..max(labels)`` from the generated answers (see the module);
+    ``texts`` give a second term from their words when no answer tells two clusters apart."""
     normal = [normalize_answer(a) for a in answers]
     vocab = sorted(set(normal))
     index = {a: j for j, a in enumerate(vocab)}
@@ -167,64 +169,73 @@ def answer_names(answers: Sequence[object], labels: np.ndarray) -> list[Naming]:
     for a, c in zip(normal, labels.tolist(), strict=True):
         counts[c, index[a]] += 1
     shown = [a or EMPTY_ANSWER for a in vocab]
-    everyone = list(range(k))
     firsts: list[Naming] = []
     for c in range(k):
-        z, share, base = _compare(counts, everyone, c)
-        seen = np.flatnonzero(counts[c] > 0)
-        strong = [j for j in seen.tolist() if z[j] >= MIN_Z]
+        p, share, base = _compare(counts, list(range(k)), c)
+        seen = np.flatnonzero(counts[c] > 0).tolist()
+        strong = [j for j in seen if p[j] <= MAX_P and share[j] >= MIN_SHARE]
         if strong:
             gain = _divergence(share, base)
             j = min(strong, key=lambda j: (-gain[j], -counts[c, j], vocab[j]))
             why = f"{shown[j]!r} is {share[j]:.0%} of this cluster and {base[j]:.0%} of all texts"
-        elif len(seen):
-            j = min(seen.tolist(), key=lambda j: (-counts[c, j], vocab[j]))
-            why = f"no answer is over-represented here; named by the most frequent, {shown[j]!r}"
+        elif seen:
+            fair = [j for j in seen if share[j] >= base[j]] or seen
+            j = min(fair, key=lambda j: (-counts[c, j], vocab[j]))
+            why = f"no answer stands out here; named by its most frequent{'' if fair == seen else ' not rarer'}"
+            why += f" answer, {shown[j]!r} ({share[j]:.0%} of it, {base[j]:.0%} of all texts)"
         else:  # an empty cluster cannot come out of a fit; kept total for safety
             firsts.append(Naming(f"cluster {c}", (), "no answers"))
             continue
         firsts.append(Naming(shown[j], (shown[j],), why))
+    by_words = _word_second(texts, labels) if texts is not None else None
 
     def second(c: int, group: list[int], first: Naming) -> tuple[str, str] | None:
-        z, share, base = _compare(counts, group, c)
+        p, share, base = _compare(counts, group, c)
         gain = _divergence(share, base)
-        fit = [j for j in np.flatnonzero(counts[c] >= MIN_SECOND).tolist() if shown[j] not in first.terms and z[j] > 0]
-        if not fit:
-            return None
-        j = min(fit, key=lambda j: (z[j] < MIN_Z, -gain[j], vocab[j]))
-        rest = counts[[g for g in group if g != c]].sum(axis=0)
-        return shown[j], f"{share[j]:.0%} here vs {rest[j] / max(rest.sum(), 1):.0%} there"
+        fit = [j for j in np.flatnonzero(counts[c] >= MIN_SECOND).tolist()
+               if shown[j] not in first.terms and share[j] > base[j]]
+        if fit:
+            j = min(fit, key=lambda j: (p[j] > MAX_P, -gain[j], vocab[j]))
+            rest = counts[[g for g in group if g != c]].sum(axis=0)
+            return shown[j], f"{share[j]:.0%} here vs {rest[j] / max(rest.sum(), 1):.0%} there"
+        return by_words(c, group, first) if by_words is not None else None
 
     def keep(group: list[int], first: str) -> int | None:
         if first not in shown:
             return None
         j = shown.index(first)
-        z = {c: _compare(counts, group, c)[0][j] for c in group}
-        best = max(group, key=lambda c: (z[c], -c))
-        return best if z[best] >= MIN_Z else None
+        p = {c: _compare(counts, group, c)[0][j] for c in group}
+        best = min(group, key=lambda c: (p[c], c))
+        return best if p[best] <= MAX_P else None
 
     return make_unique(firsts, second, keep)
 
 
-def word_names(texts: Sequence[str], labels: np.ndarray, keywords: dict[int, list[tuple[str, float]]],
-               ctfidf: Callable[..., dict[int, list[tuple[str, float]]]]) -> list[Naming]:
+def _word_second(texts: Sequence[str], labels: np.ndarray) -> Callable[[int, list[int], Naming],
+                                                                        tuple[str, str] | None]:
+    """A second term from words: the most distinctive word (c-TF-IDF) of a cluster's texts against the texts
+    of the other clusters of its group."""
+    def second(c: int, group: list[int], first: Naming) -> tuple[str, str] | None:
+        order = sorted(group)
+        rows = np.flatnonzero(np.isin(labels, order))
+        found = ctfidf_keywords([texts[i] for i in rows.tolist()], np.searchsorted(np.array(order), labels[rows]), 10)
+        words = [w for w, _ in found.get(order.index(c), []) if w not in first.terms]
+        return (words[0], "its most distinctive word against theirs (c-TF-IDF)") if words else None
+
+    return second
+
+
+def word_names(texts: Sequence[str], labels: np.ndarray, keywords: dict[int, list[tuple[str, float]]]
+               ) -> list[Naming]:
     """One unique :class:`Naming` per cluster from its c-TF-IDF ``keywords`` (the first three words); a second
-    term comes from c-TF-IDF over the texts of the clusters sharing the name only (``ctfidf`` computes it)."""
+    term comes from c-TF-IDF over the texts of the clusters sharing the name only."""
     k = int(labels.max()) + 1 if len(labels) else 0
     firsts = []
     for c in range(k):
         words = tuple(w for w, _ in keywords.get(c, []))[:3]
         firsts.append(Naming(", ".join(words), words, "its most distinctive words (c-TF-IDF)") if words
                       else Naming(f"cluster {c}", (), "no words to name it by"))
-
-    def second(c: int, group: list[int], first: Naming) -> tuple[str, str] | None:
-        rows = np.flatnonzero(np.isin(labels, group))
-        local = np.searchsorted(np.array(sorted(group)), labels[rows])
-        found = ctfidf([texts[i] for i in rows.tolist()], local, 10)
-        words = [w for w, _ in found.get(sorted(group).index(c), []) if w not in first.terms]
-        return (words[0], "its most distinctive word against them") if words else None
-
-    return make_unique(firsts, second)
+    return make_unique(firsts, _word_second(texts, labels))
 
 
 def make_unique(firsts: list[Naming], second: Callable[[int, list[int], Naming], tuple[str, str] | None],
@@ -263,5 +274,5 @@ def make_unique(firsts: list[Naming], second: Callable[[int, list[int], Naming],
     return out
 
 
-__all__ = ["MIN_Z", "PRIOR", "Naming", "answer_names", "ctfidf_keywords", "frequent_answers", "log_odds_z",
-           "make_unique", "normalize_answer", "shares", "word_names"]
+__all__ = ["MAX_P", "MIN_SHARE", "Naming", "answer_names", "ctfidf_keywords", "frequent_answers", "make_unique",
+           "normalize_answer", "over_represented", "shares", "word_names"]
