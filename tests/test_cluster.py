@@ -258,7 +258,7 @@ def test_cli_label_column_names_the_metrics_and_lists_each_clusters_labels(tiny_
     rows = [json.loads(line) for line in result.stdout.splitlines()]
     for c in summary["clusters"]:
         gold = Counter(r["label"] for r in rows if r["cluster"] == c["id"])
-        assert {g["label"]: g["count"] for g in c["labels"]} == dict(gold)
+        assert {g["label"]: g["count"] for g in c["gold_labels"]} == dict(gold)
         ordered = sorted(gold.items(), key=lambda item: (-item[1], item[0]))  # most frequent first, then by name
         shown = ", ".join(f"{g} {n} ({n / c['size']:.0%})" for g, n in ordered)
         assert f"topic: {shown}" in result.stderr  # the table on stderr

@@ -153,12 +153,12 @@ def test_table_summary_and_report_show_answer_shares_and_the_gold_labels_of_each
     for c in result.clusters:
         members = np.flatnonzero(ids == c.id)
         want = Counter(gold[i] for i in members)
-        assert dict(c.labels) == want and sum(n for _, n in c.labels) == c.size
-        assert [n for _, n in c.labels] == sorted(want.values(), reverse=True)
+        assert dict(c.gold_labels) == want and sum(n for _, n in c.gold_labels) == c.size
+        assert [n for _, n in c.gold_labels] == sorted(want.values(), reverse=True)
         assert c.answers[0] == Counter(answers[i] for i in members).most_common(1)[0]
     first = result.clusters[0]
     assert first.answer_shares() == "'food' 96%, 'service' 2%, 'ambience' 1%, other 1%"
-    assert first.label_shares() == "food 130 (89%), price 10 (7%), other 6 (4%)"
+    assert first.gold_label_shares() == "food 130 (89%), price 10 (7%), other 6 (4%)"
     table = result.table()
     assert table.splitlines()[2:4] == [" " * 12 + "answers: 'food' 96%, 'service' 2%, 'ambience' 1%, other 1%",
                                        " " * 12 + "category: food 130 (89%), price 10 (7%), other 6 (4%)"]
@@ -168,7 +168,7 @@ def test_table_summary_and_report_show_answer_shares_and_the_gold_labels_of_each
     assert summary["answers"][0] == {"answer": "food", "count": 243, "share": 243 / 300}
     clusters = summary["clusters"]
     assert clusters[2]["answers"][1] == {"answer": "service", "count": 20, "share": 20 / 46}
-    assert clusters[0]["labels"][0] == {"label": "food", "count": 130, "share": 130 / 146}
+    assert clusters[0]["gold_labels"][0] == {"label": "food", "count": 130, "share": 130 / 146}
     assert len({c["name"] for c in clusters}) == 5
     page = html_report(result, command="inbedder cluster ...")
     assert "v-measure vs category" in page and "<th>category (gold labels)</th>" in page
@@ -178,7 +178,7 @@ def test_table_summary_and_report_show_answer_shares_and_the_gold_labels_of_each
 def test_without_labels_nothing_is_said_about_them() -> None:
     x = np.array([[1, 0], [0.9, 0.1], [0, 1], [0.1, 0.9]], dtype=np.float32)
     result = cluster_vectors(x, ["a b", "a c", "d e", "d f"], ClusterSettings(k=2))
-    assert result.metrics is None and result.label_name is None and all(c.labels == () for c in result.clusters)
+    assert result.metrics is None and result.label_name is None and all(c.gold_labels == () for c in result.clusters)
     assert result.summary()["metrics_against"] is None and "vs " not in result.table()
     assert result.table().count("\n") == 3  # header, two clusters, scores
     assert "gold labels" not in html_report(result, command="x")

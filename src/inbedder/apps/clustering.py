@@ -3,8 +3,9 @@
 Each cluster gets its size, the texts nearest its centre and a short name that tells it from the others (see
 :mod:`inbedder.apps.naming`): for answer families (models that generate an answer per text) its most distinctive
 answer, otherwise its most distinctive words by c-TF-IDF; names are always unique. Answer families also show the
-share of each answer in the cluster. With gold ``labels`` each cluster lists the labels of its texts, and
-``metrics`` (V-measure, ARI, NMI) are measured against them (``label_name`` says which column they are).
+share of each answer in the cluster. With gold ``labels`` each cluster counts the gold labels of its texts
+(``gold_labels``), and ``metrics`` (V-measure, ARI, NMI) are measured against them (``label_name`` says which
+column they are).
 Needs scikit-learn (``pip install "inbedder[cluster]"``).
 
 >>> result = cluster(texts, model, instruction="What is the topic?", k=3)     # doctest: +SKIP
@@ -79,22 +80,22 @@ class Cluster:
     keywords: tuple[str, ...] = ()
     answers: tuple[tuple[str, int], ...] = ()  # (answer, count), most frequent first (answer families)
     examples: tuple[str, ...] = ()
-    labels: tuple[tuple[str, int], ...] = ()  # (gold label, count), most frequent first (with labels)
+    gold_labels: tuple[tuple[str, int], ...] = ()  # (gold label, count), most frequent first (with labels)
 
     def as_dict(self) -> dict[str, Any]:
         return {"id": self.id, "size": self.size, "name": self.name, "explanation": self.explanation,
                 "keywords": list(self.keywords),
                 "answers": [{"answer": a, "count": n, "share": n / self.size} for a, n in self.answers],
-                "labels": [{"label": a, "count": n, "share": n / self.size} for a, n in self.labels],
+                "gold_labels": [{"label": a, "count": n, "share": n / self.size} for a, n in self.gold_labels],
                 "examples": list(self.examples)}
 
     def answer_shares(self, n: int = 3) -> str:
         """``'food' 81%, 'service' 9%`` (the ``n`` most frequent answers); empty without answers."""
         return shares(self.answers, self.size, n)
 
-    def label_shares(self, n: int = 3) -> str:
+    def gold_label_shares(self, n: int = 3) -> str:
         """``food 30 (60%), service 5 (10%)`` (the ``n`` most frequent gold labels); empty without labels."""
-        return shares(self.labels, self.size, n, quote=False, counts=True)
+        return shares(self.gold_labels, self.size, n, quote=False, counts=True)
 
 
 @dataclass
@@ -147,7 +148,7 @@ class ClusterResult:
             nearest = c.examples[0] if c.examples else ""
             line = f"{c.id:>3}  {c.size:>5}  {_clip(c.name, 32):<32}  "
             lines.append(line + _clip(nearest, max(10, width - len(line))))
-            for what, text in (("answers", c.answer_shares()), (self.label_name or "labels", c.label_shares())):
+            for what, text in (("answers", c.answer_shares()), (self.label_name or "labels", c.gold_label_shares())):
                 if text:
                     lines.append(" " * 12 + _clip(f"{what}: {text}", width - 12))
         scores = [f"k={self.k}", f"silhouette={self.silhouette:.3f}"]
@@ -167,7 +168,7 @@ def cluster(texts: Sequence[str], model: Any, instruction: Any = None, *, k: int
 
     ``k`` fixes the number of clusters; without it, the k in ``auto_k`` (default 2..20) with the best
     silhouette is used. ``labels`` (one per text) adds V-measure, ARI and NMI to ``result.metrics`` and the gold
-    labels of each cluster to its ``labels``; ``label_name`` (e.g. the column they come from) names them in the
+    labels of each cluster to its ``gold_labels``; ``label_name`` (e.g. the column they come from) names them in the
     table, summary and report. ``cache`` is passed to ``model.encode`` (True, a path or an ``EmbeddingCache``).
     The texts, labels and k are checked before anything is embedded.
     """

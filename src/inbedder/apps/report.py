@@ -134,11 +134,11 @@ def html_report(result: ClusterResult, command: str | None = None, title: str | 
     against = result.label_name or "labels"
     for name, value in (result.metrics or {}).items():
         facts.append((f"{name.replace('_', '-')} vs {against}", f"{value:.3f}"))
-    gold = any(c.labels for c in result.clusters)
+    gold = any(c.gold_labels for c in result.clusters)
     rows = []
     for c in result.clusters:
         examples = "".join(f"<li>{html.escape(_short(t, 200))}</li>" for t in c.examples)
-        labels = f"<td>{html.escape(c.label_shares(5))}</td>" if gold else ""
+        labels = f"<td>{html.escape(c.gold_label_shares(5))}</td>" if gold else ""
         rows.append(f'<tr><td><span class="swatch" style="background:{color(c.id)}"></span>{c.id}</td>'
                     f"<td>{c.size}</td><td><b>{html.escape(c.name)}</b><br><small>"
                     f"{html.escape(c.explanation)}</small></td>{labels}<td><ul>{examples}</ul></td></tr>")
