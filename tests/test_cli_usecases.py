@@ -296,13 +296,15 @@ def test_cluster_rerun_with_another_k_or_method_loads_no_model_from_the_user_cac
     assert len(loads) == 2 and computed.stdout == again[0].stdout
 
 
+@pytest.mark.parametrize("family", ["encoder", "answers"])
 def test_eval_awareness_after_cluster_on_the_same_texts_and_questions_loads_no_model(
-        tiny_bert_dir: Path, tmp_path: Path, loads: list[str]) -> None:
+        tiny_bert_dir: Path, llama_dir: Path, tmp_path: Path, loads: list[str], family: str) -> None:
     rows = [{"text": t, "topic": "fruit" if i < 5 else "cars", "tone": f"n{i % 2}"} for i, t in enumerate(TEXTS)]
     data = write_jsonl(tmp_path / "aware.jsonl", rows)
     questions = {"topic": "What topic?", "tone": "What tone?"}
     axes = [a for axis, q in questions.items() for a in ("--axis", f"{axis}={q}")]
-    model = ["-m", tiny_bert_dir, "--device", "cpu"]
+    model_dir = tiny_bert_dir if family == "encoder" else llama_dir
+    model = ["-m", model_dir, "--device", "cpu"]
     computed = json.loads(ok(run("eval", "awareness", *model, "-i", data, *axes, "--no-cache")).stdout)
     assert len(loads) == 1 and computed["settings"]["model_loaded"]
     for question in questions.values():
@@ -311,7 +313,7 @@ def test_eval_awareness_after_cluster_on_the_same_texts_and_questions_loads_no_m
     served = json.loads(ok(run("eval", "awareness", *model, "-i", data, *axes)).stdout)
     assert len(loads) == 3 and served["settings"]["model_loaded"] is False
     assert served["matrix"] == {a: pytest.approx(row, abs=1e-6) for a, row in computed["matrix"].items()}
-    assert served["model"]["name"] == str(tiny_bert_dir) and served["model"]["dim"] == computed["model"]["dim"]
+    assert served["model"]["name"] == str(model_dir) and served["model"]["dim"] == computed["model"]["dim"]
     ok(run("eval", "awareness", *model, "-i", data, *axes, "--baseline"))  # no-instruction rows: not cached yet
     assert len(loads) == 4
 
