@@ -1,4 +1,5 @@
-"""``inbedder cache stats|clear``: look at or empty the embedding cache (:mod:`inbedder.cache`).
+"""``inbedder cache stats|clear``: look at or empty the embedding cache (:mod:`inbedder.cache`): by default the
+one every embedding command reads and adds to (``$INBEDDER_CACHE``, else the user cache).
 """
 
 from __future__ import annotations
@@ -12,8 +13,8 @@ import click
 from ..errors import InputError
 from .common import cache_path_option
 
-cache_file_option = cache_path_option("Cache file [default: $INBEDDER_CACHE, else "
-                                      "~/.cache/inbedder/embeddings.sqlite].", env=False)
+cache_file_option = cache_path_option("Cache file [default: the one every command uses: $INBEDDER_CACHE, else the "
+                                      "user cache, ~/.cache/inbedder/embeddings.sqlite].", env=False)
 
 
 @click.group("cache")
