@@ -265,3 +265,19 @@ def test_cli_label_column_names_the_metrics_and_lists_each_clusters_labels(tiny_
     assert "| vs topic: v_measure=" in result.stderr
     page = (tmp_path / "r.html").read_text(encoding="utf-8")
     assert "v-measure vs topic" in page and "topic (gold labels)" in page
+
+
+@pytest.mark.parametrize("kwargs, needle", [({"k": 5}, "k=5 is more than the number of texts (3)"),
+                                            ({"auto_k": range(3, 6)}, "auto_k needs at least one k below"),
+                                            ({"k": 2, "labels": ["a"]}, "1 labels for 3 texts")])
+def test_the_library_checks_k_and_labels_before_embedding(kwargs: dict[str, Any], needle: str) -> None:
+    from inbedder.apps.clustering import cluster_each
+
+    class Refuses:
+        def encode(self, *args: Any, **kwargs: Any) -> Any:
+            raise AssertionError("embedded before the settings were checked")
+
+    for run in (lambda: cluster(["a", "b", "c"], Refuses(), **kwargs),
+                lambda: cluster_each(["a", "b", "c"], Refuses(), ["q1", "q2"], **kwargs)):
+        with pytest.raises(InputError, match=needle.replace("(", r"\(").replace(")", r"\)")):
+            run()
