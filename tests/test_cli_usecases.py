@@ -369,3 +369,17 @@ def test_argument_file_and_column_errors_come_before_any_load(tiny_bert_dir: Pat
     command = args[:2] if args[0] == "eval" else args[:1]
     assert_one_error_line(run(*command, "-m", tiny_bert_dir, *args[len(command):]), *needles)
     assert loads == []  # not even started: the load itself checks nothing of these
+
+
+def test_an_unwritable_user_cache_is_a_warning_and_an_asked_for_cache_an_error(tiny_bert_dir: Path, tmp_path: Path,
+                                                                               monkeypatch: pytest.MonkeyPatch
+                                                                               ) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    monkeypatch.delenv("INBEDDER_CACHE")
+    monkeypatch.setenv("INBEDDER_USER_CACHE", str(blocker / "embeddings.sqlite"))
+    result = ok(run("cluster", "-m", tiny_bert_dir, "--device", "cpu", "-k", "2", "-q", *TEXTS))
+    assert result.stderr.startswith(f"Warning: the user cache {blocker / 'embeddings.sqlite'} cannot be written")
+    assert len(jsonl(result.stdout)) == len(TEXTS)
+    assert_one_error_line(run("cluster", "-m", tiny_bert_dir, "-k", "2", "--cache", blocker / "c.sqlite", *TEXTS),
+                          "a-file")

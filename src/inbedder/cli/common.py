@@ -172,10 +172,35 @@ def model_options(f: FC, model_required: bool = True, default: str | None = None
 
 def cache_choice(cache_path: str | None, no_cache: bool) -> Any:
     """``encode``'s ``cache=`` for the options: None with ``--no-cache``, else the ``--cache`` path (or
-    ``$INBEDDER_CACHE``), else the user cache file (``inbedder.cache.store.user_cache_path``)."""
+    ``$INBEDDER_CACHE``), else the user cache file (``inbedder.cache.store.user_cache_path``). A user cache that
+    cannot be written (a read-only home) is not an error, as a cache asked for is: the run goes on without one,
+    saying so in one line."""
     from ..cache.store import default_path
 
-    return None if no_cache else (cache_path or str(default_path()))
+    if no_cache:
+        return None
+    if cache_path:
+        return cache_path
+    path = default_path()
+    if not _writable(path):
+        click.echo(f"Warning: the user cache {path} cannot be written; running without a cache (--cache PATH to "
+                   "give one, --no-cache to say none)", err=True)
+        return None
+    return str(path)
+
+
+def _writable(path: Any) -> bool:
+    """Whether the file ``path`` can be created or written, with its folder (SQLite writes beside it)."""
+    import os
+    from pathlib import Path
+
+    path = Path(path)
+    if path.exists():
+        return os.access(path, os.W_OK) and os.access(path.parent, os.W_OK)
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    return folder.is_dir() and os.access(folder, os.W_OK)
 
 
 def check_load_options(dtype: str | None, batch_size: int | None = None) -> None:
