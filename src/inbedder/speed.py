@@ -96,17 +96,19 @@ class Int8Linear(nn.Module):
         if self.packed is not None:  # weight scales applied by the kernel
             rows = rows.div_(peak) if outliers.numel() else rows / peak
             out = torch.ops.quantized.linear_dynamic(rows, self.packed, True).mul_(peak)  # True: 7-bit inputs
-            if outliers.numel():
-                out.add_((kept @ self.weight_int8[outliers].float()).mul_(self.weight_scale))
         else:
             scale = peak / 127.0
             quantized = torch.round(rows / scale).to(torch.int8)  # within [-127, 127] by construction
-            out = torch._int_mm(quantized, self.weight_int8).float().mul_(scale)
-            if outliers.numel():  # the outlier channels in float, against the same int8 weights
-                out.addmm_(kept, self.weight_int8[outliers].float())
-            out.mul_(self.weight_scale)
+            out = torch._int_mm(quantized, self.weight_int8).float().mul_(scale).mul_(self.weight_scale)
+        extra_in, extra_weight = [], []  # the outlier channels in float against the same int8 weights, the bias:
+        if outliers.numel():  # one more product into the output (one pass over it, not three)
+            extra_in.append(kept)
+            extra_weight.append(self.weight_int8[outliers].float().mul_(self.weight_scale))
         if self.bias is not None:
-            out.add_(self.bias)
+            extra_in.append(torch.ones(rows.shape[0], 1, dtype=out.dtype, device=out.device))
+            extra_weight.append(self.bias[None])
+        if extra_in:
+            out.addmm_(torch.cat(extra_in, 1), torch.cat(extra_weight, 0))
         return out.reshape(*x.shape[:-1], self.out_features).to(x.dtype)
 
 
