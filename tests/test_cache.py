@@ -74,6 +74,7 @@ def test_default_path_and_bad_files(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setenv("INBEDDER_CACHE", str(tmp_path / "x.sqlite"))
     assert default_path() == tmp_path / "x.sqlite"
     monkeypatch.delenv("INBEDDER_CACHE")
+    monkeypatch.delenv("INBEDDER_USER_CACHE", raising=False)  # the test suite's own user cache
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     assert default_path() == tmp_path / "xdg" / "inbedder" / "embeddings.sqlite"
     bad = tmp_path / "bad.sqlite"

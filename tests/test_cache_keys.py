@@ -167,7 +167,8 @@ def test_cluster_rerun_reads_the_cache_without_loading(model_dir: Path, llama_di
     cache = tmp_path / "c.sqlite"
     args = ["cluster", "-m", model, "--device", "cpu", "-i", source, "--instruction", INSTR, "--label-column",
             "topic", "-q"]
-    computed = [run(*args, "-k", k, "--summary", tmp_path / f"computed{k}.json").stdout for k in ("2", "3")]
+    computed = [run(*args, "-k", k, "--no-cache", "--summary", tmp_path / f"computed{k}.json").stdout
+                for k in ("2", "3")]
     assert len(loads) == 2  # no cache: loaded each time
     run("embed", "-m", model, "--device", "cpu", "-i", source, "--instruction", INSTR, "--cache", cache,
         "-o", tmp_path / "v.npy")
