@@ -12,8 +12,8 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "inbedder"
 LAYERS = [
     ["version", "errors"],
     ["choices", "fingerprint", "prompts", "inputs"],
-    ["model_parts", "converted", "registry", "model_files", "speed", "adapters", "encoders", "cache.packed", "cache.store",
-     "cache.directory", "cache"],
+    ["model_parts", "converted", "registry", "model_files", "speed", "adapters", "encoders", "cache.packed",
+     "cache.store", "cache.directory", "cache"],
     ["batching", "long_text", "multi_instruction", "engine"],
     ["loading"],
     ["cache.keys"],
