@@ -294,6 +294,10 @@ def test_cluster_rerun_with_another_k_or_method_loads_no_model_from_the_user_cac
     assert {r["cluster"] for r in jsonl(again[0].stdout)} == {0, 1, 2}
     computed = ok(run(*args, "-k", "3", "--no-cache"))
     assert len(loads) == 2 and computed.stdout == again[0].stdout
+    several = args + ["--instruction", "What is the sentiment?"]  # several instructions: cached by the first run too
+    first = ok(run(*several, "-k", "2"))
+    assert len(loads) == 3
+    assert ok(run(*several, "-k", "2")).stdout == first.stdout and len(loads) == 3
 
 
 @pytest.mark.parametrize("family", ["encoder", "answers"])

@@ -107,12 +107,20 @@ def cluster(texts: tuple[str, ...], model: str | None, batch_size: int, device: 
                 raise InputError("--report and --png draw one clustering: give one --instruction (run once per "
                                  "instruction for a report of each)")
             records = gather_input(texts, input_path, text_column, instruction_column)
-            check_inputs([r.text for r in records], settings, labels)  # before a model is loaded
-            with warnings_as_lines():
-                results = cluster_each([r.text for r in records], load_model(model, device, dtype, cache),
-                                       list(instruction), k=k, auto_k=k_range, method=method, seed=seed,
-                                       labels=labels, label_name=label_column, n_examples=examples,
-                                       batch_size=batch_size, cache=cache, show_progress_bar=progress)
+            rows_text = check_inputs([r.text for r in records], settings, labels)  # before a model is loaded
+            cached = [cached_rows(model, device, dtype, cache, rows_text, q, answers=True) for q in instruction]
+            if all(found is not None for found in cached):  # every row under every instruction: no model to load
+                results = []
+                for question, (vectors, answers) in zip(instruction, cached, strict=True):  # type: ignore[misc]
+                    results.append(cluster_vectors(vectors, rows_text, settings, labels=labels,
+                                                   label_name=label_column, answers=answers))
+                    results[-1].instruction, results[-1].model = question, need_model(model)
+            else:
+                with warnings_as_lines():
+                    results = cluster_each(rows_text, load_model(model, device, dtype, cache), list(instruction),
+                                           k=k, auto_k=k_range, method=method, seed=seed, labels=labels,
+                                           label_name=label_column, n_examples=examples, batch_size=batch_size,
+                                           cache=cache, show_progress_bar=progress)
             write_each(results, records, labels, output, fmt, summary, quiet)
             return
         records, instructions = read_input(texts, input_path, text_column, instruction_column,
