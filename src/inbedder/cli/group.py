@@ -5,8 +5,8 @@ Examples::
     inbedder embed -m minilm --instruction "Represent the sentence:" "A cat sat." "A dog ran."
     inbedder models
 
-User errors exit with status 1 and one line on stderr. The console script is :func:`inbedder.cli.fast.main`,
-which answers a fully cached ``embed`` before this module (and click) is imported.
+User errors exit with status 1 and one line on stderr. The console script is :func:`inbedder.cli.run`, which
+answers a fully cached ``embed`` (:func:`inbedder.cli.fast.serve_cached`) before this module (and click) is imported.
 """
 
 from __future__ import annotations

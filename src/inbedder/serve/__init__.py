@@ -7,7 +7,10 @@ The modules, one idea each:
 - ``batcher.py``  dynamic batching: one queue and one worker thread per model
 - ``metrics.py``  Prometheus text metrics
 - ``errors.py``   the OpenAI error body and the exception handlers
-- ``app.py``      the FastAPI application and its routes
+- ``service.py``  the served models' workers and the checks every request passes before it is queued
+- ``routes.py``   the routes: they check input and shape output
+- ``guard.py``    ASGI middleware: the body-size limit and the request metrics
+- ``app.py``      the FastAPI application: routes over a service, error bodies, the guard, the lifespan
 - ``openapi.py``  the published schema: the errors answered, this server's limits and model ids
 
 The ``inbedder serve`` command is :mod:`inbedder.cli.serve`; FastAPI is imported when it runs, so ``inbedder --help``
