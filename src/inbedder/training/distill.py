@@ -245,7 +245,7 @@ def student_pattern(student: str) -> str:
     return str(options.get("pattern") or INBEDDER_PATTERN)
 
 
-def run_distill(output: str | os.PathLike[str], teacher: str, student: str, *, rows: list[dict[str, Any]] | None
+def run_distill(output: str | os.PathLike[str], teacher: Any, student: str, *, rows: list[dict[str, Any]] | None
                 = None, data_root: str | os.PathLike[str] | None = None, pairs: int = 2000, generic: bool = True,
                 seed: int = 0, work: str | os.PathLike[str] | None = None,
                 teacher_settings: TeacherSettings | None = None, settings: DistillSettings | None = None,
@@ -277,7 +277,10 @@ def run_distill(output: str | os.PathLike[str], teacher: str, student: str, *, r
     if saved is None:
         work_dir.mkdir(parents=True, exist_ok=True)
         write_rows(rows, bank, "jsonl")
-    teacher_file = teacher_pass(teacher, rows, work_dir / "teacher.jsonl", teacher_settings, progress=progress)
+    from ..loading import load
+
+    model = load(teacher, device=device) if isinstance(teacher, (str, os.PathLike)) else teacher
+    teacher_file = teacher_pass(model, rows, work_dir / "teacher.jsonl", teacher_settings, progress=progress)
     if teacher_only:
         return teacher_file
     return train_distill(student, teacher_file, output, settings=settings, loop=loop,
