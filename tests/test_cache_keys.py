@@ -15,8 +15,9 @@ import pytest
 from click.testing import CliRunner, Result
 
 from inbedder.cache import EmbeddingCache
-from inbedder.cache.keys import encode_cached, file_stats, request_key
+from inbedder.cache.keys import file_stats, request_key
 from inbedder.cli import main
+from inbedder.load_free import encode_cached
 
 TEXTS = ["a cat sat on the mat", "the bank raised its rate", "a dog ran in the park"]
 INSTR = "Represent the sentence:"

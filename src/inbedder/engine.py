@@ -19,9 +19,11 @@ from .batching import Rows, keep_dimensions, run_batches, warn_truncated
 from .cache.directory import DirCache
 from .cache.store import EmbeddingCache, open_cache
 from .choices import parse_device
+from .encode_settings import check_batch_size
 from .encoders.base import BatchResult, Encoder, Output, Pair
-from .errors import InputError, NonFiniteError
+from .errors import InputError
 from .fingerprint import settings_digest, weights_fingerprint
+from .finishing import check_finite
 from .inputs import to_pairs
 from .long_text import LongTexts, split_long, split_options
 from .long_text import pool as pool_windows
@@ -101,8 +103,7 @@ class Embedder(nn.Module):
         for one text; per-row lists as k lists of n), as k calls would give it; the causal family computes each
         text's input once for all k (:mod:`inbedder.multi_instruction`), and there ``batch_size`` counts texts.
         """
-        if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
-            raise InputError(f"batch_size must be a positive int; got {batch_size!r}")
+        check_batch_size(batch_size)
         if max_tokens_per_batch is not None and (not isinstance(max_tokens_per_batch, int)
                                                  or isinstance(max_tokens_per_batch, bool) or max_tokens_per_batch < 1):
             raise InputError(f"max_tokens_per_batch must be a positive int or None; got {max_tokens_per_batch!r}")
@@ -307,12 +308,9 @@ class Embedder(nn.Module):
             vectors = keep_dimensions(vectors, dimensions)
         elif normalize:
             vectors = torch.nn.functional.normalize(vectors, p=2, dim=1)
-        bad = (~torch.isfinite(vectors)).any(dim=1).nonzero().flatten().tolist()
-        if bad:
-            raise NonFiniteError(f"non-finite values in the vectors of rows {bad[:10]}; "
-                                 "this happens with float16 overflow: try dtype='float32' or 'bfloat16'")
         convert = (lambda t: t.detach().cpu()) if as_tensor else (lambda t: t.detach().cpu().numpy())
         value: Any = convert(vectors)
+        check_finite(value.numpy() if as_tensor else value)
         if out is not Output.SENTENCE:
             tokens = [convert(t.float()) for t in rows.tokens or []]
             instr = [convert(t.float()) for t in rows.instruction_tokens or []]

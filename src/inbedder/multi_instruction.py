@@ -9,19 +9,35 @@ other families, and calls that generate answers, take the engine's usual plan ov
 ...                        instructions=["Which animal?", "How does it feel?"])    # doctest: +SKIP
 >>> vectors.shape                                                                  # doctest: +SKIP
 (2, 2, 576)
+
+Importing this module imports no torch: the load-free cached path (:mod:`inbedder.load_free`) and the fast CLI path
+(:mod:`inbedder.cli.fast`) lay out their rows with :func:`under_each` too.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
 
-import torch
-
-from .batching import Rows, run_batches, warn_truncated
-from .encoders.base import BatchResult, Output, Pair
 from .errors import InputError, InputTypeError
 from .inputs import describe, to_pairs
+
+if TYPE_CHECKING:
+    import torch
+
+    from .batching import Rows
+    from .encoders.base import BatchResult, Output, Pair
+
+Row = TypeVar("Row")
+
+
+def under_each(rows: list[Row], instructions: Sequence[str]) -> tuple[list[Row], list[str]]:
+    """Every row under each instruction, instruction by instruction, and the instruction of each.
+
+    >>> under_each(["a", "b"], ["q1", "q2"])
+    (['a', 'b', 'a', 'b'], ['q1', 'q1', 'q2', 'q2'])
+    """
+    return [row for _ in instructions for row in rows], [q for q in instructions for _ in rows]
 
 
 def expand(texts: Any, instruction: Any, instructions: Any) -> tuple[list[str], list[str], int, bool]:
@@ -38,14 +54,15 @@ def expand(texts: Any, instruction: Any, instructions: Any) -> tuple[list[str], 
     for i, (own, _) in enumerate(pairs):
         if own is not None:
             raise InputError(f"row {i} carries its own instruction; with instructions= give plain texts")
-    corpus = [text for _, text in pairs]
-    return [t for _ in instructions for t in corpus], [q for q in instructions for _ in corpus], len(instructions), \
-        single
+    every, asked = under_each([text for _, text in pairs], instructions)
+    return every, asked, len(instructions), single
 
 
 def split(value: Any, k: int, single: bool, out: Output, generations: bool) -> Any:
     """``encode``'s result over the k × n rows, shaped per instruction: arrays ``(k, n, d)`` (``(k, d)`` for one
     text), and per-row lists (token vectors, answers) as k lists of n."""
+    from .encoders.base import Output
+
     def per_instruction(rows: Any) -> list[Any]:
         n = len(rows) // k
         return [list(rows[j * n:(j + 1) * n]) for j in range(k)]
@@ -70,6 +87,9 @@ def run_questions(model: Any, pairs: list[Pair], batch_size: int, show: bool | N
     """The engine's run for a family with ``embed_questions``: the unique texts, longest first, ``batch_size``
     texts a batch (with a ``budget``, about that many padded tokens over all their prompts), each text with
     its questions; rows come back in the order of ``pairs``."""
+    import torch
+
+    from .batching import Rows, run_batches, warn_truncated
 
     encoder: Any = model.encoder
     questions: dict[str, list[str]] = {}

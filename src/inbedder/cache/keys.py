@@ -1,14 +1,15 @@
-"""Serve a fully cached run without loading the model.
+"""The key of a *load request*, so that a fully cached run can be served without loading the model.
 
 The embedding cache keys rows by the *model key*: the weights fingerprint and the settings that change vectors.
-Computing it needs the loaded model, which takes seconds. This module keys a cheap *load request* instead: the
-resolved model location (every file's path, size and modification time), the load arguments and the encode
-options. After a run that loaded the model, the cache records request → model key; a later identical request
-finds every row by that model key without importing torch. When a file of the model changes (size or mtime),
-the request key changes, the lookup misses and the model is loaded again: stale vectors are never served.
+Computing it needs the loaded model, which takes seconds. :func:`request_key` keys a cheap load request instead:
+the resolved model location (every file's path, size and modification time), the load arguments and the encode
+options. After a run that loaded the model, the cache records request → model key (``remember_request``); a later
+identical request finds every row by that model key without importing torch (:mod:`inbedder.load_free` serves it).
+When a file of the model changes (size or mtime), the request key changes, the lookup misses and the model is
+loaded again: stale vectors are never served.
 
->>> vectors = encode_cached("minilm", texts, "Represent the question:", cache="my.sqlite")   # doctest: +SKIP
->>> # the same call again: read from the cache, the model is not loaded
+>>> request_key("minilm", encode_options={}) == request_key("minilm", encode_options={})   # doctest: +SKIP
+True
 """
 
 from __future__ import annotations
@@ -16,18 +17,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..choices import DType, Family, parse_choice
-from ..errors import InbedderError, InputError, NonFiniteError
-from ..inputs import Pair, to_pairs
-from .packed import PackedRows
-from .store import EmbeddingCache, open_cache
-
-if TYPE_CHECKING:
-    import numpy as np
+from ..errors import InbedderError
 
 FORMAT = "inbedder-load-request/1"
 MAX_FILES = 5000  # a model directory with more files than this is not fingerprinted by its files
@@ -82,183 +76,6 @@ def request_key(model: str | os.PathLike[str], *, dtype: Any = "float32", device
              "load_options": {**location.options, **(load_options or {})}, "encode_options": encode_options or {}}
     text = json.dumps(about, sort_keys=True, ensure_ascii=False, default=str)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
-def _all_rows(store: EmbeddingCache, key: str | None, pairs: Sequence[Pair],
-              answers: bool = False) -> list[tuple[bytes, str | None]] | None:
-    """Every row's (vector bytes, answer) in order, or None when the request or any row is unknown; with
-    ``answers``, also when the model generates answers and some row was cached without its answer.
-
-    A full hit is recorded as a run (``inbedder cache stats`` shows it); a miss records nothing, since the
-    encode that follows records its own run.
-    """
-    known = store.request(key) if key is not None else None
-    if known is None:
-        return None
-    model_key, about = known
-    unique = list(dict.fromkeys(pairs))
-    found = store.get_many_raw(model_key, unique)
-    if len(found) < len(unique):
-        return None
-    if answers and about.get("answers") is not False and any(found[p][1] is None for p in unique):
-        return None  # an answer family's row cached by a one-pass readout (or a request recorded before 'answers')
-    store.record_run(model_key, len(unique), 0)
-    return [found[p] for p in pairs]
-
-
-def _served(store: EmbeddingCache | None, model: str | os.PathLike[str], texts: list[str],
-            instruction: str | list[str | None] | None, answers: bool = False, **request: Any
-            ) -> list[tuple[bytes, str | None]] | None:
-    """Every row from ``store`` for ``request_key(model, **request)`` (see :func:`_all_rows`), or None when they
-    cannot all be served."""
-    if (store is None or not texts or not _plain(texts, instruction) or "reencoder" in request["encode_options"]
-            or "dimensions" in request["encode_options"]):
-        return None
-    return _all_rows(store, request_key(model, **request), to_pairs(texts, instruction)[0], answers)
-
-
-def _vectors(found: list[tuple[bytes, str | None]], normalize: bool, packed: bool, dimensions: int | None = None
-             ) -> np.ndarray | PackedRows:
-    """Cached rows as :func:`encode_cached` returns them; ``dimensions`` keeps the first ones, renormalized."""
-    rows = PackedRows([vector for vector, _ in found], len(found[0][0]) // 4)
-    if dimensions is not None:
-        return _finish(rows.to_numpy()[:, :dimensions], normalize=True)
-    return rows.check_finite() if packed and not normalize else _finish(rows.to_numpy(), normalize)
-
-
-def _fits(dimensions: Any, found: list[tuple[bytes, str | None]]) -> bool:
-    """Whether ``dimensions`` (None or an int) can cut the cached rows; if not, the model's encode names it."""
-    return dimensions is None or (isinstance(dimensions, int) and not isinstance(dimensions, bool)
-                                  and 1 <= dimensions <= len(found[0][0]) // 4)
-
-
-def lookup(cache: Any, model: str | os.PathLike[str], texts: Sequence[str],
-           instruction: str | list[str | None] | None = None, *, dtype: Any = "float32", device: Any = None,
-           normalize: bool = False, answers: bool = False) -> tuple[np.ndarray, list[str] | None] | None:
-    """The vectors of every row (as :func:`encode_cached` returns them) when ``cache`` holds them all for a run
-    that loaded ``model`` this way with unchanged files (see :func:`load_remembered`); else None. Loads no model.
-
-    With ``answers``, the generated answer of every row too (None for a family that generates none), as
-    ``encode(..., return_generations=True)`` gives them; a row cached without its answer is a miss."""
-    found = _served(open_cache(cache), model, list(texts), instruction, answers, dtype=dtype, device=device,
-                    encode_options={})
-    if found is None:
-        return None
-    generated = [answer for _, answer in found]
-    return _vectors(found, normalize, packed=False), (  # type: ignore[return-value]
-        None if not answers or None in generated else generated)
-
-
-def load_remembered(cache: Any, model: str | os.PathLike[str], *, dtype: Any = "float32", device: Any = None,
-                    family: str | None = None, load_options: dict[str, Any] | None = None,
-                    encode_options: dict[str, Any] | None = None) -> Any:
-    """``load(model, ...)``; with a ``cache``, the load is recorded in it so that a later :func:`lookup` or
-    :func:`encode_cached` of rows this model encodes with ``encode_options`` needs no load."""
-    from ..loading import load
-
-    store = open_cache(cache)
-    request = {"dtype": dtype, "device": device, "family": family, "load_options": load_options,
-               "encode_options": encode_options or {}}
-    key = request_key(model, **request) if store is not None else None
-    embedder = load(model, family=family, device=device, dtype=dtype, **(load_options or {}))
-    if store is not None and key == request_key(model, **request):  # no file changed while the model was loading
-        remember(store, key, embedder, encode_options or {})
-    return embedder
-
-
-def remember(store: EmbeddingCache, key: str | None, embedder: Any, encode_options: dict[str, Any]) -> None:
-    """Record ``key`` → the model key of the loaded ``embedder`` (as the engine computes it)."""
-    second = getattr(embedder, "default_reencoder", None)
-    if key is None or "reencoder" in encode_options or second not in (None, False):
-        return  # vectors of a second model (answers re-embedded) are keyed by that model: not served from here
-    model_key, _ = embedder.model_key(encode_options)
-    store.remember_request(key, model_key, {"name": embedder.name, "source": embedder.source,
-                                            "answers": bool(embedder.encoder.answers)})
-
-
-def encode_cached(model: str | os.PathLike[str], texts: Sequence[str], instruction: str | list[str | None] | None
-                  = None, *, cache: Any = None, dtype: Any = "float32", device: Any = None, family: str | None = None,
-                  batch_size: int = 32, normalize: bool = False, show_progress_bar: bool | None = None,
-                  load_options: dict[str, Any] | None = None, packed: bool = False,
-                  **options: Any) -> np.ndarray | PackedRows:
-    """``load(model, ...).encode(texts, instruction, ...)`` as an ``(n, d)`` float32 array, loading the model
-    only when some row is missing from ``cache`` (True, a path or an :class:`~inbedder.cache.EmbeddingCache`).
-    ``instructions=[q1, ..., qk]`` gives ``(k, n, d)`` (with ``packed=True``: the k × n rows, question by question).
-
-    Without a cache this is exactly ``load`` then ``encode``. With one, a call whose rows are all cached and
-    whose model files are unchanged since a run that loaded the model reads them and returns; torch is not
-    imported. With ``packed=True`` such a call returns them as :class:`~inbedder.cache.packed.PackedRows` (when not
-    normalizing), and numpy is not imported either.
-    """
-    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
-        raise InputError(f"batch_size must be a positive int; got {batch_size!r}")
-    store = open_cache(cache)
-    texts = list(texts)
-    dimensions, questions = options.pop("dimensions", None), options.pop("instructions", None)
-    found = served_from_cache(store, model, texts, instruction, dtype=dtype, device=device, family=family,
-                              load_options=load_options, normalize=normalize, packed=packed, dimensions=dimensions,
-                              instructions=questions, **options)
-    if found is not None:
-        return found
-    from ..loading import quiet_transformers
-
-    with quiet_transformers():
-        embedder = load_remembered(store, model, dtype=dtype, device=device, family=family,
-                                   load_options=load_options, encode_options=options)
-        vectors = embedder.encode(texts, instruction=instruction, batch_size=batch_size, normalize=normalize,
-                                  show_progress_bar=show_progress_bar, cache=store, dimensions=dimensions,
-                                  instructions=questions, **options)
-    import numpy as np
-
-    vectors = np.asarray(vectors, dtype=np.float32)
-    return vectors.reshape(-1, vectors.shape[-1]) if questions is not None and packed else vectors
-
-
-
-
-def served_from_cache(store: EmbeddingCache | None, model: str | os.PathLike[str], texts: list[str],
-                      instruction: str | list[str | None] | None, *, dtype: Any = "float32", device: Any = None,
-                      family: str | None = None, load_options: dict[str, Any] | None = None,
-                      normalize: bool = False, packed: bool = False, dimensions: int | None = None,
-                      instructions: list[str] | None = None, **options: Any) -> np.ndarray | PackedRows | None:
-    """The vectors as :func:`encode_cached` returns them when ``store`` holds every row for this request (else
-    None). Loads no model and imports no torch.
-
-    ``dimensions`` cuts the cached (whole) vectors; with ``instructions`` the rows are every text under each, as
-    the cache keeps them (question, text) by (question, text)."""
-    if instructions is not None:
-        if instruction is not None or not isinstance(instructions, list):
-            return None  # encode names what is wrong
-        texts, instruction = [t for _ in instructions for t in texts], [q for q in instructions for _ in texts]
-    found = _served(store, model, texts, instruction, dtype=dtype, device=device, family=family,
-                    load_options=load_options, encode_options=options)
-    if found is None or not _fits(dimensions, found):
-        return None
-    vectors = _vectors(found, normalize, packed, dimensions)
-    if instructions is None or isinstance(vectors, PackedRows) or packed:  # packed: the k × n rows as they come
-        return vectors
-    return vectors.reshape(len(instructions), len(texts) // len(instructions), -1)
-
-
-def _plain(texts: list[Any], instruction: Any) -> bool:
-    """Whether the input is a list of strings with one instruction string (or None), or one per text."""
-    if not all(isinstance(t, str) for t in texts):
-        return False
-    return instruction is None or isinstance(instruction, str) or (
-        isinstance(instruction, list) and all(i is None or isinstance(i, str) for i in instruction))
-
-
-def _finish(vectors: np.ndarray, normalize: bool) -> np.ndarray:
-    import numpy as np
-
-    bad = np.flatnonzero(~np.isfinite(vectors).all(axis=1)).tolist()
-    if bad:
-        raise NonFiniteError(f"non-finite values in the vectors of rows {bad[:10]}; "
-                             "this happens with float16 overflow: try dtype='float32' or 'bfloat16'")
-    if normalize:
-        norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-        vectors = vectors / np.maximum(norms, np.float32(1e-12))
-    return vectors.astype(np.float32, copy=False)
 
 
 def _device_text(device: Any) -> str | None:

@@ -226,7 +226,7 @@ def need_model(model: str | None) -> str:
 def load_model(model: str | None, device: str | None, dtype: str | None, cache: Any = None) -> Any:
     """The loaded model; with a ``cache``, recorded there so that a rerun whose rows are all cached needs no load
     (:func:`cached_rows`)."""
-    from ..cache.keys import load_remembered
+    from ..load_free import load_remembered
     from ..loading import parse_device, quiet_transformers
 
     model = need_model(model)
@@ -238,8 +238,8 @@ def load_model(model: str | None, device: str | None, dtype: str | None, cache: 
 def cached_rows(model: str | None, device: str | None, dtype: str | None, cache: Any, texts: list[str],
                 instruction: Any, **options: bool) -> tuple[Any, list[str] | None] | None:
     """Vectors (and answers) of every text from ``cache`` when it holds them all for this model, loading nothing
-    (``cache_keys.lookup``); None otherwise (no cache, a missing row, a model file changed since, ...)."""
-    from ..cache.keys import lookup
+    (:func:`inbedder.load_free.lookup`); None otherwise (no cache, a missing row, a model file changed since, ...)."""
+    from ..load_free import lookup
 
     if cache is None:
         return None
@@ -270,8 +270,8 @@ class CachedModel:
                batch_size: int = 32, normalize: bool = False, show_progress_bar: bool | None = None,
                **options: Any) -> Any:
         if self.loaded is None and self.cache is not None and not options and isinstance(texts, (list, tuple)):
-            from ..cache.keys import served_from_cache
             from ..cache.store import open_cache
+            from ..load_free import served_from_cache
 
             found = served_from_cache(open_cache(self.cache), self.model, list(texts), instruction,
                                       dtype=self.dtype, device=self.device_name, normalize=normalize,

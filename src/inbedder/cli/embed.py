@@ -1,5 +1,5 @@
 """``inbedder embed``: texts in, one vector per text out; a thin shell over :func:`inbedder.load` and ``encode``
-(through :mod:`inbedder.cache.keys`, so a fully cached run loads no model) and :mod:`inbedder.io`.
+(through :mod:`inbedder.load_free`, so a fully cached run loads no model) and :mod:`inbedder.io`.
 
     inbedder embed -m minilm --instruction "Represent the sentence:" "A cat sat." "A dog ran."
     inbedder embed -m minilm -i docs.jsonl -o vectors.parquet

@@ -18,6 +18,7 @@ import os
 import sys
 from typing import Any
 
+from ..encode_settings import check_batch_size
 from ..io import Record, check_target, gather_input, output_format, write_embeddings
 
 # option → parameter of ``inbedder embed`` (options that take a value)
@@ -39,18 +40,21 @@ def embed_records(records: list[Record], model: str, instruction: str | list[str
     """Embed ``records`` (each with its own instruction or ``instruction``; a list: every record under each, rows
     instruction by instruction) and write them to ``output`` (stdout for None or ``-``). With ``cached_only``,
     write nothing and return False unless every row is cached."""
-    from ..cache.keys import encode_cached, open_cache, served_from_cache
+    from ..cache.store import open_cache
+    from ..load_free import encode_cached, served_from_cache
 
     texts = [r.text for r in records]
+    instructions: list[str | None]
     if isinstance(instruction, list):  # several questions of every text
         from ..errors import InputError
+        from ..multi_instruction import under_each
 
         own = next((i for i, r in enumerate(records) if r.instruction is not None), None)
         if own is not None:
             raise InputError(f"row {own} carries its own instruction; with several --instruction give plain texts")
         encode["instructions"], asked = instruction, None
-        instructions: list[str | None] = [q for q in instruction for _ in records]
-        records = [r for _ in instruction for r in records]
+        records, every = under_each(records, instruction)
+        instructions = list(every)
     else:
         instructions = [instruction if r.instruction is None else r.instruction for r in records]
         asked = instructions if any(r.instruction is not None for r in records) else instruction
@@ -104,7 +108,7 @@ def parse_embed(args: list[str]) -> dict[str, Any] | None:
 def serve_cached(args: list[str]) -> bool:
     """Answer ``inbedder ARGS`` from the cache if it is a plain, fully cached ``embed``; False otherwise."""
     params = parse_embed(args)
-    if params is None or not params.get("model") or params["batch_size"] < 1:
+    if params is None or not params.get("model"):
         return False
     if not params.get("cache_path"):  # the user cache, as the click command uses; nothing cached while it is absent
         from ..cache.store import user_cache_path
@@ -117,6 +121,7 @@ def serve_cached(args: list[str]) -> bool:
         return False  # both or neither (stdin): the click command decides
     output = params.get("output")
     try:
+        check_batch_size(params["batch_size"])  # not used by a cached run, but a bad one is the click command's error
         check_target(output)  # before the cache records a run
         records = gather_input(texts, input_path, params["text_column"], params.get("instruction_column"))
         return embed_records(records, params["model"], params.get("instruction"), output=output,
