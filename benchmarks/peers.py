@@ -243,7 +243,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     work.mkdir(parents=True, exist_ok=True)
     peers, setup, missing = build_peers(path, work, args.batch_size, calibration)
     ours, not_ours = inbedder_extras(args.batch_size, [k for k in args.int8_kernels.split(",") if k.strip()])
-    peers, missing = {**ours, **peers}, {**not_ours, **missing}
+    alias = {f"inbedder-{n.removeprefix('inbedder ')}": n for n in ours}  # bench_encoder owns "inbedder " names
+    peers, missing = {**{a: ours[n] for a, n in alias.items()}, **peers}, {**not_ours, **missing}
     variants = args.variants or default_variants()
     res = bench_encoder("minilm", texts, variants, batch_size=args.batch_size, rounds=args.rounds,
                         warmup=args.warmup if args.warmup is not None else -(-len(texts) // args.batch_size),
@@ -252,7 +253,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
              "bfloat16": peak_gemm_flops(torch.bfloat16, 2048 if fast_bf16(torch.device("cpu")) else 512, 2)}
     if args.work is None:
         shutil.rmtree(work, ignore_errors=True)
-    vectors = res.pop("vectors")
+    vectors = {alias.get(n, n): v for n, v in res.pop("vectors").items()}
+    res["variants"] = {alias.get(n, n): row for n, row in res["variants"].items()}
     reference = vectors.get(REFERENCE, vectors["inbedder float32"])
     base, st = res["variants"]["inbedder float32"], res["variants"].get(REFERENCE)
     for name, row in res["variants"].items():
