@@ -200,3 +200,25 @@ def test_onnx_matches_torch_on_minilm_over_sts_b(ort: Any) -> None:
     want = load("minilm", device="cpu").encode(texts, show_progress_bar=False)
     got = load("minilm", backend="onnx").encode(texts, show_progress_bar=False)
     assert np.abs(got - want).max() <= PARITY
+
+
+def test_an_adapter_folder_runs_its_merged_weights_on_onnx(ort: Any, tiny_decoder_dir: Path, tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    from inbedder import loading
+
+    adapter = tmp_path / "adapter"
+    adapter.mkdir()
+
+    def merge(model: Any, path: Path) -> int:  # stands in for adding a LoRA adapter into the weights
+        with torch.no_grad():
+            model.layers[0].mlp.down_proj.weight.mul_(1.5)
+        return 1
+
+    monkeypatch.setattr(loading, "adapter_base", lambda path: str(tiny_decoder_dir) if path == adapter else None)
+    monkeypatch.setattr(loading, "merge_adapter", merge)
+    merged = load(adapter, device="cpu")
+    plain = load(tiny_decoder_dir, device="cpu").encode(TEXTS)
+    want = merged.encode(TEXTS)
+    assert np.abs(want - plain).max() > 1e-3  # the merge changed the vectors
+    on_onnx = load(adapter, backend="onnx")
+    assert on_onnx.encoder.backend == "onnx" and np.abs(on_onnx.encode(TEXTS) - want).max() <= PARITY

@@ -98,12 +98,15 @@ def load(name_or_path: str | os.PathLike[str], *, family: str | None = None, dev
     path = Path(os.fspath(name_or_path)).expanduser()
     base = adapter_base(path)
     if base is not None:  # a LoRA adapter folder (`inbedder train distill`): its base model with the adapter added in
-        model = load(base, family=family, device=dev, dtype=dtype, backend=backend, trust_remote_code=trust_remote_code,
+        model = load(base, family=family, device=dev, dtype=dtype, trust_remote_code=trust_remote_code,
                      reencoder=reencoder, **{**directory_defaults(path), **options})
-        merge_adapter(model.encoder.model, path)
+        merged: Any = model.encoder
+        merge_adapter(merged.model, path)
         model.name, model.source = str(name_or_path), str(path)
         if quant is not None:
-            apply_quantization(model.encoder, quant, dev)
+            apply_quantization(merged, quant, dev)
+        if check_backend(engine, Family(model.family), dev, dt, quant is not None):  # exported after the merge,
+            apply_backend(merged, engine, cache=False)  # never kept: the cache is keyed by the base's weights file
         return model
     location = resolve(name_or_path)
     fam = parse_choice(Family, family, "family") if family is not None else detect_family(location)
