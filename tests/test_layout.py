@@ -14,7 +14,7 @@ LAYERS = [
     ["choices", "fingerprint", "prompts", "inputs"],
     ["model_parts", "converted", "registry", "model_files", "speed", "onnx_backend", "adapters", "encoders",
      "cache.packed", "cache.store", "cache.directory", "cache"],
-    ["finishing", "encode_settings", "batching", "long_text", "multi_instruction", "engine"],
+    ["finishing", "encode_settings", "batching", "long_text", "multi_instruction", "reencoding", "engine"],
     ["loading"],
     ["load_free"],
     ["io"],

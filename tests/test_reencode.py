@@ -32,7 +32,7 @@ def test_load_sets_a_default_reencoder_by_name(llama_dir: Path, tiny_bert_dir: P
     np.testing.assert_allclose(vectors, tiny_bert.encode(answers), atol=1e-6)
     by_name = model.encode(TEXTS, instruction=ANIMAL, reencoder=str(tiny_bert_dir))
     np.testing.assert_allclose(by_name, vectors, atol=1e-6)
-    assert list(model._loaded) == [str(tiny_bert_dir)]  # loaded once, reused
+    assert list(model.loaded_reencoders) == [str(tiny_bert_dir)]  # loaded once, reused
 
 
 def test_reencoder_with_an_encode_method_and_the_cache(llama, tmp_path: Path) -> None:

@@ -11,7 +11,6 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -19,20 +18,21 @@ from .batching import Rows, keep_dimensions, run_batches, warn_truncated
 from .cache.directory import DirCache
 from .cache.store import EmbeddingCache, open_cache
 from .choices import parse_device
-from .encode_settings import check_batch_size
+from .encode_settings import EncodeSettings
 from .encoders.base import BatchResult, Encoder, Output, Pair
 from .errors import InputError
 from .fingerprint import settings_digest, weights_fingerprint
 from .finishing import check_finite
 from .inputs import to_pairs
-from .long_text import LongTexts, split_long, split_options
 from .long_text import pool as pool_windows
+from .long_text import split_long, split_options
+from .multi_instruction import expand, run_questions, shares_input, split
+from .reencoding import embed_answers, resolve
 from .speed import check_device_for
 
 log = logging.getLogger("inbedder")
 
 CHARS_PER_TOKEN = 4  # for a token budget where the family cannot count tokens
-TRUNCATE = LongTexts()
 
 
 class Embedder(nn.Module):
@@ -53,7 +53,7 @@ class Embedder(nn.Module):
         self.source = source
         self.loader = loader  # loads a reencoder given by name (inbedder.load passes itself)
         self.default_reencoder: Any = None  # encode(reencoder=None) uses it: embeds an answer family's answers
-        self._loaded: dict[str, Embedder] = {}  # reencoders loaded by name
+        self.loaded_reencoders: dict[str, Embedder] = {}  # reencoders loaded by name
 
     @property
     def family(self) -> str:
@@ -62,8 +62,8 @@ class Embedder(nn.Module):
     @property
     def dim(self) -> int:
         """Length of the sentence vectors (the reencoder's, when one is set)."""
-        second = self.default_reencoder
-        return second.dim if isinstance(second, Embedder) else self.encoder.dim
+        reencoder = self.default_reencoder
+        return reencoder.dim if isinstance(reencoder, Embedder) else self.encoder.dim
 
     @property
     def device(self) -> torch.device:
@@ -103,89 +103,27 @@ class Embedder(nn.Module):
         for one text; per-row lists as k lists of n), as k calls would give it; the causal family computes each
         text's input once for all k (:mod:`inbedder.multi_instruction`), and there ``batch_size`` counts texts.
         """
-        check_batch_size(batch_size)
-        if max_tokens_per_batch is not None and (not isinstance(max_tokens_per_batch, int)
-                                                 or isinstance(max_tokens_per_batch, bool) or max_tokens_per_batch < 1):
-            raise InputError(f"max_tokens_per_batch must be a positive int or None; got {max_tokens_per_batch!r}")
-        out = Output.parse(output)
-        long = LongTexts(long_text, chunk_overlap)  # type: ignore[arg-type]
-        check_dimensions(dimensions, self.dim, out)
-        if long.chunk and (out is not Output.SENTENCE or return_generations):
-            raise InputError("long_text='chunk' gives sentence vectors only (pooled over windows); got "
-                             f"output={out.value!r}, return_generations={return_generations}")
-        shape: tuple[int, bool] | None = None  # with instructions=: k and whether one text was given
+        settings = EncodeSettings(self.dim, batch_size, max_tokens_per_batch, normalize, output, convert_to_tensor,
+                                  show_progress_bar, return_generations, long_text, chunk_overlap, dimensions)
+        layout: tuple[int, bool] | None = None  # with instructions=: k and whether one text was given
         if instructions is not None:
-            from .multi_instruction import expand, split
-
             texts, every, k, one = expand(texts, instruction, instructions)
-            instruction, shape = list(every), (k, one)
+            instruction, layout = list(every), (k, one)
         pairs, single = to_pairs(texts, instruction)
-        questions = shape is not None
-
-        def done(value: Any) -> Any:
-            return value if shape is None else split(value, *shape, out, return_generations)
-
-        self.encoder.check_options(options)
-        if return_generations and not self.encoder.answers:
-            raise InputError(f"return_generations=True needs an answer family; this model is {self.family!r}")
-        if device is not None:
-            check_device_for(self.encoder, parse_device(device))
-            self.to(parse_device(device))
-        second = self.reencoder_for(reencoder)
-        if second is not None:
-            if long.chunk:
-                raise InputError("long_text='chunk' pools the model's own vectors; it cannot be used with reencoder=")
-            if out is not Output.SENTENCE:
-                raise InputError(f"reencoder= gives sentence vectors only; got output={out.value!r}")
-            batching = {"batch_size": batch_size, "max_tokens_per_batch": max_tokens_per_batch,
-                        "show_progress_bar": show_progress_bar, "cache": cache}
-            _, answers = self.encode(texts, instruction, return_generations=True, cache_dir=cache_dir, reencoder=False,
-                                     **batching, **options)
-            rows = [answers] if single else answers
-            if isinstance(second, Embedder):
-                vectors = second.encode(rows, convert_to_tensor=True, **batching)
-            else:  # e.g. a sentence-transformers model
-                vectors = torch.as_tensor(np.asarray(second.encode(rows)), dtype=torch.float32)
-            return done(self._finish(Rows(vectors, rows), out, single, normalize, convert_to_tensor,
-                                     return_generations, dimensions))
-        store = open_cache(cache)
-        if (store is not None or cache_dir is not None) and out is not Output.SENTENCE:
-            raise InputError(f"cache and cache_dir keep sentence vectors only; got output={out.value!r}")
-        directory = None
-        finish = (out, single, normalize, convert_to_tensor, return_generations, dimensions)
-        if cache_dir is not None:
-            directory = self._dir_cache(cache_dir, pairs, {**options, **long.key()})
-            hit = directory.load()
-            if hit is not None:
-                return done(self._finish(Rows(*hit), *finish))
-        if store is not None:
-            rows = self._cached_run(store, pairs, batch_size, show_progress_bar, options, return_generations,
-                                    budget=max_tokens_per_batch, long=long, questions=questions)
+        self._prepare(settings, options, device)
+        reencoding_model = self.reencoder_for(reencoder)
+        if reencoding_model is not None:
+            rows = embed_answers(self, reencoding_model, texts, instruction, single, settings, cache=cache,
+                                 cache_dir=cache_dir, options=options, embedder=isinstance(reencoding_model, Embedder))
         else:
-            rows = self._compute(pairs, out, batch_size, show_progress_bar, options, generations=return_generations,
-                                 budget=max_tokens_per_batch, long=long, questions=questions)
-        if directory is not None:
-            directory.save(rows.vectors, rows.answers)
-        return done(self._finish(rows, *finish))
+            rows = self._rows(pairs, settings, options, cache, cache_dir, questions=layout is not None)
+        value = self._finish(rows, settings, single)
+        return value if layout is None else split(value, *layout, settings.kind, settings.generations)
 
     def reencoder_for(self, reencoder: Any) -> Any:
-        """The model that embeds the answers (loaded once per name), or None; checks that answers exist."""
-        reencoder = self.default_reencoder if reencoder is None else reencoder
-        if reencoder is None or reencoder is False:  # False: this call embeds with the model itself
-            return None
-        if not self.encoder.answers:
-            raise InputError(f"reencoder= embeds generated answers; this model is {self.family!r}, which has none")
-        if isinstance(reencoder, (str, os.PathLike)):
-            name = str(reencoder)
-            if self.loader is None:
-                raise InputError(f"reencoder={name!r} names a model, and this Embedder was not made by "
-                                 "inbedder.load (it has no loader); pass the loaded model instead")
-            if name not in self._loaded:
-                self._loaded[name] = self.loader(name, device=self.device)
-            reencoder = self._loaded[name]
-        if not callable(getattr(reencoder, "encode", None)):
-            raise InputError(f"reencoder must be a model name, an Embedder or have encode(texts); got {reencoder!r}")
-        return reencoder
+        """The model that embeds the answers (loaded once per name), or None; checks that answers exist
+        (:func:`inbedder.reencoding.resolve`)."""
+        return resolve(self, reencoder)
 
     def model_key(self, options: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         """What identifies this model's vectors: weights fingerprint, family settings, call options (the family's
@@ -197,16 +135,46 @@ class Embedder(nn.Module):
 
     # -- internals ----------------------------------------------------------------------------------------
 
-    def _cached_run(self, store: EmbeddingCache, pairs: list[Pair], batch_size: int, show: bool | None,
-                    options: dict[str, Any], need_answers: bool, budget: int | None = None,
-                    long: LongTexts = TRUNCATE, questions: bool = False) -> Rows:
+    def _prepare(self, settings: EncodeSettings, options: dict[str, Any], device: str | torch.device | None) -> None:
+        """Check the family's options and that it can answer, and move the model to ``device``."""
+        self.encoder.check_options(options)
+        if settings.generations and not self.encoder.answers:
+            raise InputError(f"return_generations=True needs an answer family; this model is {self.family!r}")
+        if device is not None:
+            check_device_for(self.encoder, parse_device(device))
+            self.to(parse_device(device))
+
+    def _rows(self, pairs: list[Pair], settings: EncodeSettings, options: dict[str, Any], cache: Any,
+              cache_dir: str | os.PathLike[str] | None, questions: bool = False) -> Rows:
+        """The model's rows for ``pairs``: from ``cache_dir`` when it holds this call, else computed (through the
+        persistent ``cache`` when given) and kept in ``cache_dir``."""
+        store = open_cache(cache)
+        if (store is not None or cache_dir is not None) and not settings.sentences:
+            raise InputError(f"cache and cache_dir keep sentence vectors only; got output={settings.kind.value!r}")
+        directory = None
+        if cache_dir is not None:
+            directory = self._dir_cache(cache_dir, pairs, {**options, **settings.long.key()})
+            hit = directory.load()
+            if hit is not None:
+                return Rows(*hit)
+        if store is not None:
+            rows = self._cached_run(store, pairs, settings, options, questions)
+        else:
+            rows = self._compute(pairs, settings, options, questions=questions)
+        if directory is not None:
+            directory.save(rows.vectors, rows.answers)
+        return rows
+
+    def _cached_run(self, store: EmbeddingCache, pairs: list[Pair], settings: EncodeSettings,
+                    options: dict[str, Any], questions: bool = False) -> Rows:
         """Look rows up in the persistent cache; compute and store the missing ones batch by batch (at the end, for
         windows pooled into rows)."""
+        long = settings.long
         model_key, about = self.model_key({**options, **long.key()})
         store.register_model(model_key, self.name, about)
         unique = list(dict.fromkeys(pairs))
         found = store.get_many(model_key, unique)
-        if need_answers:
+        if settings.generations:
             found = {p: hit for p, hit in found.items() if hit[1] is not None}
         missing = [p for p in unique if p not in found]
 
@@ -216,8 +184,7 @@ class Embedder(nn.Module):
         vectors = {p: torch.from_numpy(v) for p, (v, _) in found.items()}
         answers = {p: a for p, (_, a) in found.items()}
         if missing:
-            computed = self._compute(missing, Output.SENTENCE, batch_size, show, options, on_batch=save,
-                                     budget=budget, generations=need_answers, long=long, questions=questions)
+            computed = self._compute(missing, settings, options, on_batch=save, questions=questions)
             if long.chunk:
                 save(missing, BatchResult(computed.vectors, answers=computed.answers))
             for i, p in enumerate(missing):
@@ -233,36 +200,32 @@ class Embedder(nn.Module):
                  "settings": settings_digest(self.encoder.settings(), options), "inputs": settings_digest(pairs)}
         return DirCache(cache_dir, settings_digest(about), about)
 
-    def _compute(self, pairs: list[Pair], out: Output, batch_size: int, show: bool | None, options: dict[str, Any],
-                 on_batch: Callable[[list[Pair], BatchResult], None] | None = None, generations: bool = False,
-                 budget: int | None = None, long: LongTexts = TRUNCATE, questions: bool = False) -> Rows:
+    def _compute(self, pairs: list[Pair], settings: EncodeSettings, options: dict[str, Any],
+                 on_batch: Callable[[list[Pair], BatchResult], None] | None = None, questions: bool = False) -> Rows:
         """:meth:`_run`, or in chunk mode :meth:`_run` over the windows of the rows too long to fit, pooled back
         into rows (``on_batch`` then is not called: a batch holds windows, not rows)."""
-        if not long.chunk:
-            return self._run(pairs, out, batch_size, show, options, on_batch, generations, budget, questions)
-        chunks = split_long(self.encoder, pairs, long, options)
+        if not settings.long.chunk:
+            return self._run(pairs, settings, options, on_batch, questions)
+        chunks = split_long(self.encoder, pairs, settings.long, options)
         if chunks.split:
             log.info("%d of %d texts were longer than the model's maximum length and were embedded in %d windows",
                      chunks.split, len(pairs), len(chunks.pieces) - len(pairs) + chunks.split)
-        rows = self._run(chunks.pieces, out, batch_size, show, options, budget=budget)
+        rows = self._run(chunks.pieces, settings, options)
         vectors = pool_windows(rows.vectors, chunks, len(pairs), self.encoder.normalizes)
         return Rows(vectors)
 
-    def _run(self, pairs: list[Pair], out: Output, batch_size: int, show: bool | None, options: dict[str, Any],
-             on_batch: Callable[[list[Pair], BatchResult], None] | None = None, generations: bool = False,
-             budget: int | None = None, questions: bool = False) -> Rows:
+    def _run(self, pairs: list[Pair], settings: EncodeSettings, options: dict[str, Any],
+             on_batch: Callable[[list[Pair], BatchResult], None] | None = None, questions: bool = False) -> Rows:
         """Run the family over the unique pairs, longest first, and return rows in input order.
 
         Answer families are told whether generations are wanted (``return_generations``), so a one-pass output
         value can skip ``generate()`` when they are not. With ``questions`` (several questions over one corpus)
         a family that computes a text's input once for all its questions gets batches of texts instead."""
-        if questions:
-            from .multi_instruction import run_questions, shares_input
-
-            if shares_input(self, out, generations, options):
-                return run_questions(self, pairs, batch_size, show, options, on_batch, budget)
+        batch_size, budget, show = settings.batch_size, settings.max_tokens_per_batch, settings.show_progress
+        if questions and shares_input(self, settings.kind, settings.generations, options):
+            return run_questions(self, pairs, batch_size, show, options, on_batch, budget)
         if self.encoder.answers:
-            options = {**options, "return_generations": generations}
+            options = {**options, "return_generations": settings.generations}
         unique: dict[Pair, int] = {}
         index = [unique.setdefault(p, len(unique)) for p in pairs]
         keys = list(unique)
@@ -275,7 +238,7 @@ class Embedder(nn.Module):
 
         def run(rows: list[int]) -> BatchResult:
             batch = [keys[i] for i in rows]
-            result = self.encoder.embed_batch(batch, out, **options)
+            result = self.encoder.embed_batch(batch, settings.kind, **options)
             if on_batch is not None:
                 on_batch(batch, result)
             return result
@@ -300,36 +263,24 @@ class Embedder(nn.Module):
 
         return Rows(vectors, column("answers"), column("tokens"), column("instruction_tokens"))
 
-    def _finish(self, rows: Rows, out: Output, single: bool, normalize: bool, as_tensor: bool,
-                return_generations: bool, dimensions: int | None = None) -> Any:
-        """Normalize (or keep ``dimensions`` and renormalize), check, convert and shape the output."""
+    def _finish(self, rows: Rows, settings: EncodeSettings, single: bool) -> Any:
+        """Normalize (or keep ``dimensions`` and renormalize) on the model's device, check (:mod:`inbedder.finishing`),
+        convert and shape what ``encode`` returns."""
         vectors = rows.vectors.float()
-        if dimensions is not None:
-            vectors = keep_dimensions(vectors, dimensions)
-        elif normalize:
+        if settings.dimensions is not None:
+            vectors = keep_dimensions(vectors, settings.dimensions)
+        elif settings.normalize:
             vectors = torch.nn.functional.normalize(vectors, p=2, dim=1)
-        convert = (lambda t: t.detach().cpu()) if as_tensor else (lambda t: t.detach().cpu().numpy())
+        convert = (lambda t: t.detach().cpu()) if settings.as_tensor else (lambda t: t.detach().cpu().numpy())
         value: Any = convert(vectors)
-        check_finite(value.numpy() if as_tensor else value)
-        if out is not Output.SENTENCE:
+        check_finite(value.numpy() if settings.as_tensor else value)
+        if not settings.sentences:
             tokens = [convert(t.float()) for t in rows.tokens or []]
             instr = [convert(t.float()) for t in rows.instruction_tokens or []]
-            value = tokens if out is Output.TOKEN else (value, tokens, instr)
+            value = tokens if settings.kind is Output.TOKEN else (value, tokens, instr)
         if single:
             value = tuple(v[0] for v in value) if isinstance(value, tuple) else value[0]
-        if return_generations:
+        if settings.generations:
             answers = rows.answers or []
             return value, (answers[0] if single else answers)
         return value
-
-
-def check_dimensions(dimensions: Any, dim: int, out: Output) -> None:
-    """``dimensions`` is None or an int in ``1 .. dim`` (sentence vectors only)."""
-    if dimensions is None:
-        return
-    if isinstance(dimensions, bool) or not isinstance(dimensions, int):
-        raise InputError(f"dimensions must be an int or None; got {dimensions!r}")
-    if not 1 <= dimensions <= dim:
-        raise InputError(f"dimensions={dimensions} is out of range: this model's vectors have {dim} dimensions")
-    if out is not Output.SENTENCE:
-        raise InputError(f"dimensions= shortens sentence vectors only; got output={out.value!r}")
