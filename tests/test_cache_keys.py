@@ -17,6 +17,7 @@ from click.testing import CliRunner, Result
 from inbedder.cache import EmbeddingCache
 from inbedder.cache.keys import file_stats, request_key
 from inbedder.cli import main
+from inbedder.errors import InputError
 from inbedder.load_free import encode_cached
 
 TEXTS = ["a cat sat on the mat", "the bank raised its rate", "a dog ran in the park"]
@@ -119,10 +120,12 @@ def test_library_helper_equals_encode(tiny_bert: Any, model_dir: Path, tmp_path:
     assert again.dtype == np.float32 and again.shape == (3, tiny_bert.dim)
 
 
-def test_fully_cached_cli_run_imports_neither_torch_nor_numpy_nor_click(model_dir: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("asked", [[], ["--instruction", "Which animal?", "--instruction", "Which place?"]])
+def test_fully_cached_cli_run_imports_neither_torch_nor_numpy_nor_click(model_dir: Path, tmp_path: Path,
+                                                                         asked: list[str]) -> None:
     cache = tmp_path / "c.sqlite"
     args = ["embed", "-m", str(model_dir), "--device", "cpu", "--cache", str(cache), "-o", str(tmp_path / "v.npy"),
-            *TEXTS]
+            *asked, *TEXTS]
     run(*args)
     code = (f"import sys\nsys.argv = ['inbedder', *{args!r}]\nfrom inbedder.cli import run\nrun()\n"
             "print('torch' in sys.modules, 'numpy' in sys.modules, 'click' in sys.modules)")
@@ -211,3 +214,17 @@ def test_similarity_rerun_reads_the_cache_without_loading(tiny_bert: Any, model_
     run(*args, "-o", tmp_path / "3.npy")
     assert len(loads) == 2
     np.testing.assert_allclose(np.load(tmp_path / "3.npy")[:, :3], np.load(tmp_path / "1.npy"), rtol=0, atol=1e-6)
+
+
+def test_a_bad_batch_size_is_refused_even_when_every_row_is_cached(model_dir: Path, tmp_path: Path) -> None:
+    cache = tmp_path / "c.sqlite"
+    encode_cached(model_dir, TEXTS, INSTR, device="cpu", cache=cache)
+    for bad in (0, True, "8"):
+        with pytest.raises(InputError, match=f"batch_size must be a positive int; got {bad!r}"):
+            encode_cached(model_dir, TEXTS, INSTR, device="cpu", cache=cache, batch_size=bad)
+    from inbedder.cli.fast import serve_cached
+
+    args = ["embed", "-m", str(model_dir), "--device", "cpu", "--instruction", INSTR, "--cache", str(cache), "-o",
+            str(tmp_path / "v.npy"), *TEXTS]
+    assert not serve_cached([*args, "--batch-size", "0"])  # the click command reports it
+    assert serve_cached([*args, "--batch-size", "4"])

@@ -158,3 +158,42 @@ def test_unknown_encode_option_and_generations_on_an_encoder(tiny_bert) -> None:
         tiny_bert.encode(["a"], max_new_tokens=3)
     with pytest.raises(InputError, match="answer family"):
         tiny_bert.encode(["a"], return_generations=True)
+
+
+def test_the_engine_and_cached_rows_report_non_finite_rows_alike(tiny_bert, monkeypatch) -> None:
+    from inbedder.finishing import finish_rows
+
+    def broken(pairs, output, **options):
+        vectors = torch.ones(len(pairs), tiny_bert.dim)
+        vectors[2, 0] = float("inf")
+        return BatchResult(vectors)
+
+    monkeypatch.setattr(tiny_bert.encoder, "embed_batch", broken)
+    with pytest.raises(NonFiniteError) as engine:
+        tiny_bert.encode(["a", "b", "c"], convert_to_tensor=True, normalize=True)
+    rows = np.ones((3, tiny_bert.dim), dtype=np.float32)
+    rows[2, 0] = np.inf
+    with pytest.raises(NonFiniteError) as cached:
+        finish_rows(rows, normalize=True)
+    assert str(engine.value) == str(cached.value) and "rows [2]" in str(cached.value)
+    rows[2, 0] = 1.0
+    assert finish_rows(rows, dimensions=2)[2].tolist() == pytest.approx([0.7071068, 0.7071068])  # cut, then scaled
+
+
+def test_encode_settings_are_frozen_and_checked_in_the_order_encode_names_them() -> None:
+    import dataclasses
+
+    from inbedder.encode_settings import EncodeSettings
+
+    settings = EncodeSettings(32, output="token", long_text="truncate")
+    assert settings.kind is Output.TOKEN and not settings.sentences and not settings.long.chunk
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        settings.normalize = True  # type: ignore[misc]
+    with pytest.raises(InputError, match="batch_size must be a positive int; got True"):
+        EncodeSettings(32, batch_size=True, output="nope")  # batch_size first
+    with pytest.raises(InputError, match="max_tokens_per_batch must be a positive int or None; got 0"):
+        EncodeSettings(32, max_tokens_per_batch=0, output="nope")
+    with pytest.raises(InputError, match="dimensions=33 is out of range: this model's vectors have 32"):
+        EncodeSettings(32, dimensions=33, long_text="chunk", output="token")
+    with pytest.raises(InputError, match="long_text='chunk' gives sentence vectors only"):
+        EncodeSettings(32, long_text="chunk", generations=True)

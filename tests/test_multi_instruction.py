@@ -95,3 +95,10 @@ def test_cli_cluster_with_several_instructions(llama_dir, tmp_path) -> None:
     assert [s["instruction"] for s in json.loads(summary.read_text())] == questions
     refused = CliRunner().invoke(main, [*args, "--report", str(tmp_path / "r.html")])
     assert refused.exit_code == 1 and "give one --instruction" in refused.output
+
+
+def test_under_each_lays_rows_out_instruction_by_instruction() -> None:
+    from inbedder.multi_instruction import under_each
+
+    assert under_each(["a", "b", "c"], ["q1", "q2"]) == (["a", "b", "c"] * 2, ["q1"] * 3 + ["q2"] * 3)
+    assert under_each([], ["q"]) == ([], [])
