@@ -149,22 +149,34 @@ def _served(store: EmbeddingCache | None, model: str | os.PathLike[str], texts: 
 
 
 def _all_rows(store: EmbeddingCache, key: str | None, pairs: Sequence[Pair], answers: bool = False) -> Found | None:
-    """Every row's (vector bytes, answer) in order, or None when the request or any row is unknown; with
-    ``answers``, also when the model generates answers and some row was cached without its answer.
-
-    A full hit is recorded as a run (``inbedder cache stats`` shows it); a miss records nothing, since the
-    encode that follows records its own run.
-    """
+    """Every row's (vector bytes, answer) in order for the model the request ``key`` loaded (see
+    :func:`rows_of_model`), or None when the request is unknown; with ``answers``, also when the model generates
+    answers and some row was cached without its answer."""
     known = store.request(key) if key is not None else None
     if known is None:
         return None
     model_key, about = known
+    # a model recorded as generating none has no answer to miss; an answer family's row cached by a one-pass
+    # readout (or any row of a request recorded before 'answers' was) lacks its answer: a miss
+    return rows_of_model(store, model_key, pairs, answers=answers and about.get("answers") is not False)
+
+
+def rows_of_model(store: EmbeddingCache, model_key: str, pairs: Sequence[Pair], *, answers: bool = False,
+                  dim: int | None = None) -> Found | None:
+    """Every row's (vector bytes, answer) in order under ``model_key``, or None when any row is missing; with
+    ``answers``, also when one was cached without its answer; with ``dim``, also when one is not ``dim`` float32s.
+
+    A full hit is recorded as a run (``inbedder cache stats`` shows it); a miss records nothing, since the
+    encode that follows records its own run.
+    """
     unique = list(dict.fromkeys(pairs))
     found = store.get_many_raw(model_key, unique)
     if len(found) < len(unique):
         return None
-    if answers and about.get("answers") is not False and any(found[p][1] is None for p in unique):
-        return None  # an answer family's row cached by a one-pass readout (or a request recorded before 'answers')
+    if answers and any(found[p][1] is None for p in unique):
+        return None
+    if dim is not None and any(len(found[p][0]) != 4 * dim for p in unique):
+        return None
     store.record_run(model_key, len(unique), 0)
     return [found[p] for p in pairs]
 

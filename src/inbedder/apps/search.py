@@ -300,6 +300,7 @@ class SearchIndex:
         (:meth:`model_key`), else None. Loads no model and imports no torch; a full hit is recorded as a run."""
         from ..cache.store import open_cache
         from ..inputs import to_pairs
+        from ..load_free import rows_of_model
 
         key = self.model_key()
         if cache is None or cache is False or key is None or not queries:
@@ -311,17 +312,10 @@ class SearchIndex:
         if not all(isinstance(text, str) for _, text in pairs):
             return None
         store = open_cache(cache)
-        if store is None:
+        found = rows_of_model(store, key, pairs, dim=int(self.vectors.shape[1])) if store is not None else None
+        if found is None:
             return None
-        unique = list(dict.fromkeys(pairs))
-        found = store.get_many_raw(key, unique)
-        if len(found) < len(unique):
-            return None
-        dim = int(self.vectors.shape[1])
-        if any(len(found[p][0]) != 4 * dim for p in unique):
-            return None
-        store.record_run(key, len(unique), 0)
-        return np.stack([np.frombuffer(found[p][0], dtype="<f4") for p in pairs]).astype(np.float32)
+        return np.stack([np.frombuffer(vector, dtype="<f4") for vector, _ in found]).astype(np.float32)
 
     def search_vectors(self, vectors: Any, k: int = 10) -> list[list[Hit]]:
         """Top-``k`` hits for query vectors already embedded by the index's model (not checked)."""
