@@ -135,13 +135,18 @@ def test_overlong_texts_are_truncated_with_one_warning_counting_rows(tiny_bert) 
     assert np.isfinite(v).all()
 
 
-def test_non_finite_output_is_an_error_naming_rows(tiny_bert, monkeypatch) -> None:
+def break_row(model, monkeypatch, row: int, value: float) -> None:
+    """The family of ``model`` gives ones, with ``value`` in the first column of row ``row``."""
     def broken(pairs, output, **options):
-        vectors = torch.ones(len(pairs), tiny_bert.dim)
-        vectors[1, 0] = float("nan")
+        vectors = torch.ones(len(pairs), model.dim)
+        vectors[row, 0] = value
         return BatchResult(vectors)
 
-    monkeypatch.setattr(tiny_bert.encoder, "embed_batch", broken)
+    monkeypatch.setattr(model.encoder, "embed_batch", broken)
+
+
+def test_non_finite_output_is_an_error_naming_rows(tiny_bert, monkeypatch) -> None:
+    break_row(tiny_bert, monkeypatch, 1, float("nan"))
     with pytest.raises(NonFiniteError, match=r"rows \[1\]"):
         tiny_bert.encode(["a", "b", "c"])
 
@@ -163,12 +168,7 @@ def test_unknown_encode_option_and_generations_on_an_encoder(tiny_bert) -> None:
 def test_the_engine_and_cached_rows_report_non_finite_rows_alike(tiny_bert, monkeypatch) -> None:
     from inbedder.finishing import finish_rows
 
-    def broken(pairs, output, **options):
-        vectors = torch.ones(len(pairs), tiny_bert.dim)
-        vectors[2, 0] = float("inf")
-        return BatchResult(vectors)
-
-    monkeypatch.setattr(tiny_bert.encoder, "embed_batch", broken)
+    break_row(tiny_bert, monkeypatch, 2, float("inf"))
     with pytest.raises(NonFiniteError) as engine:
         tiny_bert.encode(["a", "b", "c"], convert_to_tensor=True, normalize=True)
     rows = np.ones((3, tiny_bert.dim), dtype=np.float32)
