@@ -68,7 +68,7 @@ def converted_copies(gguf: Path) -> list[Path]:
 def find_converted(gguf: Path) -> Path | None:
     """The complete converted copy of ``gguf`` made from this very file, or None (then, once per file and process,
     a line on stderr says what the first load writes where and about how long it takes)."""
-    found = _find(gguf)
+    found = existing_copy(gguf)
     if found is None and enabled() and str(gguf) not in _announced:
         _announced.add(str(gguf))
         grow, seconds = first_load_cost(gguf.stat().st_size)
@@ -79,7 +79,8 @@ def find_converted(gguf: Path) -> Path | None:
     return found
 
 
-def _find(gguf: Path) -> Path | None:
+def existing_copy(gguf: Path) -> Path | None:
+    """The complete converted copy of ``gguf`` made from this very file, or None; says nothing."""
     if not enabled():
         return None
     target = converted_dir(gguf)
@@ -104,7 +105,7 @@ def save_converted(gguf: Path, save: Callable[[Path], object]) -> Path | None:
 
         target.parent.mkdir(parents=True, exist_ok=True)
         with FileLock(f"{target}.lock"):
-            if _find(gguf) is not None:  # another process converted it while this one waited
+            if existing_copy(gguf) is not None:  # another process converted it while this one waited
                 return target
             shutil.rmtree(target, ignore_errors=True)  # an unfinished copy (no marker) from an earlier run
             save(temp)

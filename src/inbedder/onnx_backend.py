@@ -150,7 +150,7 @@ def runtime_for(transformer: nn.Module, example: dict[str, torch.Tensor], cache:
     ``cache=False`` (weights changed since they were read: an adapter merged in, say) exports for this process."""
     source = weights_file(transformer) if cache else None
     if source is not None:
-        found = converted._find(source)  # find_converted() would announce a GGUF conversion
+        found = converted.existing_copy(source)  # find_converted() would announce a GGUF conversion
         if found is None:
             found = converted.save_converted(source, lambda folder: export(transformer, example, folder))
         if _readable(found):
