@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import os
 import sys
 from pathlib import Path
@@ -103,3 +104,14 @@ def loads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
     monkeypatch.setattr(inbedder.loading, "load", counting)
     return seen
+
+
+@pytest.fixture(scope="session")
+def sts_sentences() -> list[str]:
+    """300 STS-B test sentences (both sides of every ninth pair) from the public datasets beside the checkout."""
+    data = Path(__file__).resolve().parents[2] / "shared" / "data" / "stsbenchmark" / "sts-test.jsonl"
+    if not data.exists():
+        pytest.skip(f"no STS-B test split at {data}")
+    with open(data, encoding="utf-8") as f:
+        rows = [json.loads(line) for line in f]
+    return [t for r in rows[::9] for t in (r["sentence1"], r["sentence2"])][:300]

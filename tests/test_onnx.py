@@ -190,13 +190,8 @@ def test_export_needs_a_padded_example(tiny_bert: Any, tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_onnx_matches_torch_on_minilm_over_sts_b(ort: Any) -> None:
-    data = Path(__file__).resolve().parents[2] / "shared" / "data" / "stsbenchmark" / "sts-test.jsonl"
-    if not data.exists():
-        pytest.skip(f"no STS-B test split at {data}")
-    with open(data, encoding="utf-8") as f:
-        rows = [json.loads(line) for line in f]
-    texts = [t for r in rows[::9] for t in (r["sentence1"], r["sentence2"])][:300]
+def test_onnx_matches_torch_on_minilm_over_sts_b(ort: Any, sts_sentences: list[str]) -> None:
+    texts = sts_sentences
     want = load("minilm", device="cpu").encode(texts, show_progress_bar=False)
     got = load("minilm", backend="onnx").encode(texts, show_progress_bar=False)
     assert np.abs(got - want).max() <= PARITY

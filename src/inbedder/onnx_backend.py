@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import json
 import tempfile
-import time
 import warnings
 from pathlib import Path
 from typing import Any
@@ -35,6 +34,7 @@ from torch import nn
 from . import converted
 from .choices import Backend, DType, Family
 from .errors import InputError, ModelLoadError, require
+from .speed import best_seconds
 
 FAMILIES = (Family.INSTRUCTOR, Family.DECODER)
 FORMAT = 1  # of the exported folder; a folder of another format is not read
@@ -159,16 +159,6 @@ def runtime_for(transformer: nn.Module, example: dict[str, torch.Tensor], cache:
         return OnnxTransformer(export(transformer, example, Path(temp)))
 
 
-def _best(run: Any, repeats: int = 3) -> float:
-    best = float("inf")
-    for i in range(repeats + 1):
-        start = time.perf_counter()
-        run()
-        if i:  # the first is a warm-up
-            best = min(best, time.perf_counter() - start)
-    return max(best, 1e-9)
-
-
 def measure(transformer: nn.Module, runtime: OnnxTransformer, probe: dict[str, torch.Tensor]) -> tuple[float, float]:
     """torch's time over ONNX Runtime's on ``probe`` (alternating, best of 3 each), and the min cosine of their
     mean-pooled hidden states."""
@@ -184,8 +174,8 @@ def measure(transformer: nn.Module, runtime: OnnxTransformer, probe: dict[str, t
         cosine = float(torch.nn.functional.cosine_similarity(want, got).min())
         times = {"torch": float("inf"), "onnx": float("inf")}
         for _ in range(2):
-            times["torch"] = min(times["torch"], _best(lambda: transformer(**probe), 2))
-            times["onnx"] = min(times["onnx"], _best(lambda: runtime(**probe), 2))
+            times["torch"] = min(times["torch"], best_seconds(lambda: transformer(**probe), 2))
+            times["onnx"] = min(times["onnx"], best_seconds(lambda: runtime(**probe), 2))
     return times["torch"] / times["onnx"], cosine
 
 

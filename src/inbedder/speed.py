@@ -206,7 +206,7 @@ def cpu_int8_ratios() -> dict[str, float]:
     with torch.no_grad():
         linear.weight.copy_(torch.randn(outputs, inputs, generator=generator) / inputs**0.5)
     x = torch.randn(rows, inputs, generator=generator)
-    base = _best_seconds(lambda: linear(x))
+    base = best_seconds(lambda: linear(x))
     ratios = {}
     for kernel in INT8_KERNELS:
         if kernel == "fbgemm" and "fbgemm" not in torch.backends.quantized.supported_engines:
@@ -214,7 +214,7 @@ def cpu_int8_ratios() -> dict[str, float]:
             continue
         try:
             layer = Int8Linear(linear, kernel)
-            ratios[kernel] = base / _best_seconds(lambda: layer(x))  # noqa: B023 (timed here, in this iteration)
+            ratios[kernel] = base / best_seconds(lambda: layer(x))  # noqa: B023 (timed here, in this iteration)
         except RuntimeError:  # no kernel for this CPU or build
             ratios[kernel] = 0.0
     return ratios
@@ -236,7 +236,8 @@ def int8_kernel() -> str:
     return max(INT8_KERNELS, key=lambda k: ratios[k])
 
 
-def _best_seconds(run: Any, repeats: int = 3) -> float:
+def best_seconds(run: Any, repeats: int = 3) -> float:
+    """The fastest of ``repeats`` timed calls of ``run()`` after one warm-up call (inference mode)."""
     best = float("inf")
     with torch.inference_mode():
         for i in range(repeats + 1):
