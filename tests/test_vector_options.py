@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner, Result
 
-from inbedder.cache.keys import encode_cached
+from inbedder.load_free import encode_cached
 from inbedder.cli import main
 from inbedder.cli.fast import serve_cached
 
