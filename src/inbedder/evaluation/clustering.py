@@ -36,6 +36,18 @@ def clustering_scores(labels: Sequence[Any] | np.ndarray, clusters: Sequence[Any
     return {"v_measure": float(v_measure_score(labels, clusters)), "ari": float(adjusted_rand_score(labels, clusters))}
 
 
+def v_measure(labels: Sequence[Any] | np.ndarray, clusters: Sequence[Any] | np.ndarray) -> float:
+    """V-measure of a clustering against the true labels (1.0: each cluster is one label and each label one cluster).
+
+    >>> v_measure(["a", "a", "b", "b"], [0, 0, 1, 1]), round(v_measure(["a", "a", "b", "b"], [0, 0, 0, 0]), 3)
+    (1.0, 0.0)
+    """
+    sklearn()
+    from sklearn.metrics import v_measure_score
+
+    return float(v_measure_score(labels, clusters))
+
+
 @dataclass(frozen=True)
 class ClusteringTask:
     """Texts with a label each, and one instruction or one per text."""
