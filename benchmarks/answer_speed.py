@@ -8,7 +8,8 @@ torch threads. The reference runs in its own environment (transformers 4.44) as 
 alternate (reference, inbedder, reference, inbedder, ...) so that machine noise falls on both; the reported
 throughput is the median. Vectors are compared with the reference's (max abs diff, min cosine) in the same run.
 The reference runs in float32; inbedder runs in each of ``--dtypes`` (float32 and bfloat16 by default), the
-dtypes alternating too.
+dtypes alternating too: one ``CausalLMEncoder`` per dtype and number of new tokens (its generation settings are
+the constructor's, as in the reference).
 
 The reference always generates (``fst_gen`` needs at least 2 new tokens there: with 1 it fails), so it is timed at
 ``max_new_tokens`` = 3 and, for ``fst_gen``, also at 2, with ``last_layer_only=True`` for the last layer (its
@@ -26,7 +27,6 @@ import argparse
 import datetime as dt
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -36,11 +36,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from common import DATA, REPO, cpu_model, min_cosine
 from safetensors.numpy import load_file
 
-REPO = Path(__file__).resolve().parents[1]
 RUNNER = REPO / "tests" / "reference" / "causal_reference.py"
-DATA = REPO.parent / "shared" / "data" / "clinc150" / "data_full.json"
+CLINC = DATA / "clinc150" / "data_full.json"
 PATTERN = "### Input:\n{input}\n\n### Instruction:\n{instruction}\n\n### Response:"
 INSTRUCTION = "What does the user want to do?"
 
@@ -59,19 +59,6 @@ def prompts_from(path: Path, n: int) -> list[str]:
         rows = json.loads(path.read_text(encoding="utf-8"))["test"]
         pairs = [(t, INSTRUCTION) for t in list(dict.fromkeys(t for t, _ in rows))[:n]]
     return [PATTERN.replace("{input}", t).replace("{instruction}", q) for t, q in pairs]
-
-
-def cosine_min(a: np.ndarray, b: np.ndarray) -> float:
-    a, b = a.astype(np.float64), b.astype(np.float64)
-    return float(((a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)).min())
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            return next((line.split(":", 1)[1].strip() for line in f if line.lower().startswith("model name")), "")
-    except OSError:
-        return platform.processor()
 
 
 def run_reference(args: argparse.Namespace, model_dir: Path, cases: list[dict], prompts: list[str], out: Path,
@@ -95,7 +82,7 @@ def main() -> None:
     parser.add_argument("--reference-python", default=str(REPO / ".venv-ref" / "bin" / "python"))
     parser.add_argument("--model", default="smollm2-135m-instruct", help="alias, directory or .gguf file")
     parser.add_argument("--converted", type=Path, help="where to keep the transformers copy for the reference")
-    parser.add_argument("--data", type=Path, default=DATA)
+    parser.add_argument("--data", type=Path, default=CLINC)
     parser.add_argument("--n", type=int, default=128, help="number of prompts")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--layer", type=int, action="append", help="layers for fst_gen (default: last)")
@@ -109,16 +96,21 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     from inbedder.compat import CausalLMEncoder
-    from inbedder.encoders.causal import Generation
 
     prompts = prompts_from(args.data, args.n)
     dtypes = [d.strip() for d in args.dtypes.split(",") if d.strip()]
     if "float32" not in dtypes:
         dtypes.insert(0, "float32")
-    models = {d: CausalLMEncoder(args.model, max_input_length=512, max_new_tokens=3, do_sample=False, dtype=d)
-              for d in dtypes}
-    ours = models["float32"]
-    last = ours.encoder.num_layers
+    models: dict[tuple[str, int], CausalLMEncoder] = {}  # (dtype, new tokens): its generation settings are fixed
+
+    def model_of(dtype: str, new: int) -> CausalLMEncoder:
+        if (dtype, new) not in models:
+            models[(dtype, new)] = CausalLMEncoder(args.model, max_input_length=512, max_new_tokens=new,
+                                                   do_sample=False, dtype=dtype)
+        return models[(dtype, new)]
+
+    ours = model_of("float32", 3)
+    last = ours.num_layers
     layers = sorted(set(args.layer or [last]))
     work = Path(tempfile.mkdtemp(prefix="answer_speed_"))
     model_dir = args.converted or work / "model"
@@ -146,8 +138,7 @@ def main() -> None:
             reference = load_file(str(out / case["name"] / "embeds.safetensors"))
             key = f"{case['value']}_layer_{case['layer']}"
             for d in dtypes if round_ % 2 == 0 else dtypes[::-1]:
-                model = models[d]
-                model.encoder.generation = Generation(max_new_tokens=case["new"], do_sample=False)
+                model = model_of(d, case["new"])
                 model.set_output_value(key)
                 model.encode(prompts[: args.batch_size], batch_size=args.batch_size)  # warm-up
                 start = time.perf_counter()
@@ -155,7 +146,7 @@ def main() -> None:
                 our_times[d][case["name"]].append(time.perf_counter() - start)
                 name = case["name"]
                 diffs[d][name] = max(diffs[d].get(name, 0.0), float(np.abs(vectors - reference[key]).max()))
-                cosines[d][name] = min(cosines[d].get(name, 1.0), cosine_min(vectors, reference[key]))
+                cosines[d][name] = min(cosines[d].get(name, 1.0), min_cosine(vectors, reference[key]))
         print(f"round {round_ + 1}/{args.rounds} done", file=sys.stderr)
     rows = []
     for case in cases:

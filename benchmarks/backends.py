@@ -39,6 +39,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from common import STS_TEST, min_cosine, read_texts
 from transformers import AutoModel, AutoTokenizer
 
 import inbedder
@@ -46,18 +47,6 @@ from inbedder.registry import resolve
 from inbedder.speed import cpu_int8_ratios, fast_bf16
 
 Runner = Callable[[int], np.ndarray]  # batch index -> that batch's vectors
-
-STS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "stsbenchmark" / "sts-test.jsonl"
-
-
-def sentences(n: int) -> list[str]:
-    texts: list[str] = []
-    with open(STS, encoding="utf-8") as f:
-        for line in f:
-            row = json.loads(line)
-            texts += [row["sentence1"], row["sentence2"]]
-    return texts[:n]
-
 
 def mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> np.ndarray:
     m = mask.unsqueeze(-1).to(torch.float32)
@@ -148,7 +137,7 @@ def main() -> None:
 
     path = resolve(args.model).path
     tokenizer = AutoTokenizer.from_pretrained(path)
-    texts = sorted(sentences(args.n), key=len)
+    texts = sorted(read_texts(STS_TEST)[:args.n], key=len)
     text_batches = [texts[i:i + args.batch_size] for i in range(0, len(texts), args.batch_size)]
     batches = [dict(tokenizer(b, padding=True, truncation=True, max_length=256, return_tensors="pt"))
                for b in text_batches]
@@ -196,8 +185,7 @@ def main() -> None:
     fidelity = {}
     for name, run in runners.items():
         vectors = np.concatenate([run(i) for i in range(len(batches))])  # also the warm-up
-        cos = (vectors * reference).sum(1) / (np.linalg.norm(vectors, axis=1) * np.linalg.norm(reference, axis=1))
-        fidelity[name] = float(cos.min())
+        fidelity[name] = min_cosine(vectors, reference)
     times: dict[str, list[float]] = {name: [] for name in runners}
     order = list(runners)
     clock = time.process_time if args.cpu_time else time.perf_counter

@@ -10,28 +10,15 @@ vectors are identical. Model loading is not timed.
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+from common import STS_TEST, read_texts
 
 from inbedder import load
-
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "stsbenchmark" / "sts-test.jsonl"
-
-
-def sentences(path: Path, n: int) -> list[str]:
-    texts: list[str] = []
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            row = json.loads(line)
-            texts += [row["sentence1"], row["sentence2"]] if "sentence1" in row else [row["s1"], row["s2"]]
-            if len(texts) >= n:
-                break
-    return texts[:n]
 
 
 def main() -> None:
@@ -39,10 +26,10 @@ def main() -> None:
     parser.add_argument("-m", "--model", default="smollm2-135m-instruct")
     parser.add_argument("-n", type=int, default=64, help="number of texts")
     parser.add_argument("--instruction", default="What is the main topic of this sentence?")
-    parser.add_argument("--data", type=Path, default=DATA)
+    parser.add_argument("--data", type=Path, default=STS_TEST)
     args = parser.parse_args()
     model = load(args.model)
-    texts = sentences(args.data, args.n)
+    texts = read_texts(args.data)[:args.n]
     print(f"{platform.processor() or platform.machine()}, model {args.model}, {len(texts)} texts")
     with tempfile.TemporaryDirectory() as tmp:
         for name, kwargs in (("cache_dir", {"cache_dir": Path(tmp) / "dir"}),

@@ -21,12 +21,8 @@ difference printed). inbedder embeds identical texts once; sentence-transformers
 from __future__ import annotations
 
 import argparse
-import csv
 import datetime as dt
 import json
-import os
-import platform
-import shlex
 import statistics
 import sys
 import time
@@ -36,102 +32,8 @@ from typing import Any
 
 import numpy as np
 import torch
+from common import STS_DIR, command, machine, read_texts, sts_scores, sts_spearman
 from tqdm.auto import tqdm
-
-REPO = Path(__file__).resolve().parents[1]
-DEFAULT_DATA = REPO.parent / "shared" / "data" / "stsbenchmark"
-ENV_SHOWN = ("HF_HUB_OFFLINE", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "CUDA_VISIBLE_DEVICES", "TOKENIZERS_PARALLELISM")
-
-
-def read_texts(source: Path) -> list[str]:
-    """Sentences of an STS file, both of each pair, in file order (duplicates kept).
-
-    ``source`` is a directory (``sts-test.jsonl``, else ``sts-test.csv``), a ``.jsonl`` file with
-    ``sentence1``/``sentence2``, an STS-B tab-separated ``.csv``, or a ``.txt`` file with one text a line.
-    """
-    if source.is_dir():
-        found = [source / n for n in ("sts-test.jsonl", "sts-test.csv") if (source / n).exists()]
-        if not found:
-            raise SystemExit(f"error: no sts-test.jsonl or sts-test.csv in {source}")
-        source = found[0]
-    if not source.exists():
-        raise SystemExit(f"error: {source} does not exist; give --data a directory or a .jsonl/.csv/.txt file")
-    texts: list[str] = []
-    with open(source, encoding="utf-8") as f:
-        if source.suffix == ".jsonl":
-            for line in f:
-                if line.strip():
-                    row = json.loads(line)
-                    texts += [row["sentence1"], row["sentence2"]]
-        elif source.suffix in (".csv", ".tsv"):
-            # STS-B: genre, file, year, id, score, s1, s2 (some rows carry extra source columns after these)
-            for row in csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE):
-                if len(row) >= 7:
-                    texts += [row[5], row[6]]
-        else:
-            texts = [line.rstrip("\n") for line in f if line.strip()]
-    return texts
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.lower().startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def load_average() -> float | None:
-    """The 1-minute load average: other work on the machine slows both libraries and adds noise."""
-    try:
-        return os.getloadavg()[0]
-    except (AttributeError, OSError):
-        return None
-
-
-def machine(device: torch.device) -> dict[str, Any]:
-    import sentence_transformers
-    import transformers
-
-    import inbedder
-
-    try:
-        usable = len(os.sched_getaffinity(0))
-    except AttributeError:
-        usable = os.cpu_count() or 0
-    info: dict[str, Any] = {
-        "cpu": cpu_model(),
-        "cores": os.cpu_count(),
-        "cores_usable": usable,
-        "torch_threads": torch.get_num_threads(),
-        "device": str(device),
-        "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "torch": torch.__version__,
-        "transformers": transformers.__version__,
-        "sentence_transformers": sentence_transformers.__version__,
-        "inbedder": inbedder.__version__,
-    }
-    return info
-
-
-def command() -> str:
-    env = [f"{k}={shlex.quote(os.environ[k])}" for k in ENV_SHOWN if k in os.environ]
-    exe = Path(sys.executable)
-    try:
-        exe = exe.relative_to(Path.cwd())
-    except ValueError:
-        pass
-    script = Path(sys.argv[0])
-    try:
-        script = script.resolve().relative_to(Path.cwd())
-    except ValueError:
-        pass
-    return " ".join([*env, shlex.join([str(exe), str(script), *sys.argv[1:]])])
 
 
 def sync(device: torch.device) -> None:
@@ -153,7 +55,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--model", default="minilm", help="inbedder name: alias, directory or hub id")
-    p.add_argument("--data", type=Path, default=DEFAULT_DATA,
+    p.add_argument("--data", type=Path, default=STS_DIR,
                    help="STS-B directory, .jsonl/.csv file, or a .txt file with one text a line")
     p.add_argument("--instruction", default=None,
                    help="instruction for inbedder (prompt for sentence-transformers); vectors then differ")
@@ -175,26 +77,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.warmup < 0:
         p.error(f"--warmup must be >= 0; got {args.warmup}")
     return args
-
-
-def sts_scores(source: Path) -> list[float] | None:
-    """Gold scores of ``sts-test.jsonl`` (one per pair), or None when the data is not an STS-B jsonl."""
-    if source.is_dir():
-        source = source / "sts-test.jsonl"
-    if source.suffix != ".jsonl" or not source.exists():
-        return None
-    with open(source, encoding="utf-8") as f:
-        return [float(json.loads(line)["score"]) for line in f if line.strip()]
-
-
-def spearman(vectors: np.ndarray, scores: list[float]) -> float:
-    """Spearman x 100 of the pair cosines (rows 2i, 2i+1) with the gold scores."""
-    from scipy.stats import spearmanr
-
-    from inbedder.apps.benchmark import cosine_rows
-
-    cos = cosine_rows(vectors[0::2], vectors[1::2])
-    return float(100 * spearmanr(cos, scores).statistic)
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -248,7 +130,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             row["vs_st_paired_median"] = statistics.median(
                 b / a for a, b in zip(row["seconds"], st["seconds"], strict=True))
         if scores is not None:
-            row["sts_spearman"] = spearman(vectors[name], scores)
+            row["sts_spearman"] = sts_spearman(vectors[name], scores)
     results: dict[str, Any] = {
         "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "command": command(),

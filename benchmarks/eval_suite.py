@@ -28,8 +28,8 @@ import sys
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-DATA = REPO.parent / "shared" / "data"
+from common import DATA
+
 CLI = [str(Path(sys.executable).parent / "inbedder"), "eval"]
 TRIPLETS = 300
 

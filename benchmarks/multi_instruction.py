@@ -25,13 +25,13 @@ from typing import Any
 
 import numpy as np
 import torch
-from encode_speed import DEFAULT_DATA, command, cpu_model, load_average, read_texts
+from common import STS_DIR, command, cpu_model, load_average, prompts, read_texts
 
 from inbedder import load
 from inbedder.encoders.causal_pooling import MIN_SHARED_PREFIX, left_pad, shared_prefix
 
 QUESTIONS = ["What is the topic?", "What is the sentiment?", "Who is mentioned?", "Where does it happen?"]
-FAIRYTALES = DEFAULT_DATA.parent / "qa" / "fairytaleqa" / "fairytaleqa.jsonl"
+FAIRYTALES = STS_DIR.parent / "qa" / "fairytaleqa" / "fairytaleqa.jsonl"
 
 
 def passages(path: Path, n: int) -> list[str]:
@@ -44,22 +44,25 @@ def passages(path: Path, n: int) -> list[str]:
     return list(seen)
 
 
+def prompt_ids(model: Any, text: str, questions: list[str]) -> list[list[int]]:
+    """The token ids of ``text``'s prompt under each question, as the model reads them (``common.prompts``: no public
+    call returns a call's prompt tokens yet). The prompt limit is the model's ``max_length`` (the room the engine
+    leaves for answer tokens matters only for texts of thousands of tokens)."""
+    built, chat = prompts(model, [(q, text) for q in questions])
+    return [list(ids) for ids in model.encoder.tokenizer(built, add_special_tokens=not chat)["input_ids"]]
+
+
 def token_work(model: Any, texts: list[str], questions: list[str], batch_size: int) -> dict[str, Any]:
     """Prompt tokens each side runs through the model, and their ratio: the most that computing the shared
     input once can save when the work is proportional to tokens (linear layers dominate at these lengths).
 
     Separate calls: every prompt, less the tokens that begin every prompt of its batch (the engine's one-pass
     computes those once a batch). One pass: each text's shared start once, then each question's own tokens."""
-    enc = model.encoder
-    _, _, _, pattern, limit = enc.call_settings({})
 
     def start(prompts: list[list[int]]) -> int:  # the encoders' own rule for the tokens that begin every row
         return shared_prefix(*left_pad(prompts, 0))
 
-    rows = []
-    for text in texts:
-        ids, mask, _, _, _ = enc.prompt_ids([(q, text) for q in questions], pattern, limit)
-        rows.append([row[m.bool()].tolist() for row, m in zip(ids, mask, strict=True)])
+    rows = [prompt_ids(model, text, questions) for text in texts]
     separate = 0
     for j in range(len(questions)):
         prompts = sorted((r[j] for r in rows), key=len, reverse=True)
@@ -103,7 +106,7 @@ def main() -> None:
     parser.add_argument("--model", default="smollm2-135m-instruct")
     parser.add_argument("--n", type=int, default=64, help="Short texts (STS-B test sentences).")
     parser.add_argument("--passages", type=int, default=16, help="FairytaleQA passages (0: skip).")
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="STS-B folder or file.")
+    parser.add_argument("--data", type=Path, default=STS_DIR, help="STS-B folder or file.")
     parser.add_argument("--fairytaleqa", type=Path, default=FAIRYTALES)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=16)

@@ -32,26 +32,21 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from common import STS_TEST
+from common import read_texts as sts_texts
 
-REPO = Path(__file__).resolve().parents[1]
-DEFAULT_DATA = REPO.parent / "shared" / "data" / "stsbenchmark" / "sts-test.jsonl"
 INSTRUCTION = "Represent the sentence:"
 
 
 def read_texts(path: Path, times: int) -> list[str]:
-    sentences = []
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            row = json.loads(line)
-            sentences += [row["sentence1"], row["sentence2"]]
-    distinct = list(dict.fromkeys(sentences))  # encode embeds equal texts once: give every run distinct texts
+    distinct = list(dict.fromkeys(sts_texts(path)))  # encode embeds equal texts once: give every run distinct texts
     return [f"{s} ({copy})" if copy else s for copy in range(times) for s in distinct]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", default="minilm")
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="STS-B jsonl (sentence1, sentence2)")
+    parser.add_argument("--data", type=Path, default=STS_TEST, help="STS-B jsonl (sentence1, sentence2)")
     parser.add_argument("--times", type=int, default=1, help="copies of the sentences (each made distinct)")
     parser.add_argument("--concurrency", default="1,2", help="comma-separated actor counts")
     parser.add_argument("--address", default=None, help="Ray address ('auto', ray://...); default: local Ray")

@@ -31,6 +31,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from common import REPO, cpu_model
+
 QUERY = "how do I get my money back for a cold meal"
 NEW = ["is the train faster than the plane", "which phone has the best camera", "a film that made me cry",
        "the weather ruined our picnic", "my package never arrived", "a great pizza place downtown",
@@ -38,16 +40,6 @@ NEW = ["is the train faster than the plane", "which phone has the best camera", 
        "new battery lasts two days", "the match went to extra time", "a recipe with lentils"]
 FLOOR = ("import torch, transformers.models.bert.modeling_bert, transformers.models.t5.modeling_t5, "
          "inbedder.loading, inbedder.engine")
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def main() -> None:
@@ -63,7 +55,7 @@ def main() -> None:
     env = dict(os.environ, HF_HUB_OFFLINE="1")
     env.pop("INBEDDER_CACHE", None)
     work = Path(tempfile.mkdtemp(prefix="search-latency-"))
-    docs = args.input or str(Path(__file__).resolve().parents[1] / "src" / "inbedder" / "data" / "showcase.jsonl")
+    docs = args.input or str(REPO / "src" / "inbedder" / "data" / "showcase.jsonl")
     index, cache = work / "idx", work / "cache.sqlite"
     load_before = os.getloadavg()
 
@@ -98,7 +90,7 @@ def main() -> None:
         return median
 
     print(f"search query latency, {args.model}, index of {docs} (built in {built:.1f} s)")
-    print(f"machine: {cpu_name()}, {os.cpu_count()} CPUs, Python {platform.python_version()}; load average "
+    print(f"machine: {cpu_model()}, {os.cpu_count()} CPUs, Python {platform.python_version()}; load average "
           f"before {load_before[0]:.2f} / {load_before[1]:.2f} / {load_before[2]:.2f}, after "
           f"{load_after[0]:.2f} / {load_after[1]:.2f} / {load_after[2]:.2f}")
     print(f"command: {args.inbedder} search query --index IDX -k 5 --cache FILE 'query'")

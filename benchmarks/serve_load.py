@@ -35,29 +35,15 @@ from typing import Any
 import httpx
 import numpy as np
 import torch
+from common import STS_TEST
+from common import read_texts as sts_texts
 
-REPO = Path(__file__).resolve().parents[1]
-DEFAULT_DATA = REPO.parent / "shared" / "data" / "stsbenchmark" / "sts-test.jsonl"
 INSTRUCTION = "Represent the sentence for similarity:"
 
 
 def read_texts(path: Path, n: int) -> list[str]:
     """Distinct sentences of an STS-B .jsonl (sentence1, sentence2) or of a .txt file (one a line)."""
-    if path.is_dir():
-        path = path / "sts-test.jsonl"
-    if not path.exists():
-        raise SystemExit(f"error: {path} does not exist; pass --data FILE (.jsonl with sentence1/sentence2, or .txt)")
-    texts: list[str] = []
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            if not line.strip():
-                continue
-            if path.suffix == ".jsonl":
-                row = json.loads(line)
-                texts += [row["sentence1"], row["sentence2"]]
-            else:
-                texts.append(line.rstrip("\n"))
-    distinct = list(dict.fromkeys(texts))
+    distinct = list(dict.fromkeys(sts_texts(path)))
     if len(distinct) < n:
         print(f"note: {path} has {len(distinct)} distinct texts; using all of them", file=sys.stderr)
     return distinct[:n]
@@ -135,7 +121,7 @@ def metric(text: str, name: str) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="STS-B .jsonl (default: %(default)s)")
+    parser.add_argument("--data", type=Path, default=STS_TEST, help="STS-B .jsonl (default: %(default)s)")
     parser.add_argument("--model", default="minilm")
     parser.add_argument("--texts", type=int, default=1000)
     parser.add_argument("--clients", type=int, default=32)
