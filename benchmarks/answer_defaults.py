@@ -8,11 +8,13 @@ axis better under its own instruction than under the other one:
     awareness = mean over the two axes of  V(axis | its instruction) - V(axis | the other instruction)
     aligned   = mean over the two axes of  V(axis | its instruction)
 
-For each pattern, one greedy ``generate()`` per batch gives the states of every layer, so every output value at
-every layer comes from the same run (``pool`` is the library's own pooling). The best configuration is then
-recomputed through the public ``encode`` as a check. No instruction at all (the text alone, ``avg_ppt``) is the
-baseline. ``--confirm`` recomputes chosen configurations through ``encode`` and repeats k-means over several
-seeds, for error bars.
+For each pattern, every output value at every layer is read through the public ``encode`` (``output_value=``,
+``layer=``, greedy answers), one call each (``common.readouts``): the library has no call yet that gives every
+readout from one ``generate()``, so a sweep costs one pass or one ``generate()`` per value and layer (160 calls
+for SmolLM2-135M's 5 values × 32 layers, where one ``generate()`` could serve them all; ``--n`` smaller for a
+quick look). The best configuration is then recomputed with a direct ``encode`` call as a check. No
+instruction at all (the text alone, ``avg_ppt``) is the baseline. ``--confirm`` recomputes chosen configurations
+through ``encode`` and repeats k-means over several seeds, for error bars.
 
     HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/answer_defaults.py --json answer_defaults.json
     HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/answer_defaults.py --confirm inbedder/avg_ppt/30 none/avg_ppt/30
@@ -33,13 +35,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from common import DATA, PATTERNS, readouts
 
 from inbedder import load
-from inbedder.encoders.causal import INBEDDER_PATTERN, OutputValue, answer_keep, pool
+from inbedder.evaluation.clustering import kmeans, v_measure
+from inbedder.prompts import INBEDDER_PATTERN
 from inbedder.training.recipe import SELECTION, selection_rows
-
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-PATTERNS = {"inbedder": INBEDDER_PATTERN, "chat": "chat"}
 
 
 def semeval(root: Path, n: int, rng: random.Random) -> dict:
@@ -64,41 +65,9 @@ def clinc(root: Path, n: int, rng: random.Random) -> dict:
             "instructions": dict(SELECTION)}
 
 
-def all_layers(model, texts: list[str], instruction: str | None, pattern: str, new_tokens: int, batch: int
-               ) -> tuple[dict[tuple[str, int], np.ndarray], list[str]]:
-    """Every output value at every layer, and the answers, from one greedy generate() per batch."""
-    enc = model.encoder
-    order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
-    out: dict[tuple[str, int], list] = defaultdict(list)
-    answers: list[str] = []
-    with torch.inference_mode():
-        for start in range(0, len(texts), batch):
-            rows = [(instruction, texts[i]) for i in order[start:start + batch]]
-            ids, mask, _, _, _ = enc.prompt_ids(rows, pattern)
-            gen = enc.model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=new_tokens, do_sample=False,
-                                     pad_token_id=enc.tokenizer.pad_token_id, output_hidden_states=True,
-                                     return_dict_in_generate=True)
-            new = gen.sequences[:, ids.shape[1]:]
-            keep = answer_keep(new, enc.tokenizer)
-            answers += enc.tokenizer.batch_decode(new, skip_special_tokens=True)
-            for layer in range(enc.num_layers + 1):
-                prompt = gen.hidden_states[0][layer].float()
-                steps = [s[layer].float() for s in gen.hidden_states[1:]]
-                steps_t = torch.cat(steps, dim=1) if steps else prompt[:, :0]
-                for value in OutputValue:
-                    out[(value.value, layer)].append(pool(value, prompt, mask, steps_t, keep).numpy())
-    back = np.argsort(order)
-    return {k: np.concatenate(v)[back] for k, v in out.items()}, [answers[i] for i in back]
-
-
-def v_measure(vectors: np.ndarray, labels: list[str], seed: int) -> float:
-    from sklearn.cluster import KMeans
-    from sklearn.metrics import v_measure_score
-
-    x = vectors / np.linalg.norm(vectors, axis=1, keepdims=True).clip(1e-12)
-    k = len(set(labels))
-    predicted = KMeans(n_clusters=k, n_init=3, random_state=seed).fit_predict(x)
-    return float(v_measure_score(labels, predicted))
+def clustered_v(vectors: np.ndarray, labels: list[str], seed: int) -> float:
+    """V-measure of k-means (k = the number of labels, 3 restarts) on the unit vectors against the labels."""
+    return v_measure(labels, kmeans(vectors, len(set(labels)), seed, n_init=3))
 
 
 def confirm(model, datasets: list[dict], configs: list[str], seeds: int, new_tokens: int, batch: int) -> dict:
@@ -120,8 +89,8 @@ def confirm(model, datasets: list[dict], configs: list[str], seeds: int, new_tok
                 for seed in range(seeds):
                     mine = vectors.get(axis, vectors.get(None))
                     theirs = vectors.get(other_axis, vectors.get(None))
-                    own[seed].append(v_measure(mine, data["axes"][axis], seed))
-                    other[seed].append(v_measure(theirs, data["axes"][axis], seed) if pattern_name != "none"
+                    own[seed].append(clustered_v(mine, data["axes"][axis], seed))
+                    other[seed].append(clustered_v(theirs, data["axes"][axis], seed) if pattern_name != "none"
                                        else own[seed][-1])
         aligned = [float(np.mean(o)) for o in own]
         aware = [float(np.mean(o) - np.mean(t)) for o, t in zip(own, other, strict=True)]
@@ -181,24 +150,24 @@ def main() -> None:
             if f"{data['name']}/{pattern_name}" in done:
                 continue
             for asked in axes:
-                vectors, answers = all_layers(model, data["texts"], data["instructions"][asked], pattern,
-                                              args.new_tokens, args.batch_size)
+                vectors, answers = readouts(model, data["texts"], data["instructions"][asked], pattern=pattern,
+                                            new_tokens=args.new_tokens, batch_size=args.batch_size)
                 examples[f"{data['name']}/{pattern_name}/{asked}"] = list(zip(data["texts"][:5], answers[:5],
                                                                               strict=True))
                 for (value, layer), x in vectors.items():
                     for axis in axes:
                         scores[f"{pattern_name}|{value}|{layer}"][f"{data['name']}/{axis}/{asked}"] = \
-                            v_measure(x, data["axes"][axis], args.seed)
+                            clustered_v(x, data["axes"][axis], args.seed)
             print(f"{data['name']} {pattern_name} done after {time.time() - started:.0f}s", file=sys.stderr)
             checkpoint(f"{data['name']}/{pattern_name}")
         if f"{data['name']}/none" in done:
             continue
-        base, _ = all_layers(model, data["texts"], None, INBEDDER_PATTERN, 1, args.batch_size)
-        for (value, layer), x in base.items():
-            if value == "avg_ppt":
-                for axis in axes:
-                    scores[f"none|avg_ppt|{layer}"][f"{data['name']}/{axis}/none"] = \
-                        v_measure(x, data["axes"][axis], args.seed)
+        base, _ = readouts(model, data["texts"], None, pattern=INBEDDER_PATTERN, new_tokens=1,
+                           batch_size=args.batch_size, values=["avg_ppt"], answers=False)
+        for (_, layer), x in base.items():
+            for axis in axes:
+                scores[f"none|avg_ppt|{layer}"][f"{data['name']}/{axis}/none"] = \
+                    clustered_v(x, data["axes"][axis], args.seed)
         checkpoint(f"{data['name']}/none")
 
     def summary(config: str) -> dict[str, float]:
@@ -221,8 +190,9 @@ def main() -> None:
     public = model.encode(check_data["texts"], instruction=check_data["instructions"][asked],
                           pattern=PATTERNS[pattern_name], output_value=value, layer=int(layer),
                           max_new_tokens=args.new_tokens, batch_size=args.batch_size)
-    again, _ = all_layers(model, check_data["texts"], check_data["instructions"][asked], PATTERNS[pattern_name],
-                          args.new_tokens, args.batch_size)
+    again, _ = readouts(model, check_data["texts"], check_data["instructions"][asked], pattern=PATTERNS[pattern_name],
+                        new_tokens=args.new_tokens, batch_size=args.batch_size, values=[value], layers=[int(layer)],
+                        answers=False)
     diff = float(np.abs(public - again[(value, int(layer))]).max())
     print(f"best: {best}; public encode() vs this script: max abs diff {diff:.2e}")
     report = {"date": dt.date.today().isoformat(), "machine": f"{platform.processor() or platform.machine()}, "

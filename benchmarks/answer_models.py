@@ -1,13 +1,13 @@
 """Which offline causal LM, and which readout of it, the answer family should default to.
 
 One model a run (so that the peak memory is the model's own). The readout is *chosen* on the selection set
-(CLINC150 domain × intent, ``trained_readouts.SELECTION_SET``) among every pattern (InBedder's or the chat
+(CLINC150 domain × intent, ``common.SELECTION_SET``) among every pattern (InBedder's or the chat
 template) × output value × layer, and ``re_encode`` (the greedy answer embedded by MiniLM): the best awareness
 summary (mean instructed V − mean off-axis V) wins. The held-out sets (SemEval-14 aspect × polarity, MLMA target
 × directness: ``training.recipe.HELDOUT``) are then embedded with the chosen pattern (``--heldout-patterns all``:
-every pattern) and every readout of it is reported with its instructed V and off-axis V per axis. One greedy
-``generate()`` a (texts, instruction, pattern) gives every value at every layer and the answers
-(``answer_defaults.all_layers``).
+every pattern) and every readout of it is reported with its instructed V and off-axis V per axis. Every value at
+every layer and the greedy answers of a (texts, instruction, pattern) come from public ``encode`` calls, one per
+value and layer (``common.readouts``; the library has no call yet that reads them all from one ``generate()``).
 
     HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/answer_models.py --model qwen2.5-coder-0.5b-instruct \
         --json /tmp/qwen05.json
@@ -31,8 +31,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from answer_defaults import PATTERNS, all_layers  # scripts beside this one
-from trained_readouts import DATA, SELECTION_SET
+from common import DATA, PATTERNS, SELECTION_SET, readouts
 
 from inbedder import load
 from inbedder.evaluation import EvalSettings, load_awareness
@@ -54,8 +53,8 @@ def embed_all(model: Any, minilm: Any, task: Any, pattern: str, memo: dict, args
     seconds = 0.0
     for instruction in task.instructions.values():
         start = time.perf_counter()
-        vectors, answers = all_layers(model, task.texts, instruction, PATTERNS[pattern], args.new_tokens,
-                                      args.batch_size)
+        vectors, answers = readouts(model, list(task.texts), instruction, pattern=PATTERNS[pattern],
+                                    new_tokens=args.new_tokens, batch_size=args.batch_size)
         seconds += time.perf_counter() - start
         found = {f"{value}@{layer}": x for (value, layer), x in vectors.items()}
         found["re_encode"] = minilm.encode([a.strip() or "." for a in answers], show_progress_bar=False)

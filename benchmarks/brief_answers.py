@@ -18,21 +18,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from trained_readouts import DATA  # scripts beside this one
+from common import BRIEF, DATA, brief_pattern
 
 from inbedder import load
-from inbedder.encoders.causal_settings import CHAT, CHAT_CONTENT, INBEDDER_PATTERN
 from inbedder.evaluation import EvalSettings, load_awareness
 from inbedder.training.recipe import HELDOUT, SELECTION, heldout_tables, selection_table
-
-BRIEF = " Answer in a few words."
-
-
-def brief_pattern(variant: str, brief: str = BRIEF) -> str:
-    """InBedder's pattern or the model's chat template (``"chat:<user message>"``), ``brief`` after the
-    instruction."""
-    base = INBEDDER_PATTERN if variant == "inbedder-brief" else f"{CHAT}:{CHAT_CONTENT}"
-    return base.replace("{instruction}", "{instruction}" + brief)
 
 
 def main() -> None:

@@ -36,16 +36,14 @@ from typing import Any
 
 import numpy as np
 import torch
-from answer_defaults import all_layers  # scripts beside this one
-from brief_answers import brief_pattern
+from common import DATA, brief_pattern, readouts
 from tqdm import tqdm
-from trained_readouts import DATA
 
 from inbedder import load
 from inbedder.data import showcase
 from inbedder.evaluation import AwarenessTask, load_awareness
 from inbedder.evaluation.awareness import awareness_summary
-from inbedder.evaluation.clustering import kmeans
+from inbedder.evaluation.clustering import kmeans, v_measure
 from inbedder.prompts import INBEDDER_PATTERN
 from inbedder.training.recipe import HELDOUT, SELECTION, heldout_tables, selection_table
 
@@ -131,16 +129,17 @@ def candidate(name: str) -> tuple[str, dict[str, Any], tuple[str, str] | None]:
 
 def layer_sweep(name: str, chosen_on: list[Any], seeds: int, batch_size: int) -> list[tuple[str, float]]:
     """Every hidden-state value (``fst_gen``, ``avg_ppt``, ``avg_gen`` of 3 answer tokens) at every layer of the
-    candidate's model: ``[(value@layer, mean awareness summary over the tasks chosen_on)]``, best first."""
+    candidate's model: ``[(value@layer, mean awareness summary over the tasks chosen_on)]``, best first. Each
+    readout is one public ``encode`` call (``common.readouts``)."""
     model = loaded(*candidate(name))
     summaries: dict[str, list[float]] = {}
     for task in chosen_on:
         vectors: dict[str, dict[str, np.ndarray]] = {}
         for axis, question in task.instructions.items():
-            found, _ = all_layers(model, list(task.texts), question, model.encoder.pattern, 3, batch_size)
+            found, _ = readouts(model, list(task.texts), question, new_tokens=3, batch_size=batch_size,
+                                values=["fst_gen", "avg_gen", "avg_ppt"], answers=False)  # the model's own prompt
             for (value, layer), x in found.items():
-                if value in ("fst_gen", "avg_ppt", "avg_gen"):
-                    vectors.setdefault(f"{value}@{layer}", {})[axis] = x
+                vectors.setdefault(f"{value}@{layer}", {})[axis] = x
         for readout, by_axis in tqdm(vectors.items(), desc="scoring"):
             matrix = mean_matrix(clustered(by_axis, task, seeds), task)
             summaries.setdefault(readout, []).append(awareness_summary(matrix))
@@ -172,12 +171,6 @@ def timed(model: Any, texts: list[str], question: str) -> float:
 
 def digest(texts: Any) -> str:
     return hashlib.sha256("\n".join(texts).encode()).hexdigest()[:12]
-
-
-def v_measure(labels: np.ndarray, clusters: np.ndarray) -> float:
-    from sklearn.metrics import v_measure_score
-
-    return float(v_measure_score(labels, clusters))
 
 
 def clustered(by_axis: dict[str, np.ndarray], task: Any, seeds: int) -> dict[tuple[str, str], list]:

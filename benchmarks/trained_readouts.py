@@ -9,10 +9,13 @@ diagonal − mean off-diagonal):
 * ``re_encode`` — the generated answer, embedded by MiniLM (the reference's ``re_encode`` output);
 * ``re_encode_beams`` (only when asked for with ``--readouts``) — the ``--beams`` best answers of a beam search,
   embedded by MiniLM and averaged with the weights of their probabilities (the model's doubt kept in the vector).
+  ``encode`` answers greedily or by sampling only, so the beams come from the transformers model of
+  :class:`inbedder.compat.CausalLMEncoder` (its public ``model`` and ``tokenizer``; a second copy of the model in
+  memory) on the model's own prompts (``common.prompts``).
 
 ``--layers all`` (or a list such as ``10,20,30``) also scores the hidden-state readouts (``fst_gen``, ``avg_ppt``,
-``avg_gen``) at every given layer, named ``fst_gen@20``; one greedy ``generate()`` a (texts, instruction) gives all
-layers at once (``answer_defaults.all_layers``).
+``avg_gen``) at every given layer, named ``fst_gen@20``; each is one public ``encode(..., output_value=, layer=)``
+call (``common.readouts``: the library has no call yet that reads every layer from one ``generate()``).
 
 The readout is *chosen* on the selection set — CLINC150 test queries, domain × intent (5 domains, 4 intents each),
 an axis pair seen in training on texts that were not — and then *reported* on the held-out sets, whose datasets
@@ -36,17 +39,16 @@ from typing import Any
 
 import numpy as np
 import torch
-from answer_defaults import all_layers  # a script beside this one
+from common import DATA, SELECTION_SET, prompts, readouts
 
 from inbedder import load
 from inbedder.evaluation import EvalSettings, load_awareness
+from inbedder.evaluation.common import spearman
 from inbedder.training.recipe import BASE_MODEL, HELDOUT, SELECTION, default_output, heldout_tables, selection_table
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 READOUTS = ("fst_gen", "avg_ppt", "avg_gen", "re_encode")
 EXTRA_READOUTS = ("re_encode_beams",)
 HIDDEN = ("fst_gen", "avg_ppt", "avg_gen")
-SELECTION_SET = "clinc150 (selection)"  # the dataset the readout is chosen on; the others are held out
 
 
 class Readout:
@@ -55,6 +57,7 @@ class Readout:
     def __init__(self, model: Any, readout: str, reencoder: Any, new_tokens: int, memo: dict, beams: int = 4) -> None:
         self.model, self.readout, self.reencoder = model, readout, reencoder
         self.new_tokens, self.memo, self.beams = new_tokens, memo, beams
+        self.searcher: Any = None  # the reference-compatible encoder whose transformers model searches beams
 
     def generate(self, texts: list[str], instruction: str | None, batch_size: int) -> tuple[np.ndarray, list[str]]:
         key = (tuple(texts), instruction)
@@ -66,18 +69,24 @@ class Readout:
 
     def beam_answers(self, texts: list[str], instruction: str | None) -> np.ndarray:
         """Probability-weighted mean of the re-encoded answers of a beam search (``self.beams`` answers a text)."""
-        encoder, k, out = self.model.encoder, self.beams, []
+        if self.searcher is None:
+            from inbedder.compat import CausalLMEncoder
+
+            self.searcher = CausalLMEncoder(self.model.source)
+        tokenizer, k, out = self.searcher.tokenizer, self.beams, []
         for start in range(0, len(texts), 16):
             chunk = texts[start:start + 16]
-            ids, mask, _, _, _ = encoder.prompt_ids([(instruction, t) for t in chunk])
+            built, chat = prompts(self.model, [(instruction, t) for t in chunk])
+            batch = tokenizer(built, padding=True, add_special_tokens=not chat, return_tensors="pt")
+            ids = batch["input_ids"]
             with torch.inference_mode():
-                found = encoder.model.generate(
-                    input_ids=ids, attention_mask=mask, max_new_tokens=self.new_tokens, num_beams=k,
-                    num_return_sequences=k, length_penalty=0.0, do_sample=False, early_stopping=True,
-                    output_scores=True, return_dict_in_generate=True, pad_token_id=encoder.tokenizer.pad_token_id)
+                found = self.searcher.model.generate(
+                    input_ids=ids, attention_mask=batch["attention_mask"], max_new_tokens=self.new_tokens,
+                    num_beams=k, num_return_sequences=k, length_penalty=0.0, do_sample=False, early_stopping=True,
+                    output_scores=True, return_dict_in_generate=True, pad_token_id=tokenizer.pad_token_id)
             weights = torch.softmax(found.sequences_scores.view(len(chunk), k).float(), dim=1).numpy()
-            answers = [a.strip() or "." for a in encoder.tokenizer.batch_decode(found.sequences[:, ids.shape[1]:],
-                                                                                 skip_special_tokens=True)]
+            answers = [a.strip() or "." for a in tokenizer.batch_decode(found.sequences[:, ids.shape[1]:],
+                                                                         skip_special_tokens=True)]
             vectors = self.reencoder.encode(answers, batch_size=64, show_progress_bar=False).reshape(len(chunk), k, -1)
             out.append((weights[..., None] * vectors).sum(1))
         return np.concatenate(out)
@@ -95,17 +104,15 @@ class Readout:
 
 
 class Layer:
-    """``encode(texts, instruction)`` of a hidden-state readout at one layer; every layer comes from one pass."""
+    """``encode(texts, instruction)`` of a hidden-state readout at one layer (one public ``encode`` call)."""
 
-    def __init__(self, model: Any, value: str, layer: int, new_tokens: int, memo: dict) -> None:
-        self.model, self.value, self.layer, self.new_tokens, self.memo = model, value, layer, new_tokens, memo
+    def __init__(self, model: Any, value: str, layer: int, new_tokens: int) -> None:
+        self.model, self.value, self.layer, self.new_tokens = model, value, layer, new_tokens
 
     def encode(self, texts: list[str], instruction: str | None = None, batch_size: int = 16, **_: Any) -> np.ndarray:
-        key = (tuple(texts), instruction)
-        if key not in self.memo:
-            self.memo[key], _ = all_layers(self.model, texts, instruction, self.model.encoder.pattern,
-                                           self.new_tokens, batch_size)  # the model's own prompt, as encode() uses
-        return self.memo[key][(self.value, self.layer)]
+        found, _ = readouts(self.model, texts, instruction, new_tokens=self.new_tokens, batch_size=batch_size,
+                            values=[self.value], layers=[self.layer], answers=False)  # the model's own prompt
+        return found[(self.value, self.layer)]
 
 
 def plot_layers(results: dict, path: Path) -> None:
@@ -120,13 +127,13 @@ def plot_layers(results: dict, path: Path) -> None:
     fig, axes = plt.subplots(1, len(names), figsize=(5 * len(names), 3.8), sharey=True, layout="constrained")
     for ax, name in zip(axes, names, strict=True):
         colour = iter(f"C{i}" for i in range(100))
-        for label, readouts in results.items():
+        for label, scored in results.items():
             for value in HIDDEN:
-                layered = sorted((int(r.split("@")[1]), s[name]["summary"]) for r, s in readouts.items()
+                layered = sorted((int(r.split("@")[1]), s[name]["summary"]) for r, s in scored.items()
                                  if r.startswith(f"{value}@"))
                 if layered:
                     ax.plot(*zip(*layered, strict=True), marker=".", color=next(colour), label=f"{label} {value}")
-            for r, s in readouts.items():
+            for r, s in scored.items():
                 if "@" not in r:
                     ax.axhline(s[name]["summary"], linestyle="--", linewidth=1, color=next(colour),
                                label=f"{label} {r} (last layer)" if r in HIDDEN else f"{label} {r}")
@@ -142,12 +149,10 @@ def plot_layers(results: dict, path: Path) -> None:
 def proxy(results: dict) -> float:
     """How alike the selection set and the held-out sets rank the readouts: Spearman correlation, over every
     readout measured, of the selection summary and the mean of the held-out summaries."""
-    from scipy.stats import spearmanr
-
     selection = [scores[SELECTION_SET]["summary"] for scores in results.values()]
     heldout = [float(np.mean([m["summary"] for name, m in scores.items() if name != SELECTION_SET]))
                for scores in results.values()]
-    return float(spearmanr(selection, heldout)[0])
+    return spearman(selection, heldout)
 
 
 def main() -> None:
@@ -169,7 +174,7 @@ def main() -> None:
     parser.add_argument("--json", type=Path)
     parser.add_argument("--png", type=Path, help="with --layers: the summary by layer, drawn (needs matplotlib)")
     args = parser.parse_args()
-    readouts = args.readouts.split(",")
+    wanted = args.readouts.split(",")
     torch.set_num_threads(args.threads)
 
     work = Path(tempfile.mkdtemp(prefix="trained-readouts-"))
@@ -185,11 +190,10 @@ def main() -> None:
     for label, where in ((("base", args.base),) if not args.skip_base else ()) + (("trained", args.trained),):
         model = load(where, reencoder=False)  # the readouts below say how it embeds
         memo: dict = {}
-        layer_memo: dict = {}
         layers = (range(model.encoder.num_layers + 1) if args.layers == "all"
                   else [int(x) for x in args.layers.split(",")] if args.layers else [])
-        views = [(r, Readout(model, r, minilm, args.new_tokens, memo, args.beams)) for r in readouts]
-        views += [(f"{value}@{layer}", Layer(model, value, layer, args.new_tokens, layer_memo))
+        views = [(r, Readout(model, r, minilm, args.new_tokens, memo, args.beams)) for r in wanted]
+        views += [(f"{value}@{layer}", Layer(model, value, layer, args.new_tokens))
                   for value in HIDDEN for layer in layers]
         for readout, view in views:
             for name, task in tasks.items():
