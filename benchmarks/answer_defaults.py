@@ -10,8 +10,8 @@ axis better under its own instruction than under the other one:
 
 For each pattern, every output value at every layer is read through the public ``encode`` (``output_value=``,
 ``layer=``, greedy answers), one call each (``common.readouts``): the library has no call yet that gives every
-readout from one ``generate()``, so a sweep costs one pass or one ``generate()`` per value and layer (160 calls
-for SmolLM2-135M's 5 values × 32 layers, where one ``generate()`` could serve them all; ``--n`` smaller for a
+readout from one ``generate()``, so a sweep costs one pass or one ``generate()`` per value and layer (155 calls
+for SmolLM2-135M's 5 values × 31 hidden states, where one ``generate()`` could serve them all; ``--n`` smaller for a
 quick look). The best configuration is then recomputed with a direct ``encode`` call as a check. No
 instruction at all (the text alone, ``avg_ppt``) is the baseline. ``--confirm`` recomputes chosen configurations
 through ``encode`` and repeats k-means over several seeds, for error bars.

@@ -43,6 +43,7 @@ from common import STS_TEST, min_cosine, read_texts
 from transformers import AutoModel, AutoTokenizer
 
 import inbedder
+from inbedder.apps.benchmark import alternate
 from inbedder.registry import resolve
 from inbedder.speed import cpu_int8_ratios, fast_bf16
 
@@ -186,16 +187,10 @@ def main() -> None:
     for name, run in runners.items():
         vectors = np.concatenate([run(i) for i in range(len(batches))])  # also the warm-up
         fidelity[name] = min_cosine(vectors, reference)
-    times: dict[str, list[float]] = {name: [] for name in runners}
-    order = list(runners)
-    clock = time.process_time if args.cpu_time else time.perf_counter
     load_before = os.getloadavg()[0]
-    for r in range(args.rounds):
-        for name in order if r % 2 == 0 else order[::-1]:
-            start = clock()
-            for i in range(len(batches)):
-                runners[name](i)
-            times[name].append(clock() - start)
+    wall, cpu, _ = alternate({name: lambda run=run: [run(i) for i in range(len(batches))]
+                              for name, run in runners.items()}, args.rounds)
+    times = cpu if args.cpu_time else wall
     load_after = os.getloadavg()[0]
     base = statistics.median(times["eager float32"])
     rows = []

@@ -19,7 +19,6 @@ import argparse
 import datetime as dt
 import json
 import statistics
-import time
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +27,7 @@ import torch
 from common import STS_DIR, command, cpu_model, load_average, prompts, read_texts
 
 from inbedder import load
+from inbedder.apps.benchmark import alternate
 from inbedder.encoders.causal_pooling import MIN_SHARED_PREFIX, left_pad, shared_prefix
 
 QUESTIONS = ["What is the topic?", "What is the sentiment?", "Who is mentioned?", "Where does it happen?"]
@@ -82,15 +82,8 @@ def compare(model: Any, texts: list[str], questions: list[str], rounds: int, bat
     def shared() -> np.ndarray:
         return np.asarray(model.encode(texts, instructions=questions, batch_size=batch_size))
 
-    times: dict[str, list[float]] = {"separate": [], "shared": []}
-    outputs: dict[str, np.ndarray] = {}
-    order = [("separate", separate), ("shared", shared)]
     shared()  # warm-up (allocator, kernels)
-    for r in range(rounds):
-        for name, fn in order if r % 2 == 0 else order[::-1]:
-            start = time.perf_counter()
-            outputs[name] = fn()
-            times[name].append(time.perf_counter() - start)
+    times, _, outputs = alternate({"separate": separate, "shared": shared}, rounds)
     med = {name: statistics.median(t) for name, t in times.items()}
     rows = len(texts) * len(questions)
     return {"texts": len(texts), "questions": len(questions),
