@@ -35,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from common import DATA, PATTERNS, readouts
+from common import PATTERNS, answer_options, readouts
 
 from inbedder import load
 from inbedder.evaluation.clustering import kmeans, v_measure
@@ -105,12 +105,7 @@ def confirm(model, datasets: list[dict], configs: list[str], seeds: int, new_tok
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="smollm2-135m-instruct")
-    parser.add_argument("--data", type=Path, default=DATA)
-    parser.add_argument("--n", type=int, default=240, help="texts per dataset")
-    parser.add_argument("--new-tokens", type=int, default=3)
-    parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
-    parser.add_argument("--seed", type=int, default=0)
+    answer_options(parser, texts=240, new_tokens=3, batch_size=16)
     parser.add_argument("--json", type=Path, help="report; progress is kept next to it and a rerun resumes")
     parser.add_argument("--confirm", nargs="+", metavar="PATTERN/VALUE/LAYER",
                         help="only recompute these configurations (pattern inbedder, chat or none) over seeds")

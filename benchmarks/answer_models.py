@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from common import DATA, PATTERNS, SELECTION_SET, readouts
+from common import PATTERNS, SELECTION_SET, answer_options, readouts
 
 from inbedder import load
 from inbedder.evaluation import EvalSettings, load_awareness
@@ -142,12 +142,7 @@ def table(reports: list[dict], extra: list[str]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="qwen2.5-coder-0.5b-instruct")
-    parser.add_argument("--data", type=Path, default=DATA)
-    parser.add_argument("--n", type=int, default=60, help="texts per dataset")
-    parser.add_argument("--new-tokens", type=int, default=6)
-    parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
-    parser.add_argument("--seed", type=int, default=0)
+    answer_options(parser, texts=60, new_tokens=6, batch_size=8)
     parser.add_argument("--patterns", default=",".join(PATTERNS), help="the patterns to choose among")
     parser.add_argument("--heldout-patterns", choices=("chosen", "all"), default="chosen")
     parser.add_argument("--json", type=Path)

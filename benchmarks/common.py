@@ -171,6 +171,20 @@ def brief_pattern(variant: str, brief: str = BRIEF) -> str:
     return base.replace("{instruction}", "{instruction}" + brief)
 
 
+def answer_options(parser: Any, *, new_tokens: int, batch_size: int, texts: int | None = None) -> None:
+    """``--new-tokens``, ``--batch-size``, ``--threads`` and ``--seed``, as the answer-model benchmarks take them;
+    given ``texts``, ``--data`` and ``--n`` (texts per dataset, ``texts`` by default) before them."""
+    import torch
+
+    if texts is not None:
+        parser.add_argument("--data", type=Path, default=DATA)
+        parser.add_argument("--n", type=int, default=texts, help="texts per dataset")
+    parser.add_argument("--new-tokens", type=int, default=new_tokens)
+    parser.add_argument("--batch-size", type=int, default=batch_size)
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--seed", type=int, default=0)
+
+
 def prompts(model: Any, pairs: list[tuple[str | None, str]]) -> tuple[list[str], bool]:
     """The prompts of (instruction, text) pairs under an answer model's own pattern (cut to its ``max_length``), and
     whether the pattern is a chat template (whose prompts carry their special tokens: the tokenizer adds none).

@@ -39,7 +39,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from common import DATA, SELECTION_SET, prompts, readouts
+from common import DATA, SELECTION_SET, answer_options, prompts, readouts
 
 from inbedder import load
 from inbedder.evaluation import EvalSettings, load_awareness
@@ -161,10 +161,7 @@ def main() -> None:
     parser.add_argument("--trained", default=str(default_output()), help="the trained model's folder")
     parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--limit", type=int, default=400, help="rows per dataset")
-    parser.add_argument("--new-tokens", type=int, default=8)
-    parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
-    parser.add_argument("--seed", type=int, default=0)
+    answer_options(parser, new_tokens=8, batch_size=16)
     parser.add_argument("--readouts", default=",".join(READOUTS),
                         help=f"comma-separated, of {', '.join(READOUTS + EXTRA_READOUTS)}")
     parser.add_argument("--beams", type=int, default=4, help="answers a text for re_encode_beams")
