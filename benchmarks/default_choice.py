@@ -57,6 +57,7 @@ CANDIDATES: dict[str, tuple[str, dict[str, Any], tuple[str, str] | None]] = {
     "qwen05-avg_ppt": (QWEN05, {"pattern": INBEDDER_PATTERN, "output_value": "avg_ppt"}, None),
     "qwen05-fst-word": (QWEN05, {"output_value": "fst_gen"}, ("inbedder-brief", ONE_WORD)),
     "qwen05-chat-fst-word": (QWEN05, {}, None),  # the alias' defaults: registry.ONE_WORD_CHAT read at fst_gen
+    "qwen05-chat-fst-word-int8": (QWEN05, {"quantize": "int8"}, None),  # the same with int8 linear layers
     "qwen05-chat-word": (QWEN05, {"reencoder": "minilm", "max_new_tokens": 6}, ("chat-brief", ONE_WORD)),
     "qwen05-chat-few": (QWEN05, {"reencoder": "minilm", "max_new_tokens": 8}, ("chat-brief", FEW_WORDS)),
     "qwen05-inbedder-few": (QWEN05, {"reencoder": "minilm", "max_new_tokens": 8}, ("inbedder-brief", FEW_WORDS)),
