@@ -242,7 +242,6 @@ def _from_hub(repo_id: str, name: str, family: str | None = None, options: dict[
     return Location(name, Path(downloaded), "hub", family, options or {})
 
 
-
 def hub_address(endpoint: str) -> tuple[str, int, str | None]:
     """``(host, port, proxy)``: where a request to ``endpoint`` first connects, honouring the proxy variables
     (``HTTPS_PROXY``, ``HTTP_PROXY``, ``ALL_PROXY``, ``NO_PROXY``, in either case) as the hub client does;
