@@ -45,7 +45,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from encode_speed import DEFAULT_DATA, command, machine, read_texts, spearman, sts_scores  # noqa: E402
+from common import STS_DIR, command, machine, min_cosine, read_texts, sts_scores, sts_spearman  # noqa: E402
 
 Encode = Callable[[list[str]], np.ndarray]
 REFERENCE = "sentence-transformers torch float32"
@@ -205,7 +205,7 @@ def default_variants() -> str:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--data", type=Path, default=DEFAULT_DATA, help="STS-B directory (sts-test.jsonl, sts-train.csv)")
+    p.add_argument("--data", type=Path, default=STS_DIR, help="STS-B directory (sts-test.jsonl, sts-train.csv)")
     p.add_argument("--pairs", type=int, default=100, help="STS-B test pairs, evenly spread (0: all 1,379)")
     p.add_argument("--variants", default=None, help="inbedder variants (default: the fast ones on this CPU)")
     p.add_argument("--batch-size", type=int, default=32)
@@ -227,7 +227,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     import inbedder
-    from inbedder.apps.benchmark import bench_encoder, cosine_rows
+    from inbedder.apps.benchmark import bench_encoder
     from inbedder.registry import resolve
     from inbedder.speed import cpu_int8_ratios, fast_bf16, int8_kernel, peak_gemm_flops
 
@@ -258,10 +258,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     reference = vectors.get(REFERENCE, vectors["inbedder float32"])
     base, st = res["variants"]["inbedder float32"], res["variants"].get(REFERENCE)
     for name, row in res["variants"].items():
-        row["min_cosine"] = float(cosine_rows(vectors[name], reference).min())
+        row["min_cosine"] = min_cosine(vectors[name], reference)
         row["vs_inbedder_float32"] = row["texts_per_s"] / base["texts_per_s"]
         row["vs_st_torch"] = row["texts_per_s"] / st["texts_per_s"] if st else None
-        row["sts_spearman"] = spearman(vectors[name], scores) if scores else None
+        row["sts_spearman"] = sts_spearman(vectors[name], scores) if scores else None
         row["fp32_peak_share"] = res["flops"] / row["median_s"] / peaks["float32"] if res["flops"] else None
     versions = {p: _version(p) for p in ("onnxruntime", "openvino", "optimum", "optimum-intel", "nncf", "fastembed")}
     results = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "command": command(),
