@@ -79,7 +79,7 @@ def test_the_two_int8_kernels_give_nearly_the_same_outputs() -> None:
                                                    ({"int_mm": 0.02, "fbgemm": 0.8}, "fbgemm", True)])
 def test_int8_uses_the_kernel_measured_fastest_and_warns_when_it_is_slower_than_float32(
         tiny_bert_dir: Path, monkeypatch: Any, ratios: dict[str, float], kernel: str, warns: bool) -> None:
-    monkeypatch.setattr(speed, "cpu_int8_ratios", lambda: ratios)
+    monkeypatch.setattr(speed, "cpu_int8_ratios", lambda shape=None: ratios)
     assert speed.int8_kernel() == kernel
     with warnings.catch_warnings(record=True) as seen:
         warnings.simplefilter("always")
@@ -92,8 +92,23 @@ def test_int8_uses_the_kernel_measured_fastest_and_warns_when_it_is_slower_than_
         assert f"({kernel}) measured 0.80× float32" in slow[0] and "int_mm 0.02× (about 1/50 of)" in slow[0]
 
 
+def test_the_int8_speed_is_measured_on_the_models_own_main_layer_shape(tiny_bert_dir: Path,
+                                                                        monkeypatch: Any) -> None:
+    block = torch.nn.Sequential(torch.nn.Linear(8, 32), torch.nn.Linear(32, 8), torch.nn.Linear(8, 8),
+                                torch.nn.Linear(8, 8), torch.nn.Linear(8, 32))
+    assert speed.probe_shape(block) == (8, 32)  # 2 × 256 weights, against 256 and 2 × 64
+    assert speed.probe_shape(torch.nn.ReLU()) == speed.INT8_PROBE[1:]
+    asked: list[Any] = []
+    monkeypatch.setattr(speed, "cpu_int8_ratios", lambda shape=None: asked.append(shape) or {"int_mm": 0.02,
+                                                                                              "fbgemm": 1.2})
+    model = load(tiny_bert_dir)
+    want = speed.probe_shape(model.encoder)
+    load(tiny_bert_dir, quantize="int8")
+    assert asked and set(asked) == {want}
+
+
 def test_the_int8_kernel_can_be_named_in_the_environment(monkeypatch: Any) -> None:
-    monkeypatch.setattr(speed, "cpu_int8_ratios", lambda: {"int_mm": 0.02, "fbgemm": 1.1})
+    monkeypatch.setattr(speed, "cpu_int8_ratios", lambda shape=None: {"int_mm": 0.02, "fbgemm": 1.1})
     monkeypatch.setenv("INBEDDER_INT8_KERNEL", "int_mm")
     assert speed.int8_kernel() == "int_mm" and Int8Linear(torch.nn.Linear(4, 4)).kernel == "int_mm"
     monkeypatch.setenv("INBEDDER_INT8_KERNEL", "vnni")

@@ -153,16 +153,18 @@ def apply_quantization(encoder: Any, quantize: Quantize, device: torch.device) -
     int8 kernel chosen for this CPU measured slower than float32 (:func:`cpu_int8_ratios`)."""
     check_quantize(quantize, device)
     if quantize is Quantize.INT8:
-        kernel = int8_kernel()
+        shape = probe_shape(encoder)
+        kernel = int8_kernel(shape)
         if quantize_int8(encoder, kernel) == 0:
             raise InputError(f"quantize='int8' found no torch.nn.Linear layer to quantize in this {encoder.family} "
                              "model")
-        ratios = cpu_int8_ratios()
+        ratios = cpu_int8_ratios(shape)
         if ratios[kernel] < 1.0 and not os.environ.get(KERNEL_SWITCH):
             others = ", ".join(f"{k} {format_ratio(r)}" for k, r in ratios.items() if k != kernel)
             warnings.warn(f"quantize='int8': this CPU's fastest int8 kernel ({kernel}) measured "
-                          f"{format_ratio(ratios[kernel])} float32 on a linear layer ({others}), so int8 may run "
-                          "slower than float32 here; leave quantize unset for float32", stacklevel=3)
+                          f"{format_ratio(ratios[kernel])} float32 on this model's main linear layer shape "
+                          f"{shape[0]} → {shape[1]} ({others}), so int8 may run slower than float32 here; leave "
+                          "quantize unset for float32", stacklevel=3)
     encoder.quantization = quantize.value
 
 
@@ -194,13 +196,28 @@ def cpu_bf16_ratio() -> float:
 INT8_PROBE = (128, 384, 1536)  # rows, in, out: one all-MiniLM-L6-v2 feed-forward layer on a batch of short texts
 
 
-@functools.lru_cache(maxsize=1)
-def cpu_int8_ratios() -> dict[str, float]:
-    """Each int8 kernel's throughput over float32's on this CPU, measured once a process: an :class:`Int8Linear`
-    (outlier channels and rescaling included) against the ``nn.Linear`` it replaces, :data:`INT8_PROBE`-sized,
-    best of 3. 0 for a kernel this build of torch lacks. ``int_mm`` is about 1.0-1.5× with VNNI, about 0.03× on
-    AVX2-only CPUs, where ``fbgemm`` is about 1.1×."""
+def probe_shape(module: nn.Module) -> tuple[int, int]:
+    """The ``(in, out)`` shape that holds most of ``module``'s linear weights (its int8 speed is the model's);
+    :data:`INT8_PROBE`'s without linear layers. The kernels' ratios differ by shape: on an AVX2-only CPU FBGEMM
+    measured 0.87× float32 at MiniLM's 384 → 1536 and 1.3× at Qwen2.5-0.5B's 896 → 4,864."""
+    weights: dict[tuple[int, int], int] = {}
+    for layer in module.modules():
+        if type(layer) is nn.Linear:
+            shape = (layer.in_features, layer.out_features)
+            weights[shape] = weights.get(shape, 0) + layer.in_features * layer.out_features
+    return max(weights, key=lambda k: weights[k]) if weights else (INT8_PROBE[1], INT8_PROBE[2])
+
+
+@functools.lru_cache(maxsize=8)
+def cpu_int8_ratios(shape: tuple[int, int] | None = None) -> dict[str, float]:
+    """Each int8 kernel's throughput over float32's on this CPU, measured once a process and shape: an
+    :class:`Int8Linear` (outlier channels and rescaling included) against the ``nn.Linear`` it replaces, on
+    :data:`INT8_PROBE`'s rows and ``shape`` (``(in, out)``; :data:`INT8_PROBE`'s by default), best of 3. 0 for a
+    kernel this build of torch lacks. ``int_mm`` is about 1.0-1.5× with VNNI, about 0.03× on AVX2-only CPUs,
+    where ``fbgemm`` is about 0.9-1.3×."""
     rows, inputs, outputs = INT8_PROBE
+    if shape is not None:
+        inputs, outputs = shape
     generator = torch.Generator().manual_seed(0)
     linear = nn.Linear(inputs, outputs)
     with torch.no_grad():
@@ -223,7 +240,7 @@ def cpu_int8_ratios() -> dict[str, float]:
 KERNEL_SWITCH = "INBEDDER_INT8_KERNEL"
 
 
-def int8_kernel() -> str:
+def int8_kernel(shape: tuple[int, int] | None = None) -> str:
     """The :class:`Int8Linear` kernel that measured fastest on this CPU (:func:`cpu_int8_ratios`; ``int_mm`` on a
     tie), or the one ``INBEDDER_INT8_KERNEL`` names (``int_mm`` or ``fbgemm``: for benchmarks and comparisons)."""
     named = os.environ.get(KERNEL_SWITCH, "").strip()
@@ -232,7 +249,7 @@ def int8_kernel() -> str:
             raise InputError(f"{KERNEL_SWITCH}={named!r} is not an int8 kernel; choose one of {list(INT8_KERNELS)} "
                              "or unset it (the faster on this CPU, measured)")
         return named
-    ratios = cpu_int8_ratios()
+    ratios = cpu_int8_ratios(shape)
     return max(INT8_KERNELS, key=lambda k: ratios[k])
 
 
