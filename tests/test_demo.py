@@ -178,8 +178,9 @@ def test_make_install_says_each_step_and_installs_what_the_demo_writes() -> None
 
     if shutil.which("make") is None:
         pytest.skip("make is not installed")
-    plan = subprocess.run(["make", "-n", "-B", ".venv/.installed", ".venv-ref/.installed", "demo"], cwd=ROOT,
-                          capture_output=True, text=True, timeout=60)
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MAKELEVEL", "MFLAGS")}  # under `make test`
+    plan = subprocess.run(["make", "--no-print-directory", "-n", "-B", ".venv/.installed", ".venv-ref/.installed",
+                           "demo"], cwd=ROOT, capture_output=True, text=True, timeout=60, env=env)
     assert plan.returncode == 0, plan.stderr
     lines = [line for line in plan.stdout.splitlines() if line.strip()]
     installs = [i for i, line in enumerate(lines) if " install " in line and "pip" in line]
