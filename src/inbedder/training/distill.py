@@ -145,26 +145,16 @@ def train_distill(student: str | os.PathLike[str], teacher_file: str | os.PathLi
     """Train ``student`` (a causal answer model: alias, directory or .gguf) with LoRA on a teacher file
     (:func:`~inbedder.training.teacher.teacher_pass`) and save its adapter to ``output``. Resumable: ``checkpoint``
     (default ``output/checkpoint``) holds the state of an interrupted run."""
-    from ..loading import load, quiet_transformers
-
     require("peft", "train")
     from peft import LoraConfig, get_peft_model
 
     settings, loop = settings or DistillSettings(), loop or LoopSettings()
     records, meta = read_teacher(teacher_file)
-    with quiet_transformers():
-        embedder = load(student, device=device)
-    encoder: Any = embedder.encoder
-    if encoder.family != "causal":
-        raise InputError(f"the student must be a causal language model; {str(student)!r} loads as the "
-                         f"{encoder.family} family")
-    if vocab_fingerprint(encoder.tokenizer) != meta["vocab"]:
-        raise InputError(f"{str(student)!r} has another vocabulary than the teacher of {teacher_file} "
-                         f"({meta.get('teacher')}): its token ids would mean other tokens")
-    encoder.pattern = meta["pattern"]
+    encoder = _student(student, meta, device)
     examples = _examples(encoder, records, meta, settings)
-    train = [e for e, r in zip(examples, records, strict=True) if not _is_dev(r["text"], settings.dev_fraction)]
-    dev = [e for e, r in zip(examples, records, strict=True) if _is_dev(r["text"], settings.dev_fraction)]
+    held = [_is_dev(r["text"], settings.dev_fraction) for r in records]
+    train = [e for e, h in zip(examples, held, strict=True) if not h]
+    dev = [e for e, h in zip(examples, held, strict=True) if h]
     if not train:
         raise InputError("no training records left after holding out the dev texts")
     lm, tokenizer = encoder.model, encoder.tokenizer
@@ -186,24 +176,38 @@ def train_distill(student: str | os.PathLike[str], teacher_file: str | os.PathLi
                    "settings": asdict(settings)}
     result = run_loop(lm, loss_fn, BatchPlan([list(range(len(train)))], loop.batch_size, loop.seed,
                                              [len(e["ids"]) for e in train]), loop, ckpt, fingerprint)
-    with torch.no_grad():  # what is saved (float16) is what is merged and returned
+    with torch.no_grad():  # what is saved (float16) is what is measured, merged and returned
         for name, p in lm.named_parameters():
             if "lora_" in name:
                 p.copy_(p.half().float())
+    if dev and result.finished:
+        kl["after"] = dev_kl(lm, dev, pad)
     saved = None
     if output is not None and result.finished:
         saved = save_adapter(lm, Path(output), str(student), meta["pattern"], {
             "teacher": meta, "examples": len(train), "dev_examples": len(dev), "settings": asdict(settings),
-            "loop": loop.identity(), "train_loss_first": result.losses[:1], "train_loss_last": result.losses[-1:]})
+            "loop": loop.identity(), "train_loss_first": result.losses[:1], "train_loss_last": result.losses[-1:],
+            "dev_kl": kl})
     merged: Any = lm.merge_and_unload()
     merged.config.use_cache = True
-    if dev and result.finished:
-        kl["after"] = dev_kl(merged, dev, pad)
-        if saved is not None:
-            about = json.loads((saved / "inbedder_training.json").read_text(encoding="utf-8"))
-            (saved / "inbedder_training.json").write_text(json.dumps({**about, "dev_kl": kl}, indent=2),
-                                                          encoding="utf-8")
     return DistillResult(merged, saved, result, kl, len(train))
+
+
+def _student(student: str | os.PathLike[str], meta: dict[str, Any], device: str | None) -> Any:
+    """The student's causal encoder, reading the teacher's prompt; refused when its vocabulary is not the
+    teacher's."""
+    from ..loading import load, quiet_transformers
+
+    with quiet_transformers():
+        encoder: Any = load(student, device=device).encoder
+    if encoder.family != "causal":
+        raise InputError(f"the student must be a causal language model; {str(student)!r} loads as the "
+                         f"{encoder.family} family")
+    if vocab_fingerprint(encoder.tokenizer) != meta["vocab"]:
+        raise InputError(f"{str(student)!r} has another vocabulary than the teacher ({meta.get('teacher')}): "
+                         "its token ids would mean other tokens")
+    encoder.pattern = meta["pattern"]
+    return encoder
 
 
 def dev_kl(model: Any, examples: list[dict[str, Any]], pad: int, batch_size: int = 16) -> float:
