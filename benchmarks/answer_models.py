@@ -8,6 +8,8 @@ summary (mean instructed V − mean off-axis V) wins. The held-out sets (SemEval
 every pattern) and every readout of it is reported with its instructed V and off-axis V per axis. Every value at
 every layer and the greedy answers of a (texts, instruction, pattern) come from public ``encode`` calls, one per
 value and layer (``common.readouts``; the library has no call yet that reads them all from one ``generate()``).
+The texts/s reported are those of the greedy ``generate()`` that gives the answers, the model's own speed, not
+of the whole sweep.
 
     HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/answer_models.py --model qwen2.5-coder-0.5b-instruct \
         --json /tmp/qwen05.json
@@ -49,13 +51,14 @@ class View:
 
 
 def embed_all(model: Any, minilm: Any, task: Any, pattern: str, memo: dict, args: argparse.Namespace) -> float:
-    """Every readout of ``pattern`` under every instruction of ``task`` into ``memo``; the seconds generate took."""
+    """Every readout of ``pattern`` under every instruction of ``task`` into ``memo``; the seconds the greedy
+    ``generate()`` that gave the answers took (one call of the sweep: the model's own speed)."""
     seconds = 0.0
     for instruction in task.instructions.values():
-        start = time.perf_counter()
+        timed: dict[str, float] = {}
         vectors, answers = readouts(model, list(task.texts), instruction, pattern=PATTERNS[pattern],
-                                    new_tokens=args.new_tokens, batch_size=args.batch_size)
-        seconds += time.perf_counter() - start
+                                    new_tokens=args.new_tokens, batch_size=args.batch_size, timed=timed)
+        seconds += timed["answers"]
         found = {f"{value}@{layer}": x for (value, layer), x in vectors.items()}
         found["re_encode"] = minilm.encode([a.strip() or "." for a in answers], show_progress_bar=False)
         memo[(tuple(task.texts), instruction, pattern)] = found

@@ -202,7 +202,8 @@ def prompts(model: Any, pairs: list[tuple[str | None, str]]) -> tuple[list[str],
 
 def readouts(model: Any, texts: list[str], instruction: str | None, *, new_tokens: int, batch_size: int,
              pattern: str | None = None, values: Sequence[str] | None = None, layers: Sequence[int] | None = None,
-             answers: bool = True) -> tuple[dict[tuple[str, int], np.ndarray], list[str]]:
+             answers: bool = True, timed: dict[str, float] | None = None
+             ) -> tuple[dict[tuple[str, int], np.ndarray], list[str]]:
     """Every output value (``values``, default all) at every layer (``layers``, default 0 .. last) of an answer
     model, ``{(value, layer): vectors}`` in layer-major order, and the greedy answers (``[]`` unless ``answers``).
 
@@ -210,8 +211,11 @@ def readouts(model: Any, texts: list[str], instruction: str | None, *, new_token
     (``pattern``: the model's own when None; greedy answers of ``new_tokens`` tokens; the hidden states themselves,
     never a re-encoder's vectors of the answers), so a run costs one pass, or one ``generate()``, per value and
     layer. The library has no call yet that returns every readout of one set of prompts from one ``generate()``;
-    scripts that sweep layers are that much slower than one such call would be.
+    scripts that sweep layers are that much slower than one such call would be. ``timed["answers"]`` gets the
+    seconds of the ``generate()`` that gave the answers: what the model itself takes, whatever the sweep.
     """
+    import time
+
     from inbedder.encoders.causal_settings import OutputValue
 
     chosen = [OutputValue(v) for v in values] if values is not None else list(OutputValue)
@@ -225,12 +229,16 @@ def readouts(model: Any, texts: list[str], instruction: str | None, *, new_token
     for layer in every:
         for value in chosen:
             if answers and found is None and value.generates:  # this generate() gives the answers too
+                start = time.perf_counter()
                 out[(value.value, layer)], found = model.encode(texts, instruction, output_value=value.value,
                                                                 layer=layer, return_generations=True, **options)
+                (timed if timed is not None else {})["answers"] = time.perf_counter() - start
             else:
                 out[(value.value, layer)] = model.encode(texts, instruction, output_value=value.value, layer=layer,
                                                          **options)
     if answers and found is None:
+        start = time.perf_counter()
         _, found = model.encode(texts, instruction, output_value=OutputValue.AVG_GEN.value, return_generations=True,
                                 **options)
+        (timed if timed is not None else {})["answers"] = time.perf_counter() - start
     return out, list(found or [])
