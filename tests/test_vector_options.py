@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 from click.testing import CliRunner, Result
 
-from inbedder.load_free import encode_cached
 from inbedder.cli import main
 from inbedder.cli.fast import serve_cached
+from inbedder.load_free import encode_cached
 
 TEXTS = ["a cat sat on the mat", "the bank raised its rate", "a dog ran in the park"]
 QUESTIONS = ["What is the animal?", "What is the topic?"]
