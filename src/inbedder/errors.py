@@ -47,6 +47,15 @@ def did_you_mean(word: str, choices: Iterable[str]) -> str:
     return f" Did you mean {close[0]!r}?" if close else ""
 
 
+def check_ints(settings: object, names: Iterable[str], low: int = 1) -> None:
+    """Refuse any of the ``names`` attributes of ``settings`` that is not an int (bools are not) of at least
+    ``low``, naming the field and the value."""
+    for name in names:
+        value = getattr(settings, name)
+        if not isinstance(value, int) or isinstance(value, bool) or value < low:
+            raise InputError(f"{name} must be an int >= {low}; got {value!r}")
+
+
 def require(module: str, extra: str) -> None:
     """Import ``module`` or raise :class:`MissingExtraError` naming the extra that provides it."""
     import importlib

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import InputError, InputTypeError, did_you_mean, require
+from ..errors import InputError, InputTypeError, check_ints, did_you_mean, require
 from .naming import EMPTY_ANSWER, answer_names, ctfidf_keywords, frequent_answers, normalize_answer, shares, word_names
 
 DEFAULT_AUTO_K = range(2, 21)
@@ -62,10 +62,7 @@ class ClusterSettings:
         if not ks or any(not isinstance(k, int) or isinstance(k, bool) or k < 2 for k in ks):
             raise InputError(f"auto_k must be a non-empty range of ints >= 2 (e.g. range(2, 21)); got {self.auto_k!r}")
         object.__setattr__(self, "auto_k", ks)
-        for name in ("n_examples", "n_words"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-                raise InputError(f"{name} must be an int >= 0; got {value!r}")
+        check_ints(self, ("n_examples", "n_words"), 0)
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ from typing import Any
 import click
 
 from ..choices import DType
+from ..encode_settings import check_batch_size
 from ..errors import InbedderError, InputError
 from ..io import gather_input
 
@@ -210,8 +211,8 @@ def check_load_options(dtype: str | None, batch_size: int | None = None) -> None
 
     if dtype is not None:
         parse_choice(DType, dtype, "dtype")
-    if batch_size is not None and batch_size < 1:
-        raise InputError(f"batch_size must be a positive int; got {batch_size}")
+    if batch_size is not None:
+        check_batch_size(batch_size)
 
 
 def need_model(model: str | None) -> str:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from ..encode_settings import check_batch_size
 from ..errors import InbedderError, InputError, InputTypeError, did_you_mean, require
 
 DEFAULT_COLUMN = "embedding"
@@ -105,8 +106,7 @@ def embed_dataset(ds: Any, model: str | os.PathLike[str], instruction: str | Non
     if not isinstance(model, (str, os.PathLike)):
         raise InputTypeError("embed_dataset needs the model's name or path (each actor loads its own copy); got "
                              f"{type(model).__name__}. Pass the name you gave inbedder.load, and its options.")
-    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
-        raise InputError(f"batch_size must be a positive int; got {batch_size!r}")
+    check_batch_size(batch_size)
     schema = ds.schema(fetch_if_missing=False)
     if schema is not None:
         for column in (text_column, instruction_column):

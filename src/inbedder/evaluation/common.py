@@ -14,6 +14,7 @@ from typing import Any, ClassVar, Protocol
 
 import numpy as np
 
+from ..encode_settings import check_batch_size
 from ..errors import InputError, NonFiniteError, require
 
 EXTRA = "eval"
@@ -44,8 +45,7 @@ class EvalSettings:
     progress: bool | None = None
 
     def __post_init__(self) -> None:
-        if not isinstance(self.batch_size, int) or isinstance(self.batch_size, bool) or self.batch_size < 1:
-            raise InputError(f"batch_size must be a positive int; got {self.batch_size!r}")
+        check_batch_size(self.batch_size)
         if not isinstance(self.seed, int) or isinstance(self.seed, bool):
             raise InputError(f"seed must be an int; got {self.seed!r}")
 

@@ -29,7 +29,7 @@ from typing import Any
 import torch
 
 from ..encoders.causal_settings import check_pattern, is_chat
-from ..errors import InputError, require
+from ..errors import InputError, check_ints, require
 from ..prompts import INBEDDER_PATTERN
 from ..registry import DEFAULTS_FILE
 from .loop import BatchPlan, LoopResult, LoopSettings, fingerprint_rows, run_loop
@@ -53,10 +53,7 @@ class AnswerSettings:
 
     def __post_init__(self) -> None:
         check_pattern(self.pattern)
-        for name in ("max_length", "max_answer_tokens", "lora_r", "lora_alpha"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise InputError(f"{name} must be an int >= 1; got {value!r}")
+        check_ints(self, ("max_length", "max_answer_tokens", "lora_r", "lora_alpha"))
         if self.max_answer_tokens >= self.max_length:
             raise InputError(f"max_answer_tokens ({self.max_answer_tokens}) must be below max_length "
                              f"({self.max_length})")

@@ -26,7 +26,7 @@ from typing import Any
 import torch
 
 from ..adapters import ADAPTER_WEIGHTS
-from ..errors import InputError, require
+from ..errors import InputError, check_ints, require
 from ..registry import DEFAULTS_FILE
 from .answer import AnswerSettings, collate, encode_qa
 from .loop import BatchPlan, LoopResult, LoopSettings, fingerprint_rows, run_loop
@@ -45,10 +45,7 @@ class DistillSettings:
     dev_fraction: float = 0.05
 
     def __post_init__(self) -> None:
-        for name in ("lora_r", "lora_alpha", "max_length"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise InputError(f"{name} must be an int >= 1; got {value!r}")
+        check_ints(self, ("lora_r", "lora_alpha", "max_length"))
         if not 0 <= self.answer_weight <= 100:
             raise InputError(f"answer_weight must be in [0, 100]; got {self.answer_weight!r}")
         if not 0 <= self.dev_fraction < 0.5:

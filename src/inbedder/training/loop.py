@@ -26,7 +26,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..errors import InputError, NonFiniteError
+from ..errors import InputError, NonFiniteError, check_ints
 
 FORMAT_VERSION = 1
 
@@ -55,10 +55,7 @@ class LoopSettings:
     eval_every: int | None = None
 
     def __post_init__(self) -> None:
-        for name in ("steps", "batch_size", "grad_accum", "save_every"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise InputError(f"{name} must be an int >= 1; got {value!r}")
+        check_ints(self, ("steps", "batch_size", "grad_accum", "save_every"))
         for name in ("stop_after", "eval_every"):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):

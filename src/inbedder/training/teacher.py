@@ -27,7 +27,7 @@ from typing import Any
 import torch
 
 from ..encoders.causal_settings import check_pattern
-from ..errors import InputError
+from ..errors import InputError, check_ints
 from ..registry import ONE_WORD_CHAT
 
 FORMAT_VERSION = 1
@@ -47,10 +47,9 @@ class TeacherSettings:
 
     def __post_init__(self) -> None:
         check_pattern(self.pattern)
-        for name, low in (("top_k", 1), ("answer_tokens", 0), ("batch_size", 1), ("max_length", 8)):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < low:
-                raise InputError(f"{name} must be an int >= {low}; got {value!r}")
+        check_ints(self, ("top_k", "batch_size"))
+        check_ints(self, ("answer_tokens",), 0)
+        check_ints(self, ("max_length",), 8)
 
 
 def vocab_fingerprint(tokenizer: Any) -> str:
