@@ -15,32 +15,52 @@ from click.testing import CliRunner
 
 from inbedder.cache import EmbeddingCache
 from inbedder.cli import main as click_main
-from inbedder.cli.fast import DEFAULTS, ENVVARS, FLAG_OPTIONS, VALUE_OPTIONS, serve_cached
+from inbedder.cli.common import one_or_several
+from inbedder.cli.fast import ENVVARS, SERVED, parse_embed, serve_cached
+from inbedder.cli.option_specs import EMBED_OPTIONS
 
 TEXTS = ["a cat sat on the mat", "the bank raised its rate", "a dog ran in the park"]
 INSTR = "Represent the sentence:"
 CLEAN_ENV = {name: None for name in [*ENVVARS.values(), "INBEDDER_NORMALIZE"]}
 
 
-def test_option_tables_match_the_click_command(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_click_command_and_the_fast_parser_read_one_declaration(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every option of the click command is a spec of EMBED_OPTIONS, in order; every spelling of a ``fast`` spec
+    (given, as ``--opt=value``, from its environment variable, or left out) parses to the value click gives, and
+    any other sends the call to the click command."""
     for name in CLEAN_ENV:
         monkeypatch.delenv(name, raising=False)
     command = click_main.commands["embed"]
-    ray = ("ray", "ray_address", "concurrency", "no_cache")  # options the fast path leaves to the click command
-    parsed = command.make_context("embed", ["a text"]).params  # the values click passes when nothing is given
-    defaults = {k: v for k, v in parsed.items() if v not in (None, ()) and k not in (*ray, "texts")}
-    value, flags, envvars = {}, {}, {}
-    for param in command.params:
-        if not isinstance(param, click.Option) or param.name in ray:
-            continue
-        if param.is_flag and param.secondary_opts:
-            flags.update({o: (param.name, True) for o in param.opts})
-            flags.update({o: (param.name, False) for o in param.secondary_opts})
-        else:
-            value.update({o: param.name for o in param.opts})
-        if param.envvar:
-            envvars[param.name] = param.envvar
-    assert value == VALUE_OPTIONS and flags == FLAG_OPTIONS and envvars == ENVVARS and defaults == DEFAULTS
+    options = [p for p in command.params if isinstance(p, click.Option)]
+    assert [(p.name, (*p.opts, *p.secondary_opts), p.envvar, p.help, p.multiple) for p in options] == [
+        (s.name, s.decls, s.envvar, s.help, s.multiple) for s in EMBED_OPTIONS]
+
+    def both(args: list[str]) -> tuple[dict[str, Any] | None, dict[str, Any]]:
+        clicked = command.make_context("embed", [*args, "a text"]).params
+        clicked["instruction"] = one_or_several(clicked["instruction"])
+        return parse_embed(["embed", *args, "a text"]), clicked
+
+    fast, clicked = both([])  # the defaults
+    assert fast is not None and fast["texts"] == ["a text"]
+    assert {s.name: fast.get(s.name) for s in SERVED} == {s.name: clicked[s.name] for s in SERVED}
+    for spec in EMBED_OPTIONS:
+        calls = [[d] if spec.kind in ("on_off", "flag") else [d, "7"] for d in spec.decls]
+        calls += [[f"{d}=7"] for d in spec.decls if d.startswith("--") and spec.kind in ("text", "int")]
+        for call in calls:
+            fast, clicked = both(call)
+            if spec.fast:
+                assert fast is not None and fast[spec.name] == clicked[spec.name], call
+            else:
+                assert fast is None, call
+        if spec.fast and spec.envvar:
+            monkeypatch.setenv(spec.envvar, "7" if spec.kind in ("text", "int") else "true")
+            fast, clicked = both([])
+            if spec.kind == "on_off":
+                assert fast is None, spec  # click's boolean spellings (true, 1, yes, ...) are left to click
+            else:
+                assert fast is not None and fast[spec.name] == clicked[spec.name], spec
+            monkeypatch.delenv(spec.envvar)
+    assert {s.name for s in EMBED_OPTIONS if not s.fast} == {"no_cache", "ray", "ray_address", "concurrency"}
 
 
 @pytest.fixture()

@@ -1,20 +1,39 @@
-"""What every command shares: user errors as one line, warnings as lines, the options declared once, and the
-steps from options to a model, input records and written rows. Imports nothing else of the command line."""
+"""What every command shares: user errors as one line, warnings as lines, the click options of the specs declared
+once in :mod:`inbedder.cli.option_specs`, and the steps from options to a model, input records and written rows.
+Imports no command."""
 
 from __future__ import annotations
 
 import contextlib
 import sys
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import replace
 from typing import Any
 
 import click
 
-from ..choices import DType
 from ..encode_settings import check_batch_size
 from ..errors import InbedderError, InputError
 from ..io import gather_input
+from .option_specs import (
+    BATCH_SIZE,
+    CACHE,
+    DEVICE,
+    DTYPE,
+    FORMAT,
+    INPUT_OPTIONS,
+    INSTRUCTION,
+    MODEL,
+    MODEL_OPTIONS,
+    NO_CACHE,
+    OUTPUT,
+    PROGRESS,
+    TEXT_COLUMN,
+    UNSET,
+    VECTOR_OPTIONS,
+    OptionSpec,
+)
 
 FC = Callable[..., Any]
 
@@ -48,100 +67,92 @@ def warnings_as_lines() -> Iterator[None]:
             click.echo(f"Warning: {_one_line(str(warning.message))}", err=True)
 
 
-MODEL_HELP = "Model alias (see `inbedder models`), local directory, .gguf file or hub id."
+def click_option(spec: OptionSpec, **changes: Any) -> Callable[[FC], FC]:
+    """The click option of ``spec`` (:mod:`inbedder.cli.option_specs`), with ``changes`` to its fields (another
+    help text, default, ...) for a command that varies a shared option."""
+    if changes:
+        spec = replace(spec, **changes)
+    decls = ["/".join(spec.decls)] if spec.kind == "on_off" else list(spec.decls)
+    attrs: dict[str, Any] = {"help": spec.help, "metavar": spec.metavar, "show_default": spec.show_default,
+                             "multiple": spec.multiple, "required": spec.required}
+    if spec.envvar:
+        attrs.update(envvar=spec.envvar, show_envvar=True)
+    if spec.default is not UNSET:
+        attrs["default"] = spec.default
+    if spec.kind == "int":
+        attrs["type"] = int
+    elif spec.kind == "flag":
+        attrs["is_flag"] = True
+    return click.option(*decls, spec.name, **attrs)
+
+
+def click_options(specs: Iterable[OptionSpec]) -> Callable[[FC], FC]:
+    """The click options of ``specs``, in that order in --help."""
+    options = [click_option(spec) for spec in specs]
+
+    def apply(f: FC) -> FC:
+        for option in reversed(options):
+            f = option(f)
+        return f
+    return apply
+
+
+MODEL_HELP = MODEL.help
 
 
 def model_option(help: str = MODEL_HELP, *, env: bool = True, **extra: Any) -> Callable[[FC], FC]:
     """-m/--model (read from INBEDDER_MODEL unless ``env=False``)."""
-    return click.option("-m", "--model", envvar="INBEDDER_MODEL" if env else None, show_envvar=env, help=help,
-                        **extra)
+    return click_option(MODEL, help=help, envvar=MODEL.envvar if env else None, **extra)
 
 
 def batch_size_option(default: int = 32, help: str = "Texts per forward pass.", env: bool = True
                       ) -> Callable[[FC], FC]:
-    return click.option("--batch-size", type=int, default=default, show_default=True,
-                        envvar="INBEDDER_BATCH_SIZE" if env else None, show_envvar=env, help=help)
+    return click_option(BATCH_SIZE, default=default, help=help, envvar=BATCH_SIZE.envvar if env else None)
 
 
 def device_option(env: bool = True) -> Callable[[FC], FC]:
-    return click.option("--device", envvar="INBEDDER_DEVICE" if env else None, show_envvar=env,
-                        help="cpu, cuda, cuda:1, mps, ... [default: cuda when available, else cpu]")
+    return click_option(DEVICE, envvar=DEVICE.envvar if env else None)
 
 
-dtype_option = click.option("--dtype", default=None, envvar="INBEDDER_DTYPE", show_envvar=True,
-                            metavar="|".join(d.value for d in DType), help="Weight precision [default: float32].")
-progress_option = click.option("--progress/--no-progress", default=None,
-                               help="Progress bar on stderr [default: shown from 8 batches on].")
-CACHE_HELP = ("Look vectors up in (and add them to) this SQLite cache; only missing rows are computed, and a run "
-              "whose rows are all cached loads no model [default: the user cache, "
-              "~/.cache/inbedder/embeddings.sqlite; --no-cache for none].")
-NO_CACHE_HELP = "Use no cache (neither the user cache nor INBEDDER_CACHE): every row is computed, nothing is kept."
+dtype_option = click_option(DTYPE)
+progress_option = click_option(PROGRESS)
+CACHE_HELP = CACHE.help
+NO_CACHE_HELP = NO_CACHE.help
 
 
 def cache_path_option(help: str = CACHE_HELP, env: bool = True) -> Callable[[FC], FC]:
     """--cache PATH (read from INBEDDER_CACHE unless ``env=False``)."""
-    return click.option("--cache", "cache_path", metavar="PATH", envvar="INBEDDER_CACHE" if env else None,
-                        show_envvar=env, help=help)
+    return click_option(CACHE, help=help, envvar=CACHE.envvar if env else None)
 
 
 cache_option = cache_path_option()
-no_cache_option: Callable[[FC], FC] = click.option("--no-cache", is_flag=True, help=NO_CACHE_HELP)
-text_column_option = click.option("--text-column", default="text", show_default=True,
-                                  help="Text column of a table input file.")
-
-
-def input_options(f: FC) -> FC:
-    """-i/--input, --text-column and --instruction-column, as in ``inbedder embed``."""
-    for option in reversed([
-        click.option("-i", "--input", "input_path", metavar="FILE",
-                     help="Read texts from FILE: .txt (one per line) or a table, .jsonl, .json, .csv, .tsv or "
-                          ".parquet (a 'text' column, optional 'instruction' and 'id'); '-' for stdin (one text "
-                          "per line). Default: the arguments, else stdin."),
-        text_column_option,
-        click.option("--instruction-column",
-                     help="Instruction column of a table input file [default: instruction, if any]."),
-    ]):
-        f = option(f)
-    return f
+no_cache_option = click_option(NO_CACHE)
+text_column_option = click_option(TEXT_COLUMN)
+input_options = click_options(INPUT_OPTIONS)  # -i/--input, --text-column and --instruction-column
 
 
 def instruction_option(help: str, multiple: bool = False) -> Callable[[FC], FC]:
     """--instruction; with ``multiple``, it may be given several times (every text under each)."""
-    return click.option("--instruction", "instruction", multiple=multiple, help=help)
+    return click_option(INSTRUCTION, help=help, multiple=multiple)
 
 
 def output_option(help: str, metavar: str = "FILE", required: bool = False) -> Callable[[FC], FC]:
-    return click.option("-o", "--output", metavar=metavar, required=required, help=help)
+    return click_option(OUTPUT, help=help, metavar=metavar, required=required)
 
 
 def seed_option(help: str = "Random seed.") -> Callable[[FC], FC]:
     return click.option("--seed", type=int, default=0, show_default=True, help=help)
 
 
-def output_options(help: str, formats: tuple[str, ...], format_help: str = "Output format, whatever the "
-                   "extension of -o.", metavar: str = "FILE") -> Callable[[FC], FC]:
+def output_options(help: str, formats: tuple[str, ...], format_help: str = FORMAT.help,
+                   metavar: str = "FILE") -> Callable[[FC], FC]:
     """-o/--output and --format (one of ``formats``)."""
-    def apply(f: FC) -> FC:
-        f = click.option("--format", "fmt", metavar="|".join(formats), help=format_help)(f)
-        return output_option(help, metavar)(f)
-    return apply
+    return click_options([replace(OUTPUT, help=help, metavar=metavar),
+                          replace(FORMAT, help=format_help, metavar="|".join(formats))])
 
 
-def vector_options(f: FC) -> FC:
-    """--normalize/--no-normalize, --dimensions, --long-text and --chunk-overlap: how each vector is made."""
-    for option in reversed([
-        click.option("--normalize/--no-normalize", default=False, show_default=True, envvar="INBEDDER_NORMALIZE",
-                     show_envvar=True, help="Scale each vector to unit length."),
-        click.option("--dimensions", type=int, help="Keep the first N dimensions of each vector, scaled back to "
-                     "length 1 (Matryoshka models) [default: all]."),
-        click.option("--long-text", metavar="truncate|chunk", help="A text longer than the model's limit: cut "
-                     "it (truncate) or embed it in overlapping windows pooled by token count (chunk) "
-                     "[default: truncate]."),
-        click.option("--chunk-overlap", type=int, help="Tokens shared by neighbouring windows with --long-text "
-                     "chunk [default: an eighth of the window]."),
-    ]):
-        f = option(f)
-    return f
+# --normalize/--no-normalize, --dimensions, --long-text and --chunk-overlap: how each vector is made
+vector_options = click_options(VECTOR_OPTIONS)
 
 
 def vector_settings(dimensions: int | None, long_text: str | None, chunk_overlap: int | None) -> dict[str, Any]:
@@ -159,16 +170,12 @@ def model_options(f: FC, model_required: bool = True, default: str | None = None
     """-m/--model (``default``: the model used when none is given), --batch-size, --device, --dtype, --progress
     and --cache/--no-cache."""
     if not model_required:
-        model = model_option("Model for the queries [default: the one that built the index].", env=False)
+        model = replace(MODEL, help="Model for the queries [default: the one that built the index].", envvar=None)
     elif default:
-        model = model_option(f"{MODEL_HELP} [default: {default}]", default=default)
+        model = replace(MODEL, help=f"{MODEL_HELP} [default: {default}]", default=default)
     else:
-        model = model_option()
-    for option in reversed([
-        model, batch_size_option(), device_option(), dtype_option, progress_option, cache_option, no_cache_option,
-    ]):
-        f = option(f)
-    return f
+        model = MODEL
+    return click_options([model, *MODEL_OPTIONS[1:]])(f)
 
 
 def cache_choice(cache_path: str | None, no_cache: bool) -> Any:

@@ -12,37 +12,23 @@ from typing import Any
 
 import click
 
-from ..io import OUTPUT_FORMATS, check_target, gather_input, output_format
+from ..io import check_target, gather_input, output_format
 from .common import (
     cache_choice,
     check_load_options,
-    input_options,
-    instruction_option,
-    model_options,
+    click_options,
     need_model,
     one_or_several,
-    output_options,
     user_errors,
-    vector_options,
     vector_settings,
     warnings_as_lines,
 )
+from .option_specs import EMBED_OPTIONS
 
 
 @click.command("embed")
 @click.argument("texts", nargs=-1)
-@model_options
-@instruction_option("Instruction for every text; rows of a .jsonl/.csv file may carry their own. Give it several "
-                    "times to embed every text under each (rows instruction by instruction).", multiple=True)
-@input_options
-@output_options("Write to FILE; the format comes from its extension (.npy, .jsonl, .json, .csv, .parquet). "
-                "Default: jsonl on stdout.", OUTPUT_FORMATS)
-@vector_options
-@click.option("--ray", is_flag=True, help="Embed parquet (-i FILE or FOLDER) with Ray into a folder of parquet "
-              "files (-o FOLDER), resumably. See docs/integrations.md.")
-@click.option("--ray-address", envvar="RAY_ADDRESS", show_envvar=True,
-              help="Ray cluster for --ray [default: start a local Ray].")
-@click.option("--concurrency", type=int, default=1, show_default=True, help="Model copies (Ray actors) for --ray.")
+@click_options(EMBED_OPTIONS)  # declared once, as data: the fast path (fast.py) parses the same
 def embed(texts: tuple[str, ...], model: str | None, batch_size: int, device: str | None, dtype: str | None,
           progress: bool | None, cache_path: str | None, no_cache: bool, instruction: tuple[str, ...],
           input_path: str | None, text_column: str, instruction_column: str | None, output: str | None,

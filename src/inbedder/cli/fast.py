@@ -3,13 +3,12 @@ asks :func:`serve_cached` first).
 
 Importing click is about a third of a fully cached run's work (measured with callgrind: 131 M of 366 M
 instructions for 2,000 cached texts). So the script first looks at its arguments: a plain ``embed`` call
-(the options in :data:`VALUE_OPTIONS` and :data:`FLAG_OPTIONS`, texts as arguments or ``-i FILE``, a cache
-from ``--cache``, ``INBEDDER_CACHE`` or else the user cache) whose every row is in the cache is read and written
-here. Anything else (another command, ``--help``, ``--no-cache``, an option not listed, stdin input, a missing
-row, any error) goes to the
-click command unchanged, which then does, and reports, everything itself. Both paths write through
-:func:`embed_records`, so their output is the same; ``tests/test_cli_fast.py`` checks that these tables
-match the click command's declaration.
+(the ``fast`` options of :data:`inbedder.cli.option_specs.EMBED_OPTIONS`, texts as arguments or ``-i FILE``, a
+cache from ``--cache``, ``INBEDDER_CACHE`` or else the user cache) whose every row is in the cache is read and
+written here. Anything else (another command, ``--help``, ``--no-cache``, an option without ``fast``, stdin input,
+a missing row, any error) goes to the click command unchanged, which then does, and reports, everything itself.
+The click command's options are built from the same declaration (:func:`inbedder.cli.common.click_options`), and
+both paths write through :func:`embed_records`, so their output is the same.
 """
 
 from __future__ import annotations
@@ -20,19 +19,19 @@ from typing import Any
 
 from ..encode_settings import check_batch_size
 from ..io import Record, check_target, gather_input, output_format, write_embeddings
+from .option_specs import EMBED_OPTIONS, UNSET
 
-# option → parameter of ``inbedder embed`` (options that take a value)
-VALUE_OPTIONS = {"-m": "model", "--model": "model", "--instruction": "instruction", "-i": "input_path",
-                 "--input": "input_path", "--text-column": "text_column", "--instruction-column": "instruction_column",
-                 "-o": "output", "--output": "output", "--format": "fmt", "--batch-size": "batch_size",
-                 "--device": "device", "--dtype": "dtype", "--cache": "cache_path", "--dimensions": "dimensions",
-                 "--long-text": "long_text", "--chunk-overlap": "chunk_overlap"}
-INT_OPTIONS = ("batch_size", "dimensions", "chunk_overlap")
-FLAG_OPTIONS = {"--normalize": ("normalize", True), "--no-normalize": ("normalize", False),
-                "--progress": ("progress", True), "--no-progress": ("progress", False)}
-ENVVARS = {"model": "INBEDDER_MODEL", "device": "INBEDDER_DEVICE", "dtype": "INBEDDER_DTYPE",
-           "cache_path": "INBEDDER_CACHE", "batch_size": "INBEDDER_BATCH_SIZE", "normalize": "INBEDDER_NORMALIZE"}
-DEFAULTS: dict[str, Any] = {"text_column": "text", "batch_size": 32, "normalize": False}
+# the parser's tables, read off the ``fast`` options of ``embed``'s one declaration; any other option (``--ray``,
+# ``--no-cache``, one added later without ``fast``) sends the call to the click command
+SERVED = tuple(spec for spec in EMBED_OPTIONS if spec.fast)
+VALUE_OPTIONS = {decl: spec.name for spec in SERVED if spec.kind in ("text", "int") for decl in spec.decls}
+INT_OPTIONS = tuple(spec.name for spec in SERVED if spec.kind == "int")
+MULTIPLE = tuple(spec.name for spec in SERVED if spec.multiple)
+FLAG_OPTIONS = {decl: (spec.name, decl == spec.decls[0]) for spec in SERVED if spec.kind == "on_off"
+                for decl in spec.decls}
+ENVVARS = {spec.name: spec.envvar for spec in SERVED if spec.envvar}
+BOOL_ENVVARS = {spec.name: spec.envvar for spec in SERVED if spec.kind == "on_off" and spec.envvar}
+DEFAULTS: dict[str, Any] = {spec.name: spec.default for spec in SERVED if spec.default not in (UNSET, None)}
 
 
 def embed_records(records: list[Record], model: str, instruction: str | list[str] | None, *, output: str | None,
@@ -82,7 +81,7 @@ def parse_embed(args: list[str]) -> dict[str, Any] | None:
                 VALUE_OPTIONS[arg], next(rest, None))
             if value is None:
                 return None
-            if key == "instruction":  # may be given several times
+            if key in MULTIPLE:  # --instruction may be given several times
                 given.setdefault(key, []).append(value)
             else:
                 given[key] = value
@@ -93,8 +92,8 @@ def parse_embed(args: list[str]) -> dict[str, Any] | None:
             return None  # --help, --ray, "--", "-", attached short options, ...: the click command's business
         else:
             texts.append(arg)
-    if "INBEDDER_NORMALIZE" in os.environ and "normalize" not in given:
-        return None  # click's boolean spellings
+    if any(envvar in os.environ and name not in given for name, envvar in BOOL_ENVVARS.items()):
+        return None  # INBEDDER_NORMALIZE: click's boolean spellings
     params = {**DEFAULTS, **{k: os.environ[v] for k, v in ENVVARS.items() if os.environ.get(v)}, **given}
     try:
         params.update({k: int(params[k]) for k in INT_OPTIONS if k in params})
