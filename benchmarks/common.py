@@ -165,7 +165,7 @@ def command() -> str:
 def brief_pattern(variant: str, brief: str = BRIEF) -> str:
     """InBedder's pattern (``"inbedder-brief"``) or the model's chat template (``"chat:<user message>"``), with
     ``brief`` after the instruction."""
-    from inbedder.encoders.causal_settings import CHAT, CHAT_CONTENT
+    from inbedder.encoders.causal.settings import CHAT, CHAT_CONTENT
 
     base = INBEDDER_PATTERN if variant == "inbedder-brief" else f"{CHAT}:{CHAT_CONTENT}"
     return base.replace("{instruction}", "{instruction}" + brief)
@@ -191,7 +191,7 @@ def prompts(model: Any, pairs: list[tuple[str | None, str]]) -> tuple[list[str],
 
     Built with the family's public prompt functions, for what no public call gives yet: a call's prompt tokens
     (``multi_instruction.py``) and beam-search answers (``trained_readouts.py``)."""
-    from inbedder.encoders.causal_settings import build_prompts, is_chat, render_chat
+    from inbedder.encoders.causal.settings import build_prompts, is_chat, render_chat
 
     tokenizer, pattern = model.encoder.tokenizer, model.encoder.pattern
     chat = is_chat(pattern)
@@ -216,7 +216,7 @@ def readouts(model: Any, texts: list[str], instruction: str | None, *, new_token
     """
     import time
 
-    from inbedder.encoders.causal_settings import OutputValue
+    from inbedder.encoders.causal.settings import OutputValue
 
     chosen = [OutputValue(v) for v in values] if values is not None else list(OutputValue)
     every = range(model.encoder.num_layers + 1) if layers is None else layers

@@ -28,7 +28,7 @@ from common import STS_DIR, command, cpu_model, load_average, prompts, read_text
 
 from inbedder import load
 from inbedder.apps.benchmark import alternate
-from inbedder.encoders.causal_pooling import MIN_SHARED_PREFIX, left_pad, shared_prefix
+from inbedder.encoders.causal.pooling import MIN_SHARED_PREFIX, left_pad, shared_prefix
 
 QUESTIONS = ["What is the topic?", "What is the sentiment?", "Who is mentioned?", "Where does it happen?"]
 FAIRYTALES = STS_DIR.parent / "qa" / "fairytaleqa" / "fairytaleqa.jsonl"

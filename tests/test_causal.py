@@ -20,7 +20,8 @@ from inbedder.compat import CausalLMEncoder
 from inbedder.encoders import causal
 from inbedder.encoders.base import Output
 from inbedder.encoders.causal import INBEDDER_PATTERN, pool
-from inbedder.encoders.causal_settings import OutputValue, fill
+from inbedder.encoders.causal import encoder as causal_encoder
+from inbedder.encoders.causal.settings import OutputValue, fill
 from inbedder.errors import InputError, InputTypeError
 from tiny_causal import CHAT_TEMPLATE, build_tiny_gguf, build_tiny_llama, build_tiny_opt
 
@@ -124,7 +125,7 @@ def test_a_shared_prefix_is_computed_once_with_the_same_states(request, monkeypa
         for layer in (1, enc.num_layers):
             fast = enc.one_pass(ids, mask, layer)
             with monkeypatch.context() as m:
-                m.setattr(causal, "MIN_SHARED_PREFIX", 10**6)
+                m.setattr(causal_encoder, "MIN_SHARED_PREFIX", 10**6)
                 plain = enc.one_pass(ids, mask, layer)
             real = mask.bool()
             assert fast.shape == plain.shape and (fast[real] - plain[real]).abs().max() <= 1e-5
@@ -133,7 +134,7 @@ def test_a_shared_prefix_is_computed_once_with_the_same_states(request, monkeypa
         sentence, tokens, _ = model.encode([t for _, t in pairs], instruction=ANIMAL, pattern=pattern,
                                            output_value=value, output="all")
         with monkeypatch.context() as m:
-            m.setattr(causal, "MIN_SHARED_PREFIX", 10**6)
+            m.setattr(causal_encoder, "MIN_SHARED_PREFIX", 10**6)
             want, want_tokens, _ = model.encode([t for _, t in pairs], instruction=ANIMAL, pattern=pattern,
                                                 output_value=value, output="all")
         assert np.abs(sentence - want).max() <= 1e-5
@@ -164,7 +165,7 @@ def test_the_shared_start_is_exact_for_other_decoder_families(llama, monkeypatch
     calls = spy_shared_pass(monkeypatch, enc)
     with torch.inference_mode():
         fast = enc.one_pass(ids, mask, enc.num_layers)
-        monkeypatch.setattr(causal, "MIN_SHARED_PREFIX", 10**6)
+        monkeypatch.setattr(causal_encoder, "MIN_SHARED_PREFIX", 10**6)
         plain = enc.one_pass(ids, mask, enc.num_layers)
     assert (fast[mask.bool()] - plain[mask.bool()]).abs().max() <= 1e-5
     assert len(calls) == (0 if "sliding" in arch else 1)  # a window shorter than the prompts: the plain pass

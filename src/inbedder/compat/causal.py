@@ -28,7 +28,7 @@ from typing import Any
 import torch
 
 from ..choices import Family
-from ..encoders.causal_settings import Generation, OutputValue
+from ..encoders.causal.settings import Generation, OutputValue
 from ..errors import InputError
 from ..loading import load
 from ..registry import Location

@@ -28,7 +28,7 @@ from typing import Any
 
 import torch
 
-from ..encoders.causal_settings import check_pattern, is_chat
+from ..encoders.causal.settings import check_pattern, is_chat
 from ..errors import InputError, check_ints, require
 from ..prompts import INBEDDER_PATTERN
 from ..registry import DEFAULTS_FILE

@@ -26,7 +26,7 @@ from typing import Any
 
 import torch
 
-from ..encoders.causal_settings import check_pattern
+from ..encoders.causal.settings import check_pattern
 from ..errors import InputError, check_ints
 from ..registry import ONE_WORD_CHAT
 

@@ -34,12 +34,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..converted import find_converted, save_converted
-from ..errors import InputError, ModelLoadError
-from .base import BatchResult, Encoder, Output, Pair
-from .causal_pooling import MIN_SHARED_PREFIX, first_columns, left_pad, pool, position_ids, shared_prefix
-from .causal_questions import embed_questions, shares_input
-from .causal_settings import (
+from ...converted import find_converted, save_converted
+from ...errors import InputError, ModelLoadError
+from ..base import BatchResult, Encoder, Output, Pair
+from ..portable import make_portable
+from .pooling import MIN_SHARED_PREFIX, first_columns, left_pad, pool, position_ids, shared_prefix
+from .questions import embed_questions, shares_input
+from .settings import (
     INBEDDER_PATTERN,
     LAYER_NAMED,
     Generation,
@@ -53,7 +54,6 @@ from .causal_settings import (
     parse_output_value,
     render_chat,
 )
-from .portable import make_portable
 
 _HEAD_SUFFIXES = ("ForCausalLM", "LMHeadModel")
 
@@ -363,7 +363,7 @@ class CausalEncoder(Encoder):
         return shares_input(self, output, generations, options)
 
     def embed_questions(self, items: list[tuple[str, list[str]]], **options: Any) -> BatchResult:
-        """Vectors of each text under each of its questions, its input computed once (:mod:`.causal_questions`)."""
+        """Vectors of each text under each of its questions, its input computed once (:mod:`.questions`)."""
         return embed_questions(self, items, **options)
 
     # -- files --------------------------------------------------------------------------------------------

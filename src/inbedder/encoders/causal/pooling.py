@@ -1,12 +1,12 @@
 """The math over a causal LM's hidden states: left padding, position ids, the prefix every row shares, pooling a
-readout. Used by the one-pass family (:mod:`.causal`) and its several-questions path (:mod:`.causal_questions`)."""
+readout. Used by the one-pass family (:mod:`.encoder`) and its several-questions path (:mod:`.questions`)."""
 
 from __future__ import annotations
 
 import torch
 
-from ..errors import InputError
-from .causal_settings import OutputValue
+from ...errors import InputError
+from .settings import OutputValue
 
 
 def pool(value: OutputValue, prompt: torch.Tensor, mask: torch.Tensor, steps: torch.Tensor, keep: torch.Tensor

@@ -19,9 +19,9 @@ from typing import Any
 
 import torch
 
-from .base import BatchResult, Output, Pair
-from .causal_pooling import left_pad, pool, position_ids
-from .causal_settings import OutputValue
+from ..base import BatchResult, Output, Pair
+from .pooling import left_pad, pool, position_ids
+from .settings import OutputValue
 
 Item = tuple[str, list[str]]  # (text, its questions)
 

@@ -15,8 +15,8 @@ from dataclasses import dataclass, field, replace
 from enum import Enum
 from typing import Any
 
-from ..errors import InputError, did_you_mean
-from ..prompts import INBEDDER_PATTERN
+from ...errors import InputError, did_you_mean
+from ...prompts import INBEDDER_PATTERN
 
 Spans = list[tuple[tuple[int, int], tuple[int, int]]]  # per prompt: (input span, instruction span) in characters
 
