@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -32,8 +32,12 @@ from .common import (
     read_input,
     row_format,
     seed_option,
+    warnings_as_lines,
     write_result_rows,
 )
+
+if TYPE_CHECKING:
+    from ..apps.clustering import ClusterResult, ClusterSettings
 
 
 @click.command("cluster")
@@ -72,85 +76,128 @@ def cluster(texts: tuple[str, ...], model: str | None, batch_size: int, device: 
     inbedder cluster -m minilm -i docs.csv --auto-k 2-15 --label-column topic --report report.html
     inbedder cluster -i reviews.csv --instruction "Is the review positive or negative?" -k 2   # default model
     """
-    from ..apps.clustering import (
-        DEFAULT_AUTO_K,
-        ClusterSettings,
-        check_inputs,
-        cluster_each,
-        cluster_vectors,
-        parse_k_range,
-    )
-    from ..apps.clustering import cluster as run_cluster
-    from ..apps.report import command_line, parse_projection, project_2d, write_png, write_report
-    from ..errors import require
-    from .common import user_errors, warnings_as_lines
+    from ..apps.clustering import check_inputs
+    from .common import user_errors
 
     with user_errors():
         cache = cache_choice(cache_path, no_cache)
-        check_model_name(model)
-        check_load_options(dtype, batch_size)
-        if k is not None and auto_k is not None:
-            raise InputError("give -k or --auto-k, not both")
-        k_range = parse_k_range(auto_k) if auto_k is not None else None
-        settings = ClusterSettings(method=method, k=k, seed=seed, n_examples=examples,  # type: ignore[arg-type]
-                                   auto_k=tuple(DEFAULT_AUTO_K if k_range is None else k_range))
-        parse_projection(projection)
+        settings = check_options(model, dtype, batch_size, k, auto_k, method, seed, examples, projection)
         fmt = row_format(output, fmt, ROW_FORMATS)
-        for path, what in ((output, "output"), (summary, "summary"), (report, "report"), (png, "PNG")):
-            check_target(path, what)
-        require("sklearn", "cluster")
-        if png:
-            require("matplotlib", "report")
+        check_outputs(output, summary, report, png)
         labels = read_column(input_path, label_column, "--label-column") if label_column else None
+        source: dict[str, Any] = {"model": model, "device": device, "dtype": dtype, "cache": cache,
+                                  "batch_size": batch_size, "progress": progress}
         if len(instruction) > 1:
             if report or png:
                 raise InputError("--report and --png draw one clustering: give one --instruction (run once per "
                                  "instruction for a report of each)")
             records = gather_input(texts, input_path, text_column, instruction_column)
             rows_text = check_inputs([r.text for r in records], settings, labels)  # before a model is loaded
-            cached = [cached_rows(model, device, dtype, cache, rows_text, q, answers=True) for q in instruction]
-            if all(found is not None for found in cached):  # every row under every instruction: no model to load
-                results = []
-                for question, (vectors, answers) in zip(instruction, cached, strict=True):  # type: ignore[misc]
-                    results.append(cluster_vectors(vectors, rows_text, settings, labels=labels,
-                                                   label_name=label_column, answers=answers))
-                    results[-1].instruction, results[-1].model = question, need_model(model)
-            else:
-                with warnings_as_lines():
-                    results = cluster_each(rows_text, load_model(model, device, dtype, cache), list(instruction),
-                                           k=k, auto_k=k_range, method=method, seed=seed, labels=labels,
-                                           label_name=label_column, n_examples=examples, batch_size=batch_size,
-                                           cache=cache, show_progress_bar=progress)
+            results = cluster_each(rows_text, list(instruction), settings, labels, label_column, **source)
             write_each(results, records, labels, output, fmt, summary, quiet)
             return
         records, instructions = read_input(texts, input_path, text_column, instruction_column,
                                            instruction[0] if instruction else None)
         rows_text = check_inputs([r.text for r in records], settings, labels)  # before a model is loaded
-        found = cached_rows(model, device, dtype, cache, rows_text, instructions, answers=True)
-        if found is not None:  # every row cached: no model to load
-            vectors, answers = found
-            result = cluster_vectors(vectors, rows_text, settings, labels=labels, label_name=label_column,
-                                     answers=answers)
-            result.instruction, result.model = instructions, need_model(model)
-        else:
-            with warnings_as_lines():
-                embedder = load_model(model, device, dtype, cache)
-                result = run_cluster(rows_text, embedder, instructions, k=k, auto_k=k_range, method=method, seed=seed,
-                                     labels=labels, label_name=label_column, n_examples=examples,
-                                     batch_size=batch_size, cache=cache, show_progress_bar=progress)
-        write_result_rows(result_rows(result, records, labels), output, fmt)
-        if summary:
-            Path(summary).write_text(json.dumps(result.summary(), indent=2, ensure_ascii=False) + "\n",
-                                     encoding="utf-8")
-        xy = project_2d(result.vectors, projection, seed) if report or png else None
-        if report:
-            write_report(result, report, command_line(click.get_current_context()), projection=projection, xy=xy)
-        if png:
-            write_png(result, png, projection=projection, xy=xy)
-        if not quiet:
-            click.echo(result.table(), err=True)
+        result = cluster_one(rows_text, instructions, settings, labels, label_column, **source)
+        write_one(result, records, labels, output, fmt, summary, quiet, report=report, png=png,
+                  projection=projection, seed=seed)
 
 
+def check_options(model: str | None, dtype: str | None, batch_size: int, k: int | None, auto_k: str | None,
+                  method: str, seed: int, examples: int, projection: str) -> ClusterSettings:
+    """The model name, load options, clustering settings and projection, before any input is read: the
+    :class:`~inbedder.apps.clustering.ClusterSettings` they make."""
+    from ..apps.clustering import DEFAULT_AUTO_K, ClusterSettings, parse_k_range
+    from ..apps.report import parse_projection
+
+    check_model_name(model)
+    check_load_options(dtype, batch_size)
+    if k is not None and auto_k is not None:
+        raise InputError("give -k or --auto-k, not both")
+    k_range = parse_k_range(auto_k) if auto_k is not None else None
+    settings = ClusterSettings(method=method, k=k, seed=seed, n_examples=examples,  # type: ignore[arg-type]
+                               auto_k=tuple(DEFAULT_AUTO_K if k_range is None else k_range))
+    parse_projection(projection)
+    return settings
+
+
+def check_outputs(output: str | None, summary: str | None, report: str | None, png: str | None) -> None:
+    """Every file asked for can be written, and the extras they need are installed (scikit-learn to cluster,
+    matplotlib for --png)."""
+    from ..errors import require
+
+    for path, what in ((output, "output"), (summary, "summary"), (report, "report"), (png, "PNG")):
+        check_target(path, what)
+    require("sklearn", "cluster")
+    if png:
+        require("matplotlib", "report")
+
+
+def fit_options(settings: ClusterSettings) -> dict[str, Any]:
+    """The library's clustering keywords (``apps.clustering.cluster``) that make ``settings`` again."""
+    return {"k": settings.k, "auto_k": None if settings.k is not None else settings.auto_k,
+            "method": settings.method, "seed": settings.seed, "n_examples": settings.n_examples}
+
+
+def cluster_one(rows_text: list[str], instructions: Any, settings: ClusterSettings, labels: list[Any] | None,
+                label_name: str | None, *, model: str | None, device: str | None, dtype: str | None, cache: Any,
+                batch_size: int, progress: bool | None) -> ClusterResult:
+    """One clustering under ``instructions`` (one, or one per row): from the cache when it holds every row (no
+    model is loaded), else from the model, loaded now."""
+    from ..apps.clustering import cluster, cluster_vectors
+
+    found = cached_rows(model, device, dtype, cache, rows_text, instructions, answers=True)
+    if found is not None:  # every row cached: no model to load
+        vectors, answers = found
+        result = cluster_vectors(vectors, rows_text, settings, labels=labels, label_name=label_name,
+                                 answers=answers)
+        result.instruction, result.model = instructions, need_model(model)
+        return result
+    with warnings_as_lines():
+        embedder = load_model(model, device, dtype, cache)
+        return cluster(rows_text, embedder, instructions, labels=labels, label_name=label_name,
+                       batch_size=batch_size, cache=cache, show_progress_bar=progress, **fit_options(settings))
+
+
+def cluster_each(rows_text: list[str], instructions: list[str], settings: ClusterSettings,
+                 labels: list[Any] | None, label_name: str | None, *, model: str | None, device: str | None,
+                 dtype: str | None, cache: Any, batch_size: int, progress: bool | None) -> list[ClusterResult]:
+    """One clustering per instruction: from the cache when it holds every row under every instruction (no model
+    is loaded), else from one encode pass of the model, loaded now."""
+    from ..apps import clustering
+
+    cached = [cached_rows(model, device, dtype, cache, rows_text, q, answers=True) for q in instructions]
+    if all(found is not None for found in cached):
+        results = []
+        for question, (vectors, answers) in zip(instructions, cached, strict=True):  # type: ignore[misc]
+            results.append(clustering.cluster_vectors(vectors, rows_text, settings, labels=labels,
+                                                      label_name=label_name, answers=answers))
+            results[-1].instruction, results[-1].model = question, need_model(model)
+        return results
+    with warnings_as_lines():
+        return clustering.cluster_each(rows_text, load_model(model, device, dtype, cache), instructions,
+                                       labels=labels, label_name=label_name, batch_size=batch_size, cache=cache,
+                                       show_progress_bar=progress, **fit_options(settings))
+
+
+def write_one(result: ClusterResult, records: list[Any], labels: list[Any] | None, output: str | None, fmt: str,
+              summary: str | None, quiet: bool, *, report: str | None, png: str | None, projection: str,
+              seed: int) -> None:
+    """One instruction: the rows, the summary, the report and PNG (one 2-D projection for both) and the table."""
+    from ..apps.report import command_line, project_2d, write_png, write_report
+
+    write_result_rows(result_rows(result, records, labels), output, fmt)
+    if summary:
+        Path(summary).write_text(json.dumps(result.summary(), indent=2, ensure_ascii=False) + "\n",
+                                 encoding="utf-8")
+    xy = project_2d(result.vectors, projection, seed) if report or png else None
+    if report:
+        write_report(result, report, command_line(click.get_current_context()), projection=projection, xy=xy)
+    if png:
+        write_png(result, png, projection=projection, xy=xy)
+    if not quiet:
+        click.echo(result.table(), err=True)
 
 
 def check_model_name(model: str | None) -> None:
