@@ -91,62 +91,96 @@ def _run(task_name: str, build: TaskBuilder, opts: dict[str, Any], data: list[st
     The model is loaded only when the cache (the user cache unless --cache/--no-cache say otherwise) lacks a row
     the task embeds (:class:`~inbedder.cli.common.CachedModel`); ``latency`` always loads it and uses no cache.
     """
-    from ..errors import require
-    from ..evaluation import EvalSettings, make_result, robustness
+    from ..evaluation import make_result
     from ..evaluation.awareness import heatmap
-    from ..evaluation.common import EXTRA
-    from ..evaluation.robustness import parse_instruction_lists, read_instruction_lists
-    from ..loading import parse_device, quiet_transformers
-    from .common import CachedModel, cache_choice, check_load_options, load_model, user_errors, warnings_as_lines
+    from ..loading import quiet_transformers
+    from .common import user_errors, warnings_as_lines
 
     with user_errors():
-        check_target(opts.get("output"))
-        check_target(awareness.get("png") if awareness else None)
-        if awareness and awareness.get("png"):
-            require("matplotlib", EXTRA)
-        if task_name in NEEDS_SKLEARN:
-            require("sklearn", EXTRA)
-        lists = _instruction_lists(opts, read_instruction_lists, parse_instruction_lists)
-        run_settings = EvalSettings(batch_size=opts["batch_size"], seed=opts["seed"], progress=opts["progress"])
-        check_load_options(opts["dtype"])
-        parse_device(opts["device"])
-        name = _model_name(opts)
+        lists, run_settings, name = _check_run(task_name, opts, awareness)
         started = time.perf_counter()
         task = build()
         read_s = time.perf_counter() - started
         with warnings_as_lines(), quiet_transformers():
-            if "cache_path" in opts:
-                model: Any = CachedModel(name, opts["device"], opts["dtype"],
-                                         cache_choice(opts["cache_path"], opts["no_cache"]))
-            else:  # latency times the model itself
-                model = load_model(name, opts["device"], opts["dtype"])
+            model = _eval_model(name, opts)
             loaded = time.perf_counter()
-            extra: dict[str, Any] = {}
-            aware = None
-            if lists is not None:
-                outcome = robustness(task, model, lists, run_settings)
-                metrics, extra["per_instruction"] = outcome.metrics(), outcome.per_instruction()
-                primary = f"{next(iter(lists))}.mean"
-                settings = {**settings, "robustness": lists, "robustness_metric": task.primary}
-            elif awareness is not None:
-                aware = task.run(model, run_settings, baseline=awareness["baseline"])
-                metrics, primary = aware.metrics(), task.primary
-                extra.update(matrix=aware.matrix, summary=aware.summary, instructions=aware.instructions,
-                             ari_matrix=aware.ari)
-                if aware.baseline is not None:
-                    extra["baseline"] = aware.baseline
-            else:
-                metrics, primary = task.evaluate(model, settings=run_settings), task.primary
+            metrics, primary, extra, aware = _evaluate(task, model, run_settings, lists, awareness)
         timings = {"read_s": read_s, "load_s": loaded - started - read_s, "eval_s": time.perf_counter() - loaded}
-        if isinstance(model, CachedModel):
-            settings = {**settings, "model_loaded": model.loaded is not None}
-        settings = {**settings, "batch_size": opts["batch_size"], "seed": opts["seed"], "limit": opts["limit"],
-                    "dtype": opts["dtype"] or "float32", "device": str(model.device)}
-        out = make_result(task_name, model, metrics, primary=primary, data=data, settings=settings,
-                          timings=timings, **extra)
+        out = make_result(task_name, model, metrics, primary=primary, data=data,
+                          settings=_result_settings(settings, task, model, lists, opts), timings=timings, **extra)
         if aware is not None and awareness and awareness.get("png"):
             heatmap(aware, awareness["png"], title=f"{model.name}: V-measure, summary {aware.summary:+.3f}")
         _emit(out, opts.get("output"))
+
+
+def _check_run(task_name: str, opts: dict[str, Any], awareness: dict[str, Any] | None) -> tuple[Any, Any, str]:
+    """Every option that can be checked before the data is read or a model loaded (output files, extras,
+    robustness lists, settings, dtype, device, model name): the robustness lists (None without), the
+    :class:`~inbedder.evaluation.EvalSettings` and the model name."""
+    from ..errors import require
+    from ..evaluation import EvalSettings
+    from ..evaluation.common import EXTRA
+    from ..evaluation.robustness import parse_instruction_lists, read_instruction_lists
+    from ..loading import parse_device
+    from .common import check_load_options
+
+    check_target(opts.get("output"))
+    check_target(awareness.get("png") if awareness else None)
+    if awareness and awareness.get("png"):
+        require("matplotlib", EXTRA)
+    if task_name in NEEDS_SKLEARN:
+        require("sklearn", EXTRA)
+    lists = _instruction_lists(opts, read_instruction_lists, parse_instruction_lists)
+    run_settings = EvalSettings(batch_size=opts["batch_size"], seed=opts["seed"], progress=opts["progress"])
+    check_load_options(opts["dtype"])
+    parse_device(opts["device"])
+    return lists, run_settings, _model_name(opts)
+
+
+def _eval_model(name: str, opts: dict[str, Any]) -> Any:
+    """The model a task runs on: one loaded only when the cache lacks a row (with --cache/--no-cache), else
+    (latency, which times the model itself) the loaded model."""
+    from .common import CachedModel, cache_choice, load_model
+
+    if "cache_path" in opts:
+        return CachedModel(name, opts["device"], opts["dtype"], cache_choice(opts["cache_path"], opts["no_cache"]))
+    return load_model(name, opts["device"], opts["dtype"])
+
+
+def _evaluate(task: Any, model: Any, run_settings: Any, lists: Any, awareness: dict[str, Any] | None
+              ) -> tuple[dict[str, float], str, dict[str, Any], Any]:
+    """Run the task: once per instruction of the robustness ``lists``, as an awareness matrix, or once. The
+    metrics, the primary metric's name, the result's extra fields and the awareness outcome (None for others)."""
+    from ..evaluation import robustness
+
+    extra: dict[str, Any] = {}
+    if lists is not None:
+        outcome = robustness(task, model, lists, run_settings)
+        metrics, extra["per_instruction"] = outcome.metrics(), outcome.per_instruction()
+        return metrics, f"{next(iter(lists))}.mean", extra, None
+    if awareness is not None:
+        aware = task.run(model, run_settings, baseline=awareness["baseline"])
+        metrics = aware.metrics()
+        extra.update(matrix=aware.matrix, summary=aware.summary, instructions=aware.instructions,
+                     ari_matrix=aware.ari)
+        if aware.baseline is not None:
+            extra["baseline"] = aware.baseline
+        return metrics, task.primary, extra, aware
+    return task.evaluate(model, settings=run_settings), task.primary, extra, None
+
+
+def _result_settings(settings: dict[str, Any], task: Any, model: Any, lists: Any,
+                     opts: dict[str, Any]) -> dict[str, Any]:
+    """The settings a result file records: the task's, the robustness lists, whether a model was loaded (with a
+    cache), and the run's batch size, seed, limit, dtype and device."""
+    from .common import CachedModel
+
+    if lists is not None:
+        settings = {**settings, "robustness": lists, "robustness_metric": task.primary}
+    if isinstance(model, CachedModel):
+        settings = {**settings, "model_loaded": model.loaded is not None}
+    return {**settings, "batch_size": opts["batch_size"], "seed": opts["seed"], "limit": opts["limit"],
+            "dtype": opts["dtype"] or "float32", "device": str(model.device)}
 
 
 def _instruction_lists(opts: dict[str, Any], read: Callable[..., Any], parse: Callable[..., Any]) -> Any:
