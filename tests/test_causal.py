@@ -19,8 +19,7 @@ from inbedder import load
 from inbedder.compat import CausalLMEncoder
 from inbedder.encoders import causal
 from inbedder.encoders.base import Output
-from inbedder.encoders.causal import INBEDDER_PATTERN, pool
-from inbedder.encoders.causal import encoder as causal_encoder
+from inbedder.encoders.causal import INBEDDER_PATTERN, passes, pool
 from inbedder.encoders.causal.settings import OutputValue, fill
 from inbedder.errors import InputError, InputTypeError
 from tiny_causal import CHAT_TEMPLATE, build_tiny_gguf, build_tiny_llama, build_tiny_opt
@@ -105,8 +104,8 @@ def test_return_generations_with_a_one_pass_value(llama) -> None:
 def spy_shared_pass(monkeypatch: pytest.MonkeyPatch, enc: causal.CausalEncoder) -> list[int]:
     """A list that grows by one each time ``enc`` takes the shared-start pass."""
     calls: list[int] = []
-    real = causal.CausalEncoder._shared_pass
-    monkeypatch.setattr(type(enc), "_shared_pass", lambda *a: calls.append(1) or real(*a))
+    real = passes.Passes.shared_pass
+    monkeypatch.setattr(type(enc.passes), "shared_pass", lambda *a: calls.append(1) or real(*a))
     return calls
 
 
@@ -125,7 +124,7 @@ def test_a_shared_prefix_is_computed_once_with_the_same_states(request, monkeypa
         for layer in (1, enc.num_layers):
             fast = enc.one_pass(ids, mask, layer)
             with monkeypatch.context() as m:
-                m.setattr(causal_encoder, "MIN_SHARED_PREFIX", 10**6)
+                m.setattr(passes, "MIN_SHARED_PREFIX", 10**6)
                 plain = enc.one_pass(ids, mask, layer)
             real = mask.bool()
             assert fast.shape == plain.shape and (fast[real] - plain[real]).abs().max() <= 1e-5
@@ -134,7 +133,7 @@ def test_a_shared_prefix_is_computed_once_with_the_same_states(request, monkeypa
         sentence, tokens, _ = model.encode([t for _, t in pairs], instruction=ANIMAL, pattern=pattern,
                                            output_value=value, output="all")
         with monkeypatch.context() as m:
-            m.setattr(causal_encoder, "MIN_SHARED_PREFIX", 10**6)
+            m.setattr(passes, "MIN_SHARED_PREFIX", 10**6)
             want, want_tokens, _ = model.encode([t for _, t in pairs], instruction=ANIMAL, pattern=pattern,
                                                 output_value=value, output="all")
         assert np.abs(sentence - want).max() <= 1e-5
@@ -165,7 +164,7 @@ def test_the_shared_start_is_exact_for_other_decoder_families(llama, monkeypatch
     calls = spy_shared_pass(monkeypatch, enc)
     with torch.inference_mode():
         fast = enc.one_pass(ids, mask, enc.num_layers)
-        monkeypatch.setattr(causal_encoder, "MIN_SHARED_PREFIX", 10**6)
+        monkeypatch.setattr(passes, "MIN_SHARED_PREFIX", 10**6)
         plain = enc.one_pass(ids, mask, enc.num_layers)
     assert (fast[mask.bool()] - plain[mask.bool()]).abs().max() <= 1e-5
     assert len(calls) == (0 if "sliding" in arch else 1)  # a window shorter than the prompts: the plain pass

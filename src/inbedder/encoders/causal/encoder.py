@@ -25,9 +25,6 @@ A text that does not fit loses the start of its input text, never the instructio
 
 from __future__ import annotations
 
-import inspect
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -38,28 +35,26 @@ from ...converted import find_converted, save_converted
 from ...errors import InputError, ModelLoadError
 from ..base import BatchResult, Encoder, Output, Pair
 from ..portable import make_portable
-from .pooling import MIN_SHARED_PREFIX, first_columns, left_pad, pool, position_ids, shared_prefix
-from .questions import embed_questions, shares_input
+from .passes import Passes, answer_keep, text_config, word_ids
+from .pooling import left_pad, pool
+from .questions import question_vectors, shares_input
 from .settings import (
     INBEDDER_PATTERN,
-    LAYER_NAMED,
+    CallSettings,
     Generation,
-    OutputValue,
     Spans,
     build_prompts,
     check_pattern,
     check_words,
     fill,
     is_chat,
+    layer_index,
     parse_output_value,
+    read_call,
     render_chat,
 )
 
 _HEAD_SUFFIXES = ("ForCausalLM", "LMHeadModel")
-
-
-class _Stop(Exception):
-    """Raised by a tap to end a forward pass once the requested layer is read."""
 
 
 class CausalEncoder(Encoder):
@@ -87,77 +82,75 @@ class CausalEncoder(Encoder):
         self.has_lm_head = has_lm_head
         self.full_generations = False  # answers as the whole decoded sequence, prompt included (the reference's)
         self.filter_answers = False  # answers without the tokens of filter_words (what the reference re-encodes)
-        config = _text_config(self.model)
+        config = text_config(self.model)
         self.num_layers = int(config.num_hidden_layers)
-        self.position_limit = _positions(config, tokenizer)
-        self.max_length = int(max_length) if max_length is not None else self.position_limit
-        self._layer_index(self.layer)
-        self._layers: Any = next((m for m in self.base.modules() if isinstance(m, nn.ModuleList)
-                             and len(m) == self.num_layers), None)
-        if self._layers is None:
-            raise ModelLoadError(f"cannot find the {self.num_layers} decoder layers of {type(model).__name__}")
+        limit = _positions(config, tokenizer)
+        self.position_limit: int | None = limit  # None: the prompt is limited by max_length only
+        self.max_length = int(max_length) if max_length is not None else limit
+        layer_index(self.layer, self.num_layers)
+        self.passes = Passes(model, tokenizer.pad_token_id, self.num_layers)
         self._chat: dict[str, str] = {}  # chat pattern -> rendered
 
     @property
     def base(self) -> nn.Module:
         """The decoder stack without the LM head (what the LM head reads; for OPT, ``model.decoder``)."""
-        try:
-            trunk = self.model.get_decoder()
-        except (AttributeError, NotImplementedError, ValueError):
-            trunk = None
-        return trunk if isinstance(trunk, nn.Module) else self.model.base_model  # type: ignore[no-any-return]
+        return self.passes.base
 
     @property
     def dim(self) -> int:
         project_out = getattr(self.base, "project_out", None)  # OPT projects its last layer out to a smaller size
-        if isinstance(project_out, nn.Linear) and self._layer_index(self.layer) == self.num_layers:
+        if isinstance(project_out, nn.Linear) and layer_index(self.layer, self.num_layers) == self.num_layers:
             return int(project_out.out_features)
-        return int(_text_config(self.model).hidden_size)
+        return int(text_config(self.model).hidden_size)
 
     def settings(self) -> dict[str, Any]:
         return {"family": self.family, "pattern": self.pattern, "output_value": self.output_value.value,
-                "layer": self._layer_index(self.layer), "max_length": self.max_length,
+                "layer": layer_index(self.layer, self.num_layers), "max_length": self.max_length,
                 "generation": {**self.generation.kwargs(), "seed": self.generation.seed},
                 "filter_words": list(self.filter_words or []),
                 **self.precision(self.model)}
 
-    def _layer_index(self, layer: int) -> int:
-        n = self.num_layers + 1
-        if not -n <= layer < n:
-            raise InputError(f"layer={layer} is out of range: this model has {n} hidden states, layers "
-                             f"0 (embeddings) .. {self.num_layers} (last), or -{n} .. -1")
-        return layer % n
-
-    def _readout(self, output_value: Any, layer: Any) -> tuple[OutputValue, int]:
-        """Per-call value and layer: a layer in the value's name or ``layer`` wins over the encoder's own."""
-        named = isinstance(output_value, str) and LAYER_NAMED.match(output_value) is not None
-        value, parsed = parse_output_value(self.output_value if output_value is None else output_value, layer)
-        return value, self._layer_index(parsed if named or layer is not None else self.layer)
+    def call_settings(self, options: dict[str, Any], generations: bool = False) -> CallSettings:
+        """The call's options (the family's ones, checked) as its settings, each falling back to the encoder's own
+        (:func:`~.settings.read_call`); the one place a call's options are read."""
+        self.check_options(options)
+        return read_call(options, self, generations)
 
     # -- prompts ------------------------------------------------------------------------------------------
-    def prompts(self, pairs: list[Pair], pattern: str | None = None, limit: int | None = None
-                ) -> tuple[list[str], Spans, int]:
-        """Prompts, (input span, instruction span) per prompt, and how many had their input cut to fit ``limit``."""
-        filled, chat = self._resolve(pattern)
-        return build_prompts(self.tokenizer, pairs, filled, chat, limit or self.max_length)
-
-    def _resolve(self, pattern: str | None) -> tuple[str, bool]:
-        """The pattern to fill (``"chat"`` rendered through the chat template) and whether it is the chat one."""
-        pattern = check_pattern(pattern or self.pattern)
+    def template(self, pattern: str) -> tuple[str, bool]:
+        """The checked ``pattern`` to fill (``"chat"`` rendered through the chat template, once) and whether it is
+        a chat one."""
         if not is_chat(pattern):
             return pattern, False
         if pattern not in self._chat:
             self._chat[pattern] = render_chat(self.tokenizer, pattern)
         return self._chat[pattern], True
 
+    def prompts(self, pairs: list[Pair], pattern: str | None = None, limit: int | None = None
+                ) -> tuple[list[str], Spans, int]:
+        """Prompts, (input span, instruction span) per prompt, and how many had their input cut to fit ``limit``."""
+        filled, chat = self.template(check_pattern(pattern or self.pattern))
+        return build_prompts(self.tokenizer, pairs, filled, chat, limit or self.max_length)
+
     def prompt_ids(self, pairs: list[Pair], pattern: str | None = None, limit: int | None = None,
                    offsets: bool = False) -> tuple[torch.Tensor, torch.Tensor, Any, Spans, int]:
         """The pairs' prompts as the encoder reads them: left-padded ids and mask, per-token character offsets if
         asked, the (input, instruction) character spans, and how many prompts were cut to fit."""
-        prompts, spans, cut = self.prompts(pairs, pattern, limit)
-        ids, mask, offs, cut_raw = self.tokenize(prompts, self._resolve(pattern)[1], [p[0] is None for p in pairs],
-                                                 offsets)
+        filled, chat = self.template(check_pattern(pattern or self.pattern))
+        return self._prompt_ids(pairs, filled, chat, limit or self.max_length, offsets)
+
+    def _prompt_ids(self, pairs: list[Pair], template: str, chat: bool, limit: int, offsets: bool = False
+                    ) -> tuple[torch.Tensor, torch.Tensor, Any, Spans, int]:
+        prompts, spans, cut = build_prompts(self.tokenizer, pairs, template, chat, limit)
+        ids, mask, offs, cut_raw = self.tokenize(prompts, chat, [p[0] is None for p in pairs], offsets)
         return ids, mask, offs, spans, cut + cut_raw
+
+    def call_ids(self, pairs: list[Pair], call: CallSettings, offsets: bool = False
+                 ) -> tuple[torch.Tensor, torch.Tensor, Any, Spans, int]:
+        """:meth:`prompt_ids` under a call's settings, on the model's device."""
+        ids, mask, offs, spans, cut = self._prompt_ids(pairs, call.template, call.chat, call.limit or self.max_length,
+                                                       offsets)
+        return ids.to(self.device), mask.to(self.device), offs, spans, cut
 
     def tokenize(self, prompts: list[str], chat: bool, raw: list[bool], offsets: bool
                  ) -> tuple[torch.Tensor, torch.Tensor, list[list[tuple[int, int]]] | None, int]:
@@ -186,23 +179,16 @@ class CausalEncoder(Encoder):
 
     def token_counts(self, pairs: list[Pair]) -> list[int]:
         """Prompt tokens per pair under the encoder's own pattern, for the engine's length sort (less padding)."""
-        return [min(n, self.max_length) for n in self._prompt_lengths(pairs, None)]
+        template, chat = self.template(check_pattern(self.pattern))
+        return [min(n, self.max_length) for n in self._prompt_lengths(pairs, template, chat)]
 
     def row_lengths(self, pairs: list[Pair], **options: Any) -> tuple[list[int], int]:
         """Prompt tokens per pair before any cut (under the call's pattern), and the most a prompt may hold."""
-        generation = Generation.from_kwargs({k: options[k] for k in ("max_new_tokens",) if k in options},
-                                            self.generation)
-        return self._prompt_lengths(pairs, options.get("pattern")), self._limit(generation)
+        call = self.call_settings(options)
+        return self._prompt_lengths(pairs, call.template, call.chat), call.limit
 
-    def _limit(self, generation: Generation) -> int:
-        """Tokens a prompt may take: ``max_length``, less the room the answer needs within the positions."""
-        if self.position_limit and generation.max_new_tokens:
-            return min(self.max_length, self.position_limit - generation.max_new_tokens)
-        return self.max_length
-
-    def _prompt_lengths(self, pairs: list[Pair], pattern: str | None) -> list[int]:
-        filled, chat = self._resolve(pattern)
-        prompts = [text if ins is None else fill(filled, text, ins)[0] for ins, text in pairs]
+    def _prompt_lengths(self, pairs: list[Pair], template: str, chat: bool) -> list[int]:
+        prompts = [text if ins is None else fill(template, text, ins)[0] for ins, text in pairs]
         lengths = [0] * len(pairs)
         for specials in (True, False):
             rows = [i for i, (ins, _) in enumerate(pairs) if (ins is None or not chat) == specials]
@@ -212,159 +198,66 @@ class CausalEncoder(Encoder):
                     lengths[i] = len(row)
         return lengths
 
-    # -- forward passes -----------------------------------------------------------------------------------
-    @contextmanager
-    def _tap(self, layer: int, stop: bool) -> Iterator[list[torch.Tensor]]:
-        """Collect the hidden state ``layer`` of every forward pass; with ``stop``, end the pass there."""
-        states: list[torch.Tensor] = []
-        if layer == self.num_layers:
-            def on_output(module: nn.Module, args: Any, output: Any) -> None:
-                states.append(output[0] if isinstance(output, tuple) else output.last_hidden_state)
-            handle = self.base.register_forward_hook(on_output)
-        else:
-            def on_input(module: nn.Module, args: Any, kwargs: Any) -> None:
-                states.append(args[0] if args else kwargs["hidden_states"])
-                if stop:
-                    raise _Stop
-            handle = self._layers[layer].register_forward_pre_hook(on_input, with_kwargs=True)
-        try:
-            yield states
-        finally:
-            handle.remove()
-
+    # -- forward passes at one layer (:class:`~.passes.Passes` reads several at once) -------------------------
     def one_pass(self, ids: torch.Tensor, mask: torch.Tensor, layer: int) -> torch.Tensor:
-        """States ``(b, t, h)`` at ``layer`` from one forward pass of the base model, stopped at that layer.
-
-        Tokens that begin every row (the pattern's ``### Input:``, a chat template's system prompt) are computed
-        once for the batch: their keys and values are reused by every row (see :meth:`_shared_pass`)."""
-        cache_arg = self.sharing(layer, ids.shape[1])
-        shared = shared_prefix(ids, mask) if cache_arg else 0
-        if cache_arg and shared >= MIN_SHARED_PREFIX and ids.shape[0] > 1:
-            return self._shared_pass(ids, mask, layer, shared, cache_arg)
-        kwargs: dict[str, Any] = {"input_ids": ids, "attention_mask": mask, "use_cache": False}
-        if "position_ids" in _parameters(self.base.forward):  # as generate() sets them for left padding
-            kwargs["position_ids"] = position_ids(mask)
-        return self.forward_to(layer, kwargs)
-
-    def sharing(self, layer: int, width: int) -> str | None:
-        """The base model's cache argument when a pass to ``layer`` over ``width`` columns may reuse a key/value
-        cache (position ids accepted, no sliding window shorter than the rows, not the embeddings); else None."""
-        params = _parameters(self.base.forward)
-        cache_arg = next((k for k in ("cache", "past_key_values") if k in params), None)  # transformers 5.x, 4.x
-        window = getattr(_text_config(self.model), "sliding_window", None)  # a cache that drops old tokens
-        fits = not isinstance(window, int) or width <= window
-        return cache_arg if layer > 0 and "position_ids" in params and fits else None
-
-    def new_cache(self) -> Any:
-        """An empty key/value cache for the base model."""
-        from transformers import DynamicCache
-
-        return DynamicCache(config=self.model.config) if "config" in _parameters(DynamicCache) else DynamicCache()
-
-    def forward_to(self, layer: int, kwargs: dict[str, Any]) -> torch.Tensor:
-        """States at ``layer`` from one forward call of the base model with ``kwargs``, stopped at that layer."""
-        with self._tap(layer, stop=True) as states:
-            try:
-                self.base(**kwargs)
-            except _Stop:
-                pass
-        return states[0]
-
-    def _shared_pass(self, ids: torch.Tensor, mask: torch.Tensor, layer: int, shared: int, cache_arg: str
-                     ) -> torch.Tensor:
-        """:meth:`one_pass` for rows whose first ``shared`` real tokens are the same.
-
-        The prefix runs once (one row) into a key/value cache that is repeated for the batch; the rest of each
-        row runs over it, left-padded *after* the prefix (``prefix, pads, tokens``: the mask hides the pads and
-        the position ids skip them, so every token sees what it sees in the plain pass). The states come back in
-        the plain pass' layout (``pads, prefix, tokens``)."""
-        b, width = ids.shape
-        start = first_columns(mask)[:, None]
-        prefix = ids[:1, int(start[0]):int(start[0]) + shared]
-        cache = self.new_cache()
-        head = self.forward_to(layer, {"input_ids": prefix, "attention_mask": torch.ones_like(prefix),
-                                       "position_ids": torch.arange(shared, device=ids.device)[None],
-                                       cache_arg: cache, "use_cache": True})
-        cache.batch_repeat_interleave(b)
-        # A row's k-th token after the prefix moves from column start + shared + k to start + k.
-        rest_mask = mask[:, :width - shared]
-        rest_ids = ids[:, shared:].masked_fill(rest_mask == 0, self.tokenizer.pad_token_id)
-        tail = self.forward_to(layer, {"input_ids": rest_ids,
-                                       "attention_mask": torch.cat([mask.new_ones(b, shared), rest_mask], 1),
-                                       "position_ids": shared + position_ids(rest_mask),
-                                       cache_arg: cache, "use_cache": True})
-        joined = torch.cat([head.expand(b, -1, -1), tail], dim=1)  # prefix, pads, tokens
-        target = torch.arange(width, device=ids.device)[None]
-        source = torch.where(target < start, shared + target, torch.where(target < start + shared, target - start,
-                                                                          target))
-        return torch.gather(joined, 1, source[..., None].expand(-1, -1, joined.shape[-1]))
+        """States ``(b, t, h)`` at ``layer`` from one forward pass of the base model, stopped at that layer."""
+        return self.passes.one_pass(ids, mask, (layer,))[layer]
 
     def generate(self, ids: torch.Tensor, mask: torch.Tensor, layer: int, generation: Generation
                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Prompt states ``(b, t, h)``, states over answer tokens 1..n-1 ``(b, n-1, h)``, the sequences ``(b, t+n)``."""
-        kwargs = {"pad_token_id": self.tokenizer.pad_token_id, **generation.kwargs()}
-        device = ids.device
-        with self._tap(layer, stop=False) as states, torch.random.fork_rng(
-                devices=[device] if device.type == "cuda" else [], enabled=generation.seed is not None):
-            if generation.seed is not None:
-                torch.manual_seed(generation.seed)
-            out = self.model.generate(input_ids=ids, attention_mask=mask, **kwargs)
-        seqs = out.sequences if hasattr(out, "sequences") else out
-        if not states:
-            raise ModelLoadError(f"could not read hidden state {layer} of {type(self.model).__name__} in generate()")
-        steps = torch.cat(states[1:], dim=1) if len(states) > 1 else states[0][:, :0]
-        return states[0], steps, seqs
+        prompt, steps, seqs = self.passes.generate(ids, mask, (layer,), generation)
+        return prompt[layer], steps[layer], seqs
 
     # -- one batch ----------------------------------------------------------------------------------------
-    def call_settings(self, options: dict[str, Any]) -> tuple[OutputValue, int, Generation, str, int]:
-        """Checked per-call readout, layer, generation settings, pattern, and the prompt limit in tokens (room is
-        left for the answer tokens)."""
-        self.check_options(options)
-        value, layer = self._readout(options.get("output_value"), options.get("layer"))
-        generation = Generation.from_kwargs({k: options[k] for k in Generation.__dataclass_fields__ if k in options},
-                                            self.generation)
-        pattern = check_pattern(options.get("pattern", self.pattern))
-        return value, layer, generation, pattern, self._limit(generation)
-
     def embed_batch(self, pairs: list[Pair], output: Output, return_generations: bool = False, **options: Any
                     ) -> BatchResult:
         """Vectors for one batch; answers too when generating (always for avg_gen, last_gen, avg_all)."""
-        value, layer, generation, pattern, limit = self.call_settings(options)
-        words = check_words(options["filter_words"]) if "filter_words" in options else self.filter_words
-        generate = value.generates or return_generations
-        if generate and not self.has_lm_head:
-            raise InputError(f"the {self.family} family needs a language-model head to generate answers "
-                             f"(output_value={value.value!r}, return_generations={return_generations}), and this "
-                             "model has none; "
-                             "use output_value='fst_gen' or 'avg_ppt' without return_generations, or load a "
-                             "*ForCausalLM checkpoint")
-        ids, mask, offsets, spans, cut = self.prompt_ids(pairs, pattern, limit, output is not Output.SENTENCE)
-        ids, mask = ids.to(self.device), mask.to(self.device)
+        call = self.call_settings(options, return_generations)
+        if call.generates:
+            self._need_head(f"output_value={call.value.value!r}, return_generations={return_generations}",
+                            "use output_value='fst_gen' or 'avg_ppt' without return_generations")
+        ids, mask, offsets, spans, cut = self.call_ids(pairs, call, output is not Output.SENTENCE)
         result = BatchResult(torch.empty(0), truncated=cut, n_tokens=int(mask.sum()))
-        if generate:
-            prompt, steps, seqs = self.generate(ids, mask, layer, generation)
-            new = seqs[:, ids.shape[1]:]
-            keep = answer_keep(new, self.tokenizer, words).to(steps.device)
-            decode: Any = seqs if self.full_generations else new
-            if self.filter_answers and words:
-                drop = _word_ids(self.tokenizer, words)
-                decode = [[t for t in row if t not in drop] for row in decode.tolist()]
-            result.answers = self.tokenizer.batch_decode(decode, skip_special_tokens=True)
+        if call.generates:
+            prompts, steps, seqs = self.passes.generate(ids, mask, (call.layer,), call.generation)
+            prompt, step = prompts[call.layer], steps[call.layer]
+            keep = answer_keep(seqs[:, ids.shape[1]:], self.tokenizer, call.filter_words).to(step.device)
+            result.answers = self.decode_answers(seqs, ids.shape[1], call)
         else:
-            prompt = self.one_pass(ids, mask, layer)
-            steps, keep = prompt[:, :0], torch.zeros((len(pairs), 0), dtype=torch.bool, device=prompt.device)
-        result.vectors = pool(value, prompt.float(), mask, steps.float(), keep)
+            prompt = self.passes.one_pass(ids, mask, (call.layer,))[call.layer]
+            step, keep = prompt[:, :0], torch.zeros((len(pairs), 0), dtype=torch.bool, device=prompt.device)
+        result.vectors = pool(call.value, prompt.float(), mask, step.float(), keep)
         if output is not Output.SENTENCE:
             result.tokens, result.instruction_tokens = _token_states(prompt.float(), offsets, spans)
         return result
 
+    def decode_answers(self, seqs: torch.Tensor, width: int, call: CallSettings) -> list[str]:
+        """The answers after ``width`` prompt columns (whole sequences with ``full_generations``; without the
+        tokens of the call's ``filter_words`` with ``filter_answers``)."""
+        decode: Any = seqs if self.full_generations else seqs[:, width:]
+        if self.filter_answers and call.filter_words:
+            drop = word_ids(self.tokenizer, call.filter_words)
+            decode = [[t for t in row if t not in drop] for row in decode.tolist()]
+        return list(self.tokenizer.batch_decode(decode, skip_special_tokens=True))
+
+    def _need_head(self, asked: str, instead: str) -> None:
+        if not self.has_lm_head:
+            raise InputError(f"the {self.family} family needs a language-model head to generate answers ({asked}), "
+                             f"and this model has none; {instead}, or load a *ForCausalLM checkpoint")
+
     def shares_input(self, output: Output, generations: bool, options: dict[str, Any]) -> bool:
         """Whether :meth:`embed_questions` serves a call (sentence vectors without answers)."""
-        return shares_input(self, output, generations, options)
+        return shares_input(self.call_settings(options, generations), output)
 
     def embed_questions(self, items: list[tuple[str, list[str]]], **options: Any) -> BatchResult:
         """Vectors of each text under each of its questions, its input computed once (:mod:`.questions`)."""
-        return embed_questions(self, items, **options)
+        call = self.call_settings(options)
+        pairs: list[Pair] = [(q, text) for text, questions in items for q in questions]
+        ids, mask, _, _, cut = self.call_ids(pairs, call)
+        owner = [g for g, (_, questions) in enumerate(items) for _ in questions]  # each prompt's text
+        return BatchResult(question_vectors(self.passes, call, ids, mask, owner), truncated=cut,
+                           n_tokens=int(mask.sum()))
 
     # -- files --------------------------------------------------------------------------------------------
     @classmethod
@@ -418,13 +311,6 @@ class CausalEncoder(Encoder):
         return directory
 
 
-def answer_keep(new: torch.Tensor, tokenizer: Any, filter_words: list[str] | None = None) -> torch.Tensor:
-    """``(b, n-1)``: keep the state over answer token k when token k + 1 is neither special nor a filtered word."""
-    skip = set(tokenizer.all_special_ids) | _word_ids(tokenizer, filter_words)
-    rows = [[int(t) not in skip for t in row[1:]] for row in new.tolist()]
-    return torch.tensor(rows, dtype=torch.bool).reshape(new.shape[0], max(new.shape[1] - 1, 0))
-
-
 def _token_states(prompt: torch.Tensor, offsets: list[list[tuple[int, int]]] | None, spans: Spans
                   ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
     """Per row, the prompt states of the tokens inside the input text and inside the instruction."""
@@ -438,22 +324,8 @@ def _token_states(prompt: torch.Tensor, offsets: list[list[tuple[int, int]]] | N
     return texts, instructions
 
 
-def _word_ids(tokenizer: Any, words: list[str] | None) -> set[int]:
-    """Token ids of ``words``, each tokenized alone with the tokenizer's special tokens (the reference's rule)."""
-    return {i for w in words or [] for i in tokenizer.encode(w)}
-
-
-def _text_config(model: Any) -> Any:
-    config = model.config
-    return config.get_text_config() if hasattr(config, "get_text_config") else config
-
-
 def _positions(config: Any, tokenizer: Any) -> int:
     found = [getattr(config, k, None) for k in ("max_position_embeddings", "n_positions")]
     found.append(getattr(tokenizer, "model_max_length", None))
     limits = [int(x) for x in found if isinstance(x, int) and 0 < x < 1_000_000]
     return min(limits) if limits else 2048
-
-
-def _parameters(fn: Any) -> set[str]:
-    return set(inspect.signature(fn).parameters)

@@ -10,67 +10,59 @@ tokens, positions and mask it sees in a separate call.
 
 Layout of the second pass, per prompt: ``pads, shared tokens | pads, own tokens``; the mask hides the pads and
 the position ids skip them. Readouts without answers (``fst_gen``, ``avg_ppt``, any layer) come from it;
-``output_value``\\ s that generate take the plain batch (:meth:`CausalEncoder.embed_batch`) instead.
+``output_value``\\ s that generate take the plain batch (:meth:`CausalEncoder.embed_batch`) instead. The encoder
+builds and tokenizes the prompts; this module runs the passes over them.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 
-from ..base import BatchResult, Output, Pair
+from ..base import Output
+from .passes import Passes
 from .pooling import left_pad, pool, position_ids
-from .settings import OutputValue
-
-Item = tuple[str, list[str]]  # (text, its questions)
+from .settings import CallSettings, OutputValue
 
 
-def shares_input(enc: Any, output: Output, generations: bool, options: dict[str, Any]) -> bool:
-    """Whether :func:`embed_questions` serves this call: sentence vectors read without generating answers."""
-    value, _, _, _, _ = enc.call_settings(options)
-    return output is Output.SENTENCE and not generations and not value.generates
+def shares_input(call: CallSettings, output: Output) -> bool:
+    """Whether :func:`question_vectors` serves this call: sentence vectors read without generating answers."""
+    return output is Output.SENTENCE and not call.generations and not call.value.generates
 
 
-def embed_questions(enc: Any, items: list[Item], **options: Any) -> BatchResult:
-    """Vectors of every (question, text) pair of ``items``, text by text, in the order of its questions; each row
-    as :meth:`CausalEncoder.embed_batch` gives it for that pair alone (within float rounding)."""
-    value, layer, _, pattern, limit = enc.call_settings(options)
-    pairs: list[Pair] = [(q, text) for text, questions in items for q in questions]
-    ids, mask, _, _, cut = enc.prompt_ids(pairs, pattern, limit)
-    ids, mask = ids.to(enc.device), mask.to(enc.device)
-    result = BatchResult(torch.empty(0), truncated=cut, n_tokens=int(mask.sum()))
+def question_vectors(passes: Passes, call: CallSettings, ids: torch.Tensor, mask: torch.Tensor, owner: list[int]
+                     ) -> torch.Tensor:
+    """Vectors of the left-padded prompts ``ids``/``mask``, where prompt r asks a question about text
+    ``owner[r]`` (a text's prompts next to each other); each row as :meth:`CausalEncoder.embed_batch` gives it
+    for that prompt alone (within float rounding)."""
+    value, layer = call.value, call.layer
     rows = [row[keep.bool()].tolist() for row, keep in zip(ids, mask, strict=True)]
-    owner = [g for g, (_, questions) in enumerate(items) for _ in questions]  # each prompt's text
-    members: list[list[int]] = [[] for _ in items]
+    members: list[list[int]] = [[] for _ in range(max(owner, default=-1) + 1)]
     for r, g in enumerate(owner):
         members[g].append(r)
     starts = [len(_common_start([rows[r] for r in m])) for m in members]
     own = [rows[r][starts[g]:] for r, g in enumerate(owner)]
-    cache_arg = enc.sharing(layer, max(starts) + max(map(len, own)))
+    cache_arg = passes.sharing(layer, max(starts) + max(map(len, own)))
     if cache_arg is None or min(starts) < 1:
-        prompt = enc.one_pass(ids, mask, layer)
-        result.vectors = pool(value, prompt.float(), mask, prompt[:, :0], torch.zeros_like(mask[:, :0]).bool())
-        return result
-    pad, device, group = enc.tokenizer.pad_token_id, ids.device, torch.tensor(owner, device=ids.device)
+        prompt = passes.one_pass(ids, mask, (layer,))[layer]
+        return pool(value, prompt.float(), mask, prompt[:, :0], torch.zeros_like(mask[:, :0]).bool())
+    device, group = ids.device, torch.tensor(owner, device=ids.device)
     heads = [rows[m[0]][:s] for m, s in zip(members, starts, strict=True)]
-    head_ids, head_mask = (t.to(device) for t in left_pad(heads, pad))
-    cache = enc.new_cache()
-    head = enc.forward_to(layer, {"input_ids": head_ids, "attention_mask": head_mask,
-                                  "position_ids": position_ids(head_mask), cache_arg: cache, "use_cache": True})
+    head_ids, head_mask = (t.to(device) for t in left_pad(heads, passes.pad_id))
+    cache = passes.new_cache()
+    head = passes.forward_to((layer,), {"input_ids": head_ids, "attention_mask": head_mask,
+                                        "position_ids": position_ids(head_mask), cache_arg: cache,
+                                        "use_cache": True})[layer]
     cache.reorder_cache(group)  # one copy of a text's shared keys and values per question
-    tail_ids, tail_mask = (t.to(device) for t in left_pad(own, pad))
+    tail_ids, tail_mask = (t.to(device) for t in left_pad(own, passes.pad_id))
     joined_mask = torch.cat([head_mask[group], tail_mask], 1)
     seen = torch.tensor(starts, device=device)[group, None]
-    tail = enc.forward_to(layer, {"input_ids": tail_ids, "attention_mask": joined_mask,
-                                  "position_ids": seen + position_ids(tail_mask), cache_arg: cache,
-                                  "use_cache": True})
+    tail = passes.forward_to((layer,), {"input_ids": tail_ids, "attention_mask": joined_mask,
+                                        "position_ids": seen + position_ids(tail_mask), cache_arg: cache,
+                                        "use_cache": True})[layer]
     if value is OutputValue.FST_GEN:
-        result.vectors = tail[:, -1].float()
-    else:
-        states = torch.cat([head[group], tail], 1).float()
-        result.vectors = pool(value, states, joined_mask, states[:, :0], torch.zeros_like(joined_mask[:, :0]).bool())
-    return result
+        return tail[:, -1].float()
+    states = torch.cat([head[group], tail], 1).float()
+    return pool(value, states, joined_mask, states[:, :0], torch.zeros_like(joined_mask[:, :0]).bool())
 
 
 def _common_start(rows: list[list[int]]) -> list[int]:

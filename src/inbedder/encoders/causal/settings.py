@@ -1,4 +1,5 @@
-"""Settings of the causal-LM answer family: output values, generation settings, prompt patterns and prompts.
+"""Settings of the causal-LM answer family: output values, generation, prompt patterns and prompts, and one call's
+checked settings (:class:`CallSettings`, made once by :func:`read_call` and passed down).
 
 >>> parse_output_value("avg_gen_layer_12")
 (<OutputValue.AVG_GEN: 'avg_gen'>, 12)
@@ -10,10 +11,10 @@ from __future__ import annotations
 
 import bisect
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from enum import Enum
-from typing import Any
+from typing import Any, Protocol
 
 from ...errors import InputError, did_you_mean
 from ...prompts import INBEDDER_PATTERN
@@ -60,6 +61,15 @@ def parse_output_value(value: str | OutputValue, layer: int | None = None) -> tu
     if not isinstance(layer, int) or isinstance(layer, bool):
         raise InputError(f"layer must be an int (negative counts from the last layer); got {layer!r}")
     return OutputValue(text), layer
+
+
+def layer_index(layer: int, num_layers: int) -> int:
+    """``layer`` as an index 0 (embeddings) .. ``num_layers`` (last); negative counts from the last."""
+    n = num_layers + 1
+    if not -n <= layer < n:
+        raise InputError(f"layer={layer} is out of range: this model has {n} hidden states, layers "
+                         f"0 (embeddings) .. {num_layers} (last), or -{n} .. -1")
+    return layer % n
 
 
 def is_chat(pattern: str) -> bool:
@@ -205,3 +215,70 @@ def _first(candidates: list[int], fits: Callable[[int], bool]) -> int:
     """The first candidate that ``fits`` (fitting is monotone along the candidates); the last otherwise."""
     i = bisect.bisect_left(range(len(candidates)), True, key=lambda j: fits(candidates[j]))
     return candidates[min(i, len(candidates) - 1)]
+
+
+def prompt_limit(max_length: int, position_limit: int | None, generation: Generation) -> int:
+    """Tokens a prompt may take: ``max_length``, less the room the answer needs within the positions."""
+    if position_limit and generation.max_new_tokens:
+        return min(max_length, position_limit - generation.max_new_tokens)
+    return max_length
+
+
+@dataclass(frozen=True)
+class CallSettings:
+    """One call's settings, checked once (:func:`read_call`) and passed down to the passes, pooling and questions."""
+
+    value: OutputValue
+    layer: int  # 0 (embeddings) .. the model's number of layers (last, with the final norm)
+    generation: Generation
+    pattern: str  # as given: a pattern with {input} and {instruction}, "chat" or "chat:<user message>"
+    template: str  # what is filled: the pattern, or the chat template rendered around its user message
+    chat: bool  # whether the template is a chat one (its prompts carry their special tokens)
+    limit: int  # tokens a prompt may take (room is left for the answer)
+    filter_words: tuple[str, ...] | None
+    generations: bool = False  # whether the call asks for the answers (return_generations)
+
+    @property
+    def generates(self) -> bool:
+        """Whether the call runs ``generate()``: a value read over the answer, or the answers themselves."""
+        return self.value.generates or self.generations
+
+
+class Defaults(Protocol):
+    """What a call falls back to where it names nothing, and what checks it: the encoder's own settings."""
+
+    @property
+    def output_value(self) -> OutputValue: ...
+    @property
+    def layer(self) -> int: ...
+    @property
+    def generation(self) -> Generation: ...
+    @property
+    def pattern(self) -> str: ...
+    @property
+    def filter_words(self) -> list[str] | None: ...
+    @property
+    def num_layers(self) -> int: ...
+    @property
+    def max_length(self) -> int: ...
+    @property
+    def position_limit(self) -> int | None: ...
+    def template(self, pattern: str) -> tuple[str, bool]: ...
+
+
+def read_call(options: Mapping[str, Any], own: Defaults, generations: bool = False) -> CallSettings:
+    """The call's settings from its options (``output_value``, ``layer``, ``pattern``, ``filter_words`` and the
+    generation settings), each falling back to ``own``'s. A layer in the value's name or ``layer`` wins over the
+    encoder's own layer."""
+    output_value, layer = options.get("output_value"), options.get("layer")
+    named = isinstance(output_value, str) and LAYER_NAMED.match(output_value) is not None
+    value, parsed = parse_output_value(own.output_value if output_value is None else output_value, layer)
+    index = layer_index(parsed if named or layer is not None else own.layer, own.num_layers)
+    generation = Generation.from_kwargs({k: options[k] for k in Generation.__dataclass_fields__ if k in options},
+                                        own.generation)
+    pattern = check_pattern(options.get("pattern", own.pattern))
+    words = check_words(options["filter_words"]) if "filter_words" in options else own.filter_words
+    template, chat = own.template(pattern)
+    return CallSettings(value, index, generation, pattern, template, chat,
+                        prompt_limit(own.max_length, own.position_limit, generation),
+                        None if words is None else tuple(words), generations)
