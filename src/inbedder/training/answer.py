@@ -186,37 +186,16 @@ def train_answer(model: str | os.PathLike[str], data: str | os.PathLike[str] | l
     running the same command again only re-saves the model. ``device=None`` trains on CUDA when present.
     ``evaluate(model)`` (higher is better; e.g. an awareness task's ``scorer()``) scores the model being trained
     every ``loop.eval_every`` steps and after the last; the saved model is the best scored."""
-    from ..loading import load, quiet_transformers
-
     settings, loop = settings or AnswerSettings(), loop or LoopSettings()
     records = data if isinstance(data, list) else read_qa(data)
     dev_records = dev if isinstance(dev, list) or dev is None else read_qa(dev)
-    with quiet_transformers():
-        embedder = load(model, device=device)
+    embedder = _load_answer_model(model, device, settings)
     encoder: Any = embedder.encoder
-    if encoder.family not in ("causal", "masked"):
-        raise InputError(f"answer training takes a causal or masked language model; {str(model)!r} loads as the "
-                         f"{encoder.family} family (an encoder without an LM head trains with "
-                         "`inbedder train instructor`)")
     masked = encoder.family == "masked"
-    if masked and is_chat(settings.pattern):
-        raise InputError(f"a chat pattern ({settings.pattern!r}) is for causal LMs with a chat template; "
-                         f"{str(model)!r} is a masked LM: give a pattern with {{input}} and {{instruction}}")
-    if masked:  # what evaluate() sees is the model as it will load: with the pattern it is trained on
-        encoder.spec = replace(encoder.spec, pattern=settings.pattern)
-    else:
-        encoder.pattern = settings.pattern
     lm, tokenizer = encoder.model, encoder.tokenizer
-    lm.config.use_cache = False
-
-    def encode(rows: list[dict[str, str]]) -> tuple[list[tuple[list[int], list[int]]], int]:
-        return encode_masked_qa(encoder, rows, settings) if masked else encode_qa(encoder, rows, settings)
-
-    def loss(module: Any, batch: dict[str, torch.Tensor], reduction: str = "mean") -> torch.Tensor:
-        return masked_answer_loss(encoder, batch, reduction) if masked else answer_loss(module, batch, reduction)
-
-    examples, cut = encode(records)
-    dev_examples = encode(dev_records)[0] if dev_records else []
+    encode, loss = encode_masked_qa if masked else encode_qa, _answer_loss(encoder, masked)
+    examples, cut = encode(encoder, records, settings)
+    dev_examples = encode(encoder, dev_records, settings)[0] if dev_records else []
     if cut:
         warnings.warn(f"{cut} of {len(records)} training records were too long for max_length="
                       f"{settings.max_length}: the start of their input was cut", UserWarning, stacklevel=2)
@@ -228,12 +207,7 @@ def train_answer(model: str | os.PathLike[str], data: str | os.PathLike[str] | l
         losses["before"] = dev_loss(lm, dev_examples, pad, bf16=autocast, loss=loss)
     torch.manual_seed(loop.seed)
     if settings.lora:
-        require("peft", "train")
-        from peft import LoraConfig, get_peft_model
-
-        lm = get_peft_model(lm, LoraConfig(r=settings.lora_r, lora_alpha=settings.lora_alpha,
-                                           lora_dropout=settings.lora_dropout, target_modules="all-linear",
-                                           task_type=None if masked else "CAUSAL_LM"))
+        lm = _with_lora(lm, settings, masked)
 
     def loss_fn(rows: list[int]) -> torch.Tensor:
         batch = {k: v.to(dev_device) for k, v in collate([examples[i] for i in rows], pad).items()}
@@ -257,6 +231,49 @@ def train_answer(model: str | os.PathLike[str], data: str | os.PathLike[str] | l
             "loop": loop.identity(), "train_loss_first": result.losses[:1], "train_loss_last": result.losses[-1:],
             "dev_loss": losses, "evals": result.evals, "best_step": result.best_step}, {"pattern": settings.pattern})
     return AnswerResult(lm, tokenizer, saved, result, losses, len(examples), cut)
+
+
+def _load_answer_model(model: str | os.PathLike[str], device: str | None, settings: AnswerSettings) -> Any:
+    """The loaded causal or masked LM, set to read ``settings.pattern`` (so that what ``evaluate()`` sees is the
+    model as it will load) with its generation cache off for training; an :class:`InputError` for another family,
+    or a chat pattern on a masked LM."""
+    from ..loading import load, quiet_transformers
+
+    with quiet_transformers():
+        embedder = load(model, device=device)
+    encoder: Any = embedder.encoder
+    if encoder.family not in ("causal", "masked"):
+        raise InputError(f"answer training takes a causal or masked language model; {str(model)!r} loads as the "
+                         f"{encoder.family} family (an encoder without an LM head trains with "
+                         "`inbedder train instructor`)")
+    masked = encoder.family == "masked"
+    if masked and is_chat(settings.pattern):
+        raise InputError(f"a chat pattern ({settings.pattern!r}) is for causal LMs with a chat template; "
+                         f"{str(model)!r} is a masked LM: give a pattern with {{input}} and {{instruction}}")
+    if masked:
+        encoder.spec = replace(encoder.spec, pattern=settings.pattern)
+    else:
+        encoder.pattern = settings.pattern
+    encoder.model.config.use_cache = False
+    return embedder
+
+
+def _answer_loss(encoder: Any, masked: bool) -> Callable[..., torch.Tensor]:
+    """``loss(module, batch, reduction="mean")``: the answer tokens' cross-entropy of the (masked or causal) LM."""
+    def loss(module: Any, batch: dict[str, torch.Tensor], reduction: str = "mean") -> torch.Tensor:
+        return masked_answer_loss(encoder, batch, reduction) if masked else answer_loss(module, batch, reduction)
+    return loss
+
+
+def _with_lora(lm: Any, settings: AnswerSettings, masked: bool) -> Any:
+    """``lm`` wrapped with LoRA adapters on every linear layer (``settings.lora_r``, ``lora_alpha``,
+    ``lora_dropout``)."""
+    require("peft", "train")
+    from peft import LoraConfig, get_peft_model
+
+    return get_peft_model(lm, LoraConfig(r=settings.lora_r, lora_alpha=settings.lora_alpha,
+                                         lora_dropout=settings.lora_dropout, target_modules="all-linear",
+                                         task_type=None if masked else "CAUSAL_LM"))
 
 
 def _scoring(evaluate: Callable[[Any], float], embedder: Any) -> Callable[[], float]:
