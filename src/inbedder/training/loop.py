@@ -156,42 +156,22 @@ def run_loop(module: nn.Module, loss_fn: Callable[[list[int]], torch.Tensor], pl
     named = [(n, p) for n, p in module.named_parameters() if p.requires_grad]
     if not named:
         raise InputError("the model has no trainable parameters")
-    groups = [{"params": [p for _, p in named if p.ndim >= 2], "weight_decay": settings.weight_decay},
-              {"params": [p for _, p in named if p.ndim < 2], "weight_decay": 0.0}]
-    optimizer = torch.optim.AdamW([g for g in groups if g["params"]], lr=settings.lr)
-    total, warm = settings.steps, round(settings.warmup * settings.steps)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: (s + 1) / warm if s < warm else max(0.0, (total - s) / max(1, total - warm)))
+    optimizer, scheduler = _optimizer(named, settings)
     torch.manual_seed(settings.seed)
     result = LoopResult()
     if checkpoint is not None:
-        state = load_checkpoint(checkpoint, dict(named), optimizer, scheduler, fingerprint)
-        if state is not None:
-            result.step = result.resumed_from = int(state["step"])
-            result.losses = [float(x) for x in state["losses"]]
-            result.evals = [(int(s), float(v)) for s, v in state.get("evals", [])]
-            result.best = state.get("best")
+        _resume(result, load_checkpoint(checkpoint, dict(named), optimizer, scheduler, fingerprint))
     device = next(p.device for _, p in named)
-    autocast = settings.autocast(device)
-    show = settings.progress if settings.progress is not None else None
+    autocast, total = settings.autocast(device), settings.steps
     module.train()
-    bar = tqdm(total=total, initial=result.step, desc="train", unit="step", disable=show is False,
+    bar = tqdm(total=total, initial=result.step, desc="train", unit="step", disable=settings.progress is False,
                dynamic_ncols=True, leave=True)
     try:
         while result.step < total:
             if settings.stop_after is not None and result.step >= settings.stop_after:
                 return result
             optimizer.zero_grad(set_to_none=True)
-            loss_sum = 0.0
-            for k in range(settings.grad_accum):
-                rows = plan.batch(result.step * settings.grad_accum + k)
-                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
-                    loss = loss_fn(rows)
-                if not torch.isfinite(loss):
-                    raise NonFiniteError(f"the loss is {loss.item()} at step {result.step + 1} (micro-batch {k}); "
-                                         "lower the learning rate or check the data")
-                (loss.float() / settings.grad_accum).backward()
-                loss_sum += float(loss.item()) / settings.grad_accum
+            loss_sum = _accumulate(loss_fn, plan, settings, result.step, device, autocast)
             torch.nn.utils.clip_grad_norm_([p for _, p in named], settings.max_grad_norm)
             optimizer.step()
             scheduler.step()
@@ -213,6 +193,44 @@ def run_loop(module: nn.Module, loss_fn: Callable[[list[int]], torch.Tensor], pl
                 p.copy_(result.best[name])
     result.finished = True
     return result
+
+
+def _optimizer(named: list[tuple[str, nn.Parameter]], settings: LoopSettings) -> tuple[Any, Any]:
+    """AdamW (weight decay on matrices only) and its schedule: linear warm-up over ``settings.warmup`` of the
+    steps, then linear decay to 0."""
+    groups = [{"params": [p for _, p in named if p.ndim >= 2], "weight_decay": settings.weight_decay},
+              {"params": [p for _, p in named if p.ndim < 2], "weight_decay": 0.0}]
+    optimizer = torch.optim.AdamW([g for g in groups if g["params"]], lr=settings.lr)
+    total, warm = settings.steps, round(settings.warmup * settings.steps)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: (s + 1) / warm if s < warm else max(0.0, (total - s) / max(1, total - warm)))
+    return optimizer, scheduler
+
+
+def _resume(result: LoopResult, state: dict[str, Any] | None) -> None:
+    """Take up a checkpoint's step, losses, scores and best weights (None: a fresh start)."""
+    if state is not None:
+        result.step = result.resumed_from = int(state["step"])
+        result.losses = [float(x) for x in state["losses"]]
+        result.evals = [(int(s), float(v)) for s, v in state.get("evals", [])]
+        result.best = state.get("best")
+
+
+def _accumulate(loss_fn: Callable[[list[int]], torch.Tensor], plan: BatchPlan, settings: LoopSettings, step: int,
+                device: torch.device, autocast: bool) -> float:
+    """The gradients of step ``step`` (0-based) summed over its ``settings.grad_accum`` micro-batches, each loss
+    divided by their number; the step's mean loss. A :class:`NonFiniteError` for a loss that is not finite."""
+    loss_sum = 0.0
+    for k in range(settings.grad_accum):
+        rows = plan.batch(step * settings.grad_accum + k)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
+            loss = loss_fn(rows)
+        if not torch.isfinite(loss):
+            raise NonFiniteError(f"the loss is {loss.item()} at step {step + 1} (micro-batch {k}); "
+                                 "lower the learning rate or check the data")
+        (loss.float() / settings.grad_accum).backward()
+        loss_sum += float(loss.item()) / settings.grad_accum
+    return loss_sum
 
 
 def _evaluate(module: nn.Module, named: list[tuple[str, nn.Parameter]], evaluate: Callable[[], float],
