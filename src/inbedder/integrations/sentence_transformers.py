@@ -62,25 +62,45 @@ def export(model: Any, directory: str | os.PathLike[str], *, instruction: str | 
     if modes != sorted(modes, key=list(ST_POOLING_KEYS).index):
         raise InputError(f"pooling modes {modes} are concatenated in another order than sentence-transformers "
                          f"uses ({[m for m in ST_POOLING_KEYS if m in modes]}); such a model cannot be exported")
-    if "cls" in modes and named:
-        warnings.warn("cls pooling with a prompt differs: INSTRUCTOR pools position 0, sentence-transformers the "
-                      "first token after the prompt", stacklevel=2)
-    for name, prompt in named.items():
-        reason = prompt_mismatch(encoder, prompt)
-        if reason:
-            warnings.warn(f"prompt {name!r}: {reason}", stacklevel=2)
+    _warn_prompt_differences(encoder, modes, named)
     out = Path(directory)
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise InputError(f"{str(out)!r} is not empty; choose an empty folder or pass overwrite=True")
     out.mkdir(parents=True, exist_ok=True)
-    transformer = encoder.transformer
     if any(".quantized" in type(m).__module__ for m in encoder.modules()):
         raise InputError("a quantized model cannot be exported; load it without quantization")
-    transformer.save_pretrained(out, safe_serialization=True)
+    encoder.transformer.save_pretrained(out, safe_serialization=True)
     encoder.tokenizer.save_pretrained(out)
     _json(out / "sentence_bert_config.json", {"max_seq_length": encoder.max_length,
                                               "do_lower_case": encoder.do_lower_case})
-    config = transformer.config
+    _json(out / "modules.json", _write_modules(encoder, modes, out))
+    import transformers
+
+    from ..version import __version__
+
+    _json(out / "config_sentence_transformers.json", {
+        "__version__": {"transformers": transformers.__version__, "pytorch": torch.__version__,
+                        "inbedder": __version__},
+        "prompts": named, "default_prompt_name": default, "similarity_fn_name": "cosine"})
+    return out
+
+
+def _warn_prompt_differences(encoder: Any, modes: list[str], named: dict[str, str]) -> None:
+    """A warning (at :func:`export`'s caller) for each way the exported prompts will embed differently in
+    sentence-transformers: cls pooling with a prompt, and each prompt :func:`prompt_mismatch` finds."""
+    if "cls" in modes and named:
+        warnings.warn("cls pooling with a prompt differs: INSTRUCTOR pools position 0, sentence-transformers the "
+                      "first token after the prompt", stacklevel=3)
+    for name, prompt in named.items():
+        reason = prompt_mismatch(encoder, prompt)
+        if reason:
+            warnings.warn(f"prompt {name!r}: {reason}", stacklevel=3)
+
+
+def _write_modules(encoder: Any, modes: list[str], out: Path) -> list[dict[str, Any]]:
+    """The modules after the transformer, each in its folder of ``out``: pooling (``modes``), the dense layers
+    and, for a normalizing model, Normalize; their ``modules.json`` entries, the transformer's first."""
+    config = encoder.transformer.config
     hidden = config.hidden_size if hasattr(config, "hidden_size") else config.d_model
     pooling: dict[str, Any] = {"word_embedding_dimension": int(hidden)}
     pooling.update({key: mode in modes for mode, key in ST_POOLING_KEYS.items()})
@@ -98,16 +118,7 @@ def export(model: Any, directory: str | os.PathLike[str], *, instruction: str | 
         (out / where).mkdir(exist_ok=True)
         modules.append({"idx": len(modules), "name": str(len(modules)), "path": where,
                         "type": "sentence_transformers.models.Normalize"})
-    _json(out / "modules.json", modules)
-    import transformers
-
-    from ..version import __version__
-
-    _json(out / "config_sentence_transformers.json", {
-        "__version__": {"transformers": transformers.__version__, "pytorch": torch.__version__,
-                        "inbedder": __version__},
-        "prompts": named, "default_prompt_name": default, "similarity_fn_name": "cosine"})
-    return out
+    return modules
 
 
 def prompt_mismatch(encoder: Any, prompt: str) -> str | None:
