@@ -120,37 +120,49 @@ def bench_encoder(model_name: str, texts: list[str], variants: str | list[str], 
     runners: dict[str, Callable[[], np.ndarray]] = {f"inbedder {n}": runner(m) for n, m in models.items()}
     for name, fn in (competitors or {}).items():
         runners[name] = (lambda f: lambda: np.asarray(f(texts)))(fn)
-    sample = sorted(texts, key=len, reverse=True)[::max(1, len(texts) // max(1, warmup * batch_size))]
-    warm = sample[:warmup * batch_size]
-    for name in runners if warmup else []:  # a spread of lengths, so that no variant pays first-call costs
-        if progress is not None:
-            progress(f"warm-up: {name}")
-        if name.startswith("inbedder "):
-            models[name.removeprefix("inbedder ")].encode(warm, instruction=instruction, show_progress_bar=False)
-        else:
-            (competitors or {})[name](warm)
+    if warmup:
+        _warm_up(list(runners), models, competitors or {}, texts, warmup * batch_size, instruction, progress)
     load_before = load_average()
     seconds, cpu_seconds, outputs = alternate(runners, rounds, progress)
     reference = outputs["inbedder float32"]
     flops = useful_flops(first, lengths) if lengths is not None else None
     peaks = {"float32": peak_gemm_flops(torch.float32, peak_size),
              "bfloat16": peak_gemm_flops(torch.bfloat16, peak_size)} if peak_size else {}
-    rows: dict[str, Any] = {}
-    for name, times in seconds.items():
-        median = statistics.median(times)
-        cos = cosine_rows(outputs[name], reference)
-        row: dict[str, Any] = {"seconds": times, "cpu_seconds": cpu_seconds[name], "median_s": median,
-                               "texts_per_s": len(texts) / median,
-                               "texts_per_cpu_s": len(texts) / statistics.median(cpu_seconds[name]),
-                               "min_cosine": float(cos.min()), "mean_cosine": float(cos.mean())}
-        if lengths is not None:
-            row["tokens_per_s"] = sum(lengths) / median
-        if flops is not None and peaks:
-            row["flops_per_s"] = flops / median
-            row.update({f"roofline_{k}": flops / median / v for k, v in peaks.items()})
-        rows[name] = row
+    rows = {name: _variant_row(times, cpu_seconds[name], cosine_rows(outputs[name], reference), len(texts),
+                               lengths, flops, peaks) for name, times in seconds.items()}
     return {"model": model_name, "texts": len(texts), "distinct_texts": len(distinct),
             "tokens": sum(lengths) if lengths is not None else None, "flops": flops, "batch_size": batch_size,
             "max_tokens_per_batch": max_tokens_per_batch, "rounds": rounds, "instruction": instruction,
             "threads": torch.get_num_threads(), "peak_flops_per_s": peaks,
             "load_average": [load_before, load_average()], "variants": rows, "vectors": outputs}
+
+
+def _warm_up(names: list[str], models: dict[str, Any], competitors: dict[str, Callable[[list[str]], Any]],
+             texts: list[str], size: int, instruction: str | None, progress: Callable[[str], None] | None) -> None:
+    """Embed ``size`` texts of a spread of lengths with each runner (``inbedder <variant>`` or a competitor), so
+    that no variant pays first-call costs in the timed rounds."""
+    sample = sorted(texts, key=len, reverse=True)[::max(1, len(texts) // max(1, size))]
+    warm = sample[:size]
+    for name in names:
+        if progress is not None:
+            progress(f"warm-up: {name}")
+        if name.startswith("inbedder "):
+            models[name.removeprefix("inbedder ")].encode(warm, instruction=instruction, show_progress_bar=False)
+        else:
+            competitors[name](warm)
+
+
+def _variant_row(times: list[float], cpu_times: list[float], cos: np.ndarray, n_texts: int,
+                 lengths: list[int] | None, flops: float | None, peaks: dict[str, float]) -> dict[str, Any]:
+    """One variant's speed (per text, token and CPU second; against the roofline ``peaks``) from its round times,
+    and its fidelity (``cos``: each row's cosine to inbedder's float32 vector)."""
+    median = statistics.median(times)
+    row: dict[str, Any] = {"seconds": times, "cpu_seconds": cpu_times, "median_s": median,
+                           "texts_per_s": n_texts / median, "texts_per_cpu_s": n_texts / statistics.median(cpu_times),
+                           "min_cosine": float(cos.min()), "mean_cosine": float(cos.mean())}
+    if lengths is not None:
+        row["tokens_per_s"] = sum(lengths) / median
+    if flops is not None and peaks:
+        row["flops_per_s"] = flops / median
+        row.update({f"roofline_{k}": flops / median / v for k, v in peaks.items()})
+    return row
