@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -29,6 +30,9 @@ from .long_text import split_long, split_options
 from .multi_instruction import expand, run_questions, shares_input, split
 from .reencoding import embed_answers, resolve
 from .speed import check_device_for
+
+if TYPE_CHECKING:
+    from .encoders.causal.readouts import Readouts
 
 log = logging.getLogger("inbedder")
 
@@ -119,6 +123,44 @@ class Embedder(nn.Module):
             rows = self._rows(pairs, settings, options, cache, cache_dir, questions=layout is not None)
         value = self._finish(rows, settings, single)
         return value if layout is None else split(value, *layout, settings.kind, settings.generations)
+
+    def readouts(self, texts: Any, instruction: str | list[str | None] | None = None, *,
+                 values: Sequence[str] | None = None, layers: Sequence[int] | None = None,
+                 next_token_top_k: int = 0, answers: bool = False, batch_size: int = 32,
+                 max_tokens_per_batch: int | None = None, device: str | torch.device | None = None,
+                 show_progress_bar: bool | None = None, **options: Any) -> Readouts:
+        """Every readout of an answer model (the causal family) for one set of (text, instruction) pairs: each of
+        ``values`` (all five when None) at each of ``layers`` (0 .. last when None), each as
+        ``encode(texts, instruction, output_value=value, layer=layer, **options)`` gives it (batched alike, so
+        bit-identical); with ``next_token_top_k=k`` the k likeliest next tokens at the answer position (ids and
+        log-probabilities); with ``answers=True`` the answers. One forward pass per batch reads the values that need
+        no answer (``fst_gen``, ``avg_ppt``) and the top-k; one ``generate()`` per batch the others and the answers.
+
+        >>> found = model.readouts(texts, "Which animal?", values=["fst_gen", "avg_gen"], layers=[6, -1],
+        ...                        next_token_top_k=20, answers=True, max_new_tokens=3)     # doctest: +SKIP
+        >>> found.vectors[("avg_gen", 6)].shape, found.top_k_ids.shape, found.answers[0]    # doctest: +SKIP
+        ((8, 576), (8, 20), 'cat')
+        """
+        from .encoders.causal.readouts import collect
+
+        family: Any = self.encoder
+        if not hasattr(family, "plan_readouts"):
+            raise InputError(f"readouts reads the hidden states of an answer model (the causal family); this model "
+                             f"is {self.family!r}")
+        settings = EncodeSettings(self.dim, batch_size, max_tokens_per_batch, False, "sentence", False,
+                                  show_progress_bar, False, "truncate", None, None)
+        pairs, single = to_pairs(texts, instruction)
+        self._prepare(settings, options, device)
+        sweep = family.plan_readouts(values, layers, next_token_top_k, answers, **options)
+        keys, index, counts = self._plan(pairs, settings)
+        self.encoder.eval()
+        done = run_batches(counts, settings.batch_size, settings.max_tokens_per_batch, settings.show_progress,
+                           lambda rows: family.readout_batch([keys[i] for i in rows], sweep))
+        found = collect(done, index, single)
+        warn_truncated(found.truncated, len(keys))
+        for array in found.vectors.values():
+            check_finite(np.atleast_2d(array))
+        return found
 
     def reencoder_for(self, reencoder: Any) -> Any:
         """The model that embeds the answers (loaded once per name), or None; checks that answers exist
@@ -226,14 +268,7 @@ class Embedder(nn.Module):
             return run_questions(self, pairs, batch_size, show, options, on_batch, budget)
         if self.encoder.answers:
             options = {**options, "return_generations": settings.generations}
-        unique: dict[Pair, int] = {}
-        index = [unique.setdefault(p, len(unique)) for p in pairs]
-        keys = list(unique)
-        # longest first, by tokens where the family counts them (less padding), else by characters
-        counts = self.encoder.token_counts(keys) if len(keys) > batch_size or budget is not None else None
-        if counts is None:  # a budget then counts about 4 characters a token
-            counts = [len(text) + len(instruction or "") for instruction, text in keys]
-            counts = [-(-c // CHARS_PER_TOKEN) for c in counts] if budget is not None else counts
+        keys, index, counts = self._plan(pairs, settings)
         self.encoder.eval()
 
         def run(rows: list[int]) -> BatchResult:
@@ -262,6 +297,19 @@ class Embedder(nn.Module):
             return [getattr(batches[b], name)[j] for b, j in pick]
 
         return Rows(vectors, column("answers"), column("tokens"), column("instruction_tokens"))
+
+    def _plan(self, pairs: list[Pair], settings: EncodeSettings) -> tuple[list[Pair], list[int], list[int]]:
+        """The unique pairs, each pair's number among them, and their lengths for the batch plan: longest first,
+        by tokens where the family counts them (less padding), else by characters."""
+        unique: dict[Pair, int] = {}
+        index = [unique.setdefault(p, len(unique)) for p in pairs]
+        keys = list(unique)
+        budget = settings.max_tokens_per_batch
+        counts = self.encoder.token_counts(keys) if len(keys) > settings.batch_size or budget is not None else None
+        if counts is None:  # a budget then counts about 4 characters a token
+            counts = [len(text) + len(instruction or "") for instruction, text in keys]
+            counts = [-(-c // CHARS_PER_TOKEN) for c in counts] if budget is not None else counts
+        return keys, index, counts
 
     def _finish(self, rows: Rows, settings: EncodeSettings, single: bool) -> Any:
         """Normalize (or keep ``dimensions`` and renormalize) on the model's device, check (:mod:`inbedder.finishing`),

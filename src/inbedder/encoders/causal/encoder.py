@@ -25,6 +25,9 @@ A text that does not fit loses the start of its input text, never the instructio
 
 from __future__ import annotations
 
+import time
+from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -38,10 +41,12 @@ from ..portable import make_portable
 from .passes import Passes, answer_keep, text_config, word_ids
 from .pooling import left_pad, pool
 from .questions import question_vectors, shares_input
+from .readouts import ReadoutBatch, Sweep, plan, pool_readouts
 from .settings import (
     INBEDDER_PATTERN,
     CallSettings,
     Generation,
+    OutputValue,
     Spans,
     build_prompts,
     check_pattern,
@@ -258,6 +263,57 @@ class CausalEncoder(Encoder):
         owner = [g for g, (_, questions) in enumerate(items) for _ in questions]  # each prompt's text
         return BatchResult(question_vectors(self.passes, call, ids, mask, owner), truncated=cut,
                            n_tokens=int(mask.sum()))
+
+    # -- every readout at once (:mod:`.readouts`) ----------------------------------------------------------
+    def plan_readouts(self, values: Sequence[str | OutputValue] | None = None, layers: Sequence[int] | None = None,
+                      next_token_top_k: int = 0, answers: bool = False, *, max_prompt_tokens: int | None = None,
+                      **options: Any) -> Sweep:
+        """What a readouts call reads, checked once: ``values`` (all five when None) at ``layers`` (all when None),
+        the top ``next_token_top_k`` next tokens at the answer position, the ``answers``; ``options`` as
+        ``encode`` takes them, but for ``output_value`` and ``layer``. ``max_prompt_tokens`` replaces the prompt
+        limit (``max_length``, less the answer's room)."""
+        for name in ("output_value", "layer"):
+            if name in options:
+                raise InputError(f"readouts reads values=[...] at layers=[...]; {name}= is encode's option")
+        call = self.call_settings(options, bool(answers))
+        if max_prompt_tokens is not None:
+            if not isinstance(max_prompt_tokens, int) or isinstance(max_prompt_tokens, bool) or max_prompt_tokens < 1:
+                raise InputError(f"max_prompt_tokens={max_prompt_tokens!r} is not valid; give an int >= 1")
+            call = replace(call, limit=max_prompt_tokens)
+        sweep = plan(call, self.num_layers, values, layers, next_token_top_k, answers)
+        if sweep.generates:
+            asked = [v.value for v in dict.fromkeys(v for v, _, _ in sweep.readouts if v.generates)]
+            self._need_head(f"values={asked}, answers={sweep.answers}",
+                            "read only values that need no answer (fst_gen, avg_ppt), without answers")
+        if sweep.top_k:
+            self._need_head(f"next_token_top_k={sweep.top_k}", "use next_token_top_k=0")
+        return sweep
+
+    def readout_batch(self, pairs: list[Pair], sweep: Sweep) -> ReadoutBatch:
+        """Every readout of ``sweep`` for one batch: the values read before the answer and the top-k from one
+        forward pass, the values read over it and the answers from one ``generate()``; each value as
+        :meth:`embed_batch` reads it alone."""
+        call = sweep.call
+        ids, mask, _, _, cut = self.call_ids(pairs, call)
+        result = ReadoutBatch(torch.empty(0), truncated=cut, n_tokens=int(mask.sum()))
+        found: dict[tuple[str, int], torch.Tensor] = {}
+        before = sweep.layers(generating=False) + ((self.num_layers,) if sweep.top_k else ())
+        if before:
+            states = self.passes.one_pass(ids, mask, before)
+            found.update(pool_readouts(sweep, False, states, mask))
+            if sweep.top_k:
+                result.top_ids, result.top_logprobs = self.passes.next_token_top_k(states[self.num_layers][:, -1],
+                                                                                   sweep.top_k)
+        if sweep.generates:
+            start = time.perf_counter()
+            prompt, steps, seqs = self.passes.generate(ids, mask, sweep.layers(generating=True), call.generation)
+            result.generate_seconds = time.perf_counter() - start
+            keep = answer_keep(seqs[:, ids.shape[1]:], self.tokenizer, call.filter_words)
+            found.update(pool_readouts(sweep, True, prompt, mask, steps, keep))
+            if sweep.answers:
+                result.answers = self.decode_answers(seqs, ids.shape[1], call)
+        result.readouts = {(v.value, asked): found[(v.value, asked)] for v, asked, _ in sweep.readouts}
+        return result
 
     # -- files --------------------------------------------------------------------------------------------
     @classmethod
