@@ -207,38 +207,17 @@ def readouts(model: Any, texts: list[str], instruction: str | None, *, new_token
     """Every output value (``values``, default all) at every layer (``layers``, default 0 .. last) of an answer
     model, ``{(value, layer): vectors}`` in layer-major order, and the greedy answers (``[]`` unless ``answers``).
 
-    Each readout is one public ``model.encode(texts, instruction, output_value=value, layer=layer)`` call
-    (``pattern``: the model's own when None; greedy answers of ``new_tokens`` tokens; the hidden states themselves,
-    never a re-encoder's vectors of the answers), so a run costs one pass, or one ``generate()``, per value and
-    layer. The library has no call yet that returns every readout of one set of prompts from one ``generate()``;
-    scripts that sweep layers are that much slower than one such call would be. ``timed["answers"]`` gets the
-    seconds of the ``generate()`` that gave the answers: what the model itself takes, whatever the sweep.
+    One public ``model.readouts`` call (``pattern``: the model's own when None; greedy answers of ``new_tokens``
+    tokens; the hidden states themselves, never a re-encoder's vectors of the answers): one forward pass per batch
+    for the values that need no answer, one ``generate()`` per batch for the others and the answers, each readout
+    bit-identical to ``model.encode(texts, instruction, output_value=value, layer=layer)``. ``timed["answers"]``
+    gets the seconds spent in that ``generate()``: what the model itself takes to answer, whatever the sweep.
     """
-    import time
-
-    from inbedder.encoders.causal.settings import OutputValue
-
-    chosen = [OutputValue(v) for v in values] if values is not None else list(OutputValue)
-    every = range(model.encoder.num_layers + 1) if layers is None else layers
-    options: dict[str, Any] = {"batch_size": batch_size, "max_new_tokens": new_tokens, "do_sample": False,
-                               "reencoder": False, "show_progress_bar": False}
+    options: dict[str, Any] = {"max_new_tokens": new_tokens, "do_sample": False}
     if pattern is not None:
         options["pattern"] = pattern
-    out: dict[tuple[str, int], np.ndarray] = {}
-    found: list[str] | None = None
-    for layer in every:
-        for value in chosen:
-            if answers and found is None and value.generates:  # this generate() gives the answers too
-                start = time.perf_counter()
-                out[(value.value, layer)], found = model.encode(texts, instruction, output_value=value.value,
-                                                                layer=layer, return_generations=True, **options)
-                (timed if timed is not None else {})["answers"] = time.perf_counter() - start
-            else:
-                out[(value.value, layer)] = model.encode(texts, instruction, output_value=value.value, layer=layer,
-                                                         **options)
-    if answers and found is None:
-        start = time.perf_counter()
-        _, found = model.encode(texts, instruction, output_value=OutputValue.AVG_GEN.value, return_generations=True,
-                                **options)
-        (timed if timed is not None else {})["answers"] = time.perf_counter() - start
-    return out, list(found or [])
+    found = model.readouts(texts, instruction, values=None if values is None else list(values), layers=layers,
+                           answers=answers, batch_size=batch_size, show_progress_bar=False, **options)
+    if answers and timed is not None:
+        timed["answers"] = found.generate_seconds
+    return found.vectors, list(found.answers or [])

@@ -65,21 +65,20 @@ def meta_path(path: Path) -> Path:
 def answer_distribution(encoder: Any, pairs: list[tuple[str, str]], pattern: str, top_k: int, batch_size: int,
                         max_length: int) -> tuple[list[list[list[float]]], int]:
     """Top-k ``[token id, log-probability]`` of the next token after each (instruction, text) prompt, and how many
-    prompts had their input cut to fit ``max_length``. Batches gather prompts of similar length."""
+    prompts had their input cut to fit ``max_length``. Batches gather prompts of similar length; each is one forward
+    pass of the family's readouts (what ``model.readouts(..., values=[], next_token_top_k=top_k)`` reads)."""
     lengths, _ = encoder.row_lengths(pairs, pattern=pattern)
     order = sorted(range(len(pairs)), key=lambda i: lengths[i])
     out: list[list[list[float]]] = [[] for _ in pairs]
-    head, cut = encoder.model.get_output_embeddings(), 0
+    sweep = encoder.plan_readouts(values=(), layers=(), next_token_top_k=top_k, max_prompt_tokens=max_length,
+                                  pattern=pattern)
+    cut = 0
     with torch.inference_mode():
         for start in range(0, len(order), batch_size):
             rows = order[start:start + batch_size]
-            ids, mask, _, _, n = encoder.prompt_ids([pairs[i] for i in rows], pattern, max_length)
-            cut += n
-            device = next(encoder.model.parameters()).device
-            states = encoder.one_pass(ids.to(device), mask.to(device), encoder.num_layers)
-            logp = head(states[:, -1]).float().log_softmax(-1)  # left-padded: the last column is the answer's
-            values, tokens = logp.topk(top_k, dim=-1)
-            for i, v, t in zip(rows, values.tolist(), tokens.tolist(), strict=True):
+            found = encoder.readout_batch([pairs[i] for i in rows], sweep)
+            cut += found.truncated
+            for i, v, t in zip(rows, found.top_logprobs.tolist(), found.top_ids.tolist(), strict=True):
                 out[i] = [[int(a), round(float(b), 5)] for a, b in zip(t, v, strict=True)]
     return out, cut
 
