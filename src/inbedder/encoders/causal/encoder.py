@@ -1,5 +1,6 @@
-"""Causal-LM answer family (InBedder): embed a text by the states of a decoder that answers a question about it.
+"""The causal family's encoder: loading a decoder, its prompts and tokens, and what one batch runs.
 
+Causal-LM answer family (InBedder): embed a text by the states of a decoder that answers a question about it.
 A prompt is built from a pattern with ``{input}`` and ``{instruction}`` (by default InBedder's
 ``### Input:\\n{input}\\n\\n### Instruction:\\n{instruction}\\n\\n### Response:``), left-padded, and read at one
 layer (0 = embeddings, -1 = last; the last includes the final norm):
@@ -13,7 +14,8 @@ layer (0 = embeddings, -1 = last; the last includes the final norm):
 A generated token's state is the state computed *over* answer token k, kept when answer token k + 1 (the
 one it predicts) is neither a special token nor one of ``filter_words``; when none is kept, the state over the
 first answer token is used. ``fst_gen`` and ``avg_ppt`` need no answer: unless answers are asked for they come
-from one forward pass that stops at the requested layer (no ``generate()``, no LM head).
+from one forward pass that stops at the requested layer (no ``generate()``, no LM head). ``model.readouts``
+reads every value at every layer at once (:mod:`.readouts`).
 
 A text that does not fit loses the start of its input text, never the instruction or the response cue.
 ``instruction=None`` takes the text as a complete prompt, cut from the left like the reference.

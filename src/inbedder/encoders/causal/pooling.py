@@ -1,5 +1,7 @@
-"""The math over a causal LM's hidden states: left padding, position ids, the prefix every row shares, pooling a
-readout. Used by the one-pass family (:mod:`.encoder`) and its several-questions path (:mod:`.questions`)."""
+"""The math over a causal LM's hidden states: left padding, position ids, the shared prefix, pooling a readout.
+
+Used by the passes (:mod:`.passes`), the encoder's batch, its readouts and its several-questions path
+(:mod:`.questions`)."""
 
 from __future__ import annotations
 

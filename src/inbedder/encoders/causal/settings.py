@@ -1,5 +1,6 @@
-"""Settings of the causal-LM answer family: output values, generation, prompt patterns and prompts, and one call's
-checked settings (:class:`CallSettings`, made once by :func:`read_call` and passed down).
+"""The causal family's settings: output values, generation, patterns and prompts, and one call's checked settings.
+
+A call's options are read once, by :func:`read_call`, into a frozen :class:`CallSettings` that is passed down.
 
 >>> parse_output_value("avg_gen_layer_12")
 (<OutputValue.AVG_GEN: 'avg_gen'>, 12)
