@@ -3,7 +3,7 @@
 
 The causal answer family puts the input first (``### Input: {text} ### Instruction: {q} ### Response:``), so the
 one-pass call computes each text's input once and runs only the question and response part per question
-(``inbedder.encoders.causal_questions``). Both sides use the model's default readout. Timed rounds alternate
+(``inbedder.encoders.causal.questions``). Both sides use the model's default readout. Timed rounds alternate
 (separate, shared, shared, separate, ...) so that machine noise falls on both alike; the headline is the ratio of
 median wall times. Fidelity: the largest absolute difference between the two sides' vectors (float32).
 
