@@ -44,6 +44,8 @@ from inbedder.data import showcase
 from inbedder.evaluation import AwarenessTask, load_awareness
 from inbedder.evaluation.awareness import awareness_summary
 from inbedder.evaluation.clustering import kmeans, v_measure
+from inbedder.io.table import read_table
+from inbedder.io.write import write_rows
 from inbedder.prompts import INBEDDER_PATTERN
 from inbedder.training.recipe import HELDOUT, SELECTION, heldout_tables, selection_table
 
@@ -76,6 +78,15 @@ HANDWRITTEN = {
                 {"animal": "Which animal is this about?", "emotion": "What emotion does the writer feel?"}),
 }
 SELECTION_SETS = ["selection", "showcase"]  # where a readout may be chosen: not held out
+# Two more held-out sets from public data no training, distillation or selection step reads: SemEval-14 *train*
+# sentences (single category) under the SemEval questions, and MLMA English tweets outside the ``mlma`` set, the
+# group attacked × the annotators' single hostility label, the three hostility labels balanced.
+MLMA_GROUPS = ("special_needs", "women", "individual", "left_wing_people", "gay", "immigrants", "refugees")
+MLMA_HOSTILITY = ("offensive", "normal", "hateful")
+MORE_HELDOUT = {
+    "semeval14_train": HELDOUT["semeval14"],
+    "mlma_group": {"group": "Which group of people is this tweet about?", "hostility": "How hostile is this tweet?"},
+}
 
 
 def tasks(data: Path, work: Path, n: int, n_selection: int) -> dict[str, Any]:
@@ -85,8 +96,28 @@ def tasks(data: Path, work: Path, n: int, n_selection: int) -> dict[str, Any]:
                 for name, path in heldout_tables(data, work).items()})
     out.update({name: load_awareness(Path(__file__).parent / "data" / file, axes)
                 for name, (file, axes) in HANDWRITTEN.items()})
+    out.update({name: load_awareness(path, MORE_HELDOUT[name], limit=n, seed=0)
+                for name, path in more_heldout_tables(data, work).items()})
     rows = showcase()
     out["showcase"] = AwarenessTask([r["text"] for r in rows], {a: [r[a] for r in rows] for a in SHOWCASE}, SHOWCASE)
+    return out
+
+
+def more_heldout_tables(data: Path, work: Path, seed: int = 0) -> dict[str, Path]:
+    """:data:`MORE_HELDOUT`'s files: SemEval-14 train as it is; the MLMA rows (written to ``work``)."""
+    out = {"semeval14_train": data / "semeval14_absa" / "restaurants_train_single_category.csv"}
+    taken = set(read_table(heldout_tables(data, work)["mlma"]).strings("text"))
+    rows = [r for r in read_table(data / "mlma_hate_speech" / "en_dataset.csv").rows
+            if r["group"] in MLMA_GROUPS and r["sentiment"] in MLMA_HOSTILITY and r["tweet"] not in taken]
+    rng = np.random.default_rng(seed)
+    per_class = min(sum(r["sentiment"] == h for r in rows) for h in MLMA_HOSTILITY)
+    keep = []
+    for hostility in MLMA_HOSTILITY:
+        group = [r for r in rows if r["sentiment"] == hostility]
+        keep += [{"text": group[i]["tweet"], "group": group[i]["group"], "hostility": hostility}
+                 for i in sorted(rng.permutation(len(group))[:per_class])]
+    out["mlma_group"] = work / "mlma_group_heldout.csv"
+    write_rows(keep, out["mlma_group"], "csv")
     return out
 
 
@@ -296,6 +327,25 @@ def table(report: dict[str, Any], sets: dict[str, Any], footprints: dict[str, An
     return "\n".join(lines)
 
 
+def lead_kept(report: dict[str, Any], sets: dict[str, Any], teacher: str) -> str:
+    """Markdown: per held-out axis where ``teacher`` is ahead of the first candidate (its interval above 0), the
+    share of that lead each other candidate keeps, ``(candidate - first) / (teacher - first)`` of instructed V."""
+    held = [(s, b) for s in sets if s not in SELECTION_SETS for b in sets[s].instructions
+            if report[teacher][s]["axes"][b]["interval"][0] > 0]
+    if not held:
+        return f"`{teacher}` is ahead of `{next(iter(report))}` on no held-out axis."
+    lines = [f"| lead of `{teacher}` kept | " + " | ".join(f"{s} {b}" for s, b in held) + " |",
+             "|---|" + "---:|" * len(held),
+             "| teacher's lead | " + " | ".join(f"{report[teacher][s]['axes'][b]['difference']:+.3f}"
+                                                for s, b in held) + " |"]
+    for name, cells in list(report.items())[1:]:
+        if name != teacher:
+            lines.append(f"| `{name}` | " + " | ".join(
+                f"{cells[s]['axes'][b]['difference'] / report[teacher][s]['axes'][b]['difference']:.0%}"
+                for s, b in held) + " |")
+    return "\n".join(lines)
+
+
 def mark(lo: float, hi: float) -> str:
     """▲ when a 95 % interval lies above 0, ▼ below, = otherwise."""
     return "▲" if lo > 0 else "▼" if hi < 0 else "="
@@ -322,6 +372,8 @@ def main() -> None:
                         help="also measure texts/s and peak memory of each candidate on N selection texts, each in a "
                              "process of its own")
     parser.add_argument("--footprint-of", help=argparse.SUPPRESS)  # the candidate of a footprint process
+    parser.add_argument("--teacher", metavar="CANDIDATE",
+                        help="one of --candidates: also show the share of its held-out lead each other one keeps")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     warnings.filterwarnings("ignore", message="Number of distinct clusters")
@@ -347,8 +399,9 @@ def main() -> None:
     probed = probes(args.candidates, sets, args.work)
     footprints = json.loads(args.json.read_text())["footprints"] if args.table and args.json and args.json.exists() \
         else {}
+    kept = "\n\n" + lead_kept(report, sets, args.teacher) if args.teacher else ""
     if args.table:
-        print(table(report, sets, footprints, probed))
+        print(table(report, sets, footprints, probed) + kept)
         return
     for name in args.candidates if args.footprint else []:
         run = subprocess.run([sys.executable, __file__, "--work", str(args.work), "--data", str(args.data),
@@ -357,7 +410,7 @@ def main() -> None:
         footprints[name] = json.loads(run.stdout.strip().splitlines()[-1])
         print(f"{name}: {footprints[name]['texts_per_second']:.1f} texts/s, "
               f"peak {footprints[name]['peak_rss_gib']:.2f} GiB", flush=True)
-    print(table(report, sets, footprints, probed))
+    print(table(report, sets, footprints, probed) + kept)
     if args.json:
         rows = {s: len(t.texts) for s, t in sets.items()}
         args.json.write_text(json.dumps({"report": report, "probes": probed, "footprints": footprints,
