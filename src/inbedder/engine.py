@@ -245,7 +245,9 @@ class Embedder(nn.Module):
     def _compute(self, pairs: list[Pair], settings: EncodeSettings, options: dict[str, Any],
                  on_batch: Callable[[list[Pair], BatchResult], None] | None = None, questions: bool = False) -> Rows:
         """:meth:`_run`, or in chunk mode :meth:`_run` over the windows of the rows too long to fit, pooled back
-        into rows (``on_batch`` then is not called: a batch holds windows, not rows)."""
+        into rows (``on_batch`` then is not called: a batch holds windows, not rows). The family's options are read
+        here, once for the call (:meth:`.Encoder.prepare`), and passed down as it returns them."""
+        options = self.encoder.prepare(options)
         if not settings.long.chunk:
             return self._run(pairs, settings, options, on_batch, questions)
         chunks = split_long(self.encoder, pairs, settings.long, options)
@@ -258,7 +260,8 @@ class Embedder(nn.Module):
 
     def _run(self, pairs: list[Pair], settings: EncodeSettings, options: dict[str, Any],
              on_batch: Callable[[list[Pair], BatchResult], None] | None = None, questions: bool = False) -> Rows:
-        """Run the family over the unique pairs, longest first, and return rows in input order.
+        """Run the family over the unique pairs, longest first, and return rows in input order; ``options`` are the
+        family's, as its ``prepare`` returned them.
 
         Answer families are told whether generations are wanted (``return_generations``), so a one-pass output
         value can skip ``generate()`` when they are not. With ``questions`` (several questions over one corpus)

@@ -86,12 +86,15 @@ def run_questions(model: Any, pairs: list[Pair], batch_size: int, show: bool | N
                   ) -> Rows:
     """The engine's run for a family with ``embed_questions``: the unique texts, longest first, ``batch_size``
     texts a batch (with a ``budget``, about that many padded tokens over all their prompts), each text with
-    its questions; rows come back in the order of ``pairs``."""
+    its questions; rows come back in the order of ``pairs``. ``options`` are read once here (the family's
+    ``prepare``; options it prepared already pass as they are)."""
     import torch
 
     from .batching import Rows, run_batches, warn_truncated
 
     encoder: Any = model.encoder
+    prepare = getattr(encoder, "prepare", None)
+    options = prepare(options) if callable(prepare) else options
     questions: dict[str, list[str]] = {}
     for ins, text in dict.fromkeys(pairs):
         questions.setdefault(text, []).append(str(ins))

@@ -73,6 +73,17 @@ class Encoder(nn.Module):
                     f"{did_you_mean(key, self.options)}"
                 )
 
+    def prepare(self, options: dict[str, Any]) -> dict[str, Any]:
+        """A call's family options as this family's methods take them, read once per ``encode`` call.
+
+        The engine calls it once, after :meth:`check_options` and before any batch, and passes what it returns to
+        ``embed_batch`` (with ``return_generations`` added for answer families), ``row_lengths`` and
+        ``embed_questions`` in place of the options. The default returns the options as they are; a family that
+        checks its options into a frozen object returns that object here (raising any error about them), and its
+        methods read the options themselves only when called directly with plain ones.
+        """
+        return options
+
     def token_counts(self, pairs: list[Pair]) -> list[int] | None:
         """Tokens each pair takes in a batch (after truncation), for the engine's length sort.
 

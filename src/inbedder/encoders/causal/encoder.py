@@ -62,6 +62,7 @@ from .settings import (
 )
 
 _HEAD_SUFFIXES = ("ForCausalLM", "LMHeadModel")
+PREPARED = "call"  # the key of a call's CallSettings in the options that prepare() returns
 
 
 class CausalEncoder(Encoder):
@@ -122,6 +123,21 @@ class CausalEncoder(Encoder):
         (:func:`~.settings.read_call`); the one place a call's options are read."""
         self.check_options(options)
         return read_call(options, self, generations)
+
+    def prepare(self, options: dict[str, Any]) -> dict[str, Any]:
+        """The call's options read once per ``encode`` call (:meth:`call_settings`), as ``{"call": CallSettings}``
+        for :meth:`embed_batch`, :meth:`embed_questions`, :meth:`shares_input` and :meth:`row_lengths`; prepared
+        options come back as they are."""
+        if _prepared(options) is not None:
+            return options
+        return {PREPARED: self.call_settings(options)}
+
+    def _call(self, options: dict[str, Any], generations: bool = False) -> CallSettings:
+        """The call's settings: those :meth:`prepare` read, or read now from plain options (a direct call)."""
+        call = _prepared(options)
+        if call is None:
+            return self.call_settings(options, generations)
+        return call if call.generations == generations else replace(call, generations=generations)
 
     # -- prompts ------------------------------------------------------------------------------------------
     def template(self, pattern: str) -> tuple[str, bool]:
@@ -191,7 +207,7 @@ class CausalEncoder(Encoder):
 
     def row_lengths(self, pairs: list[Pair], **options: Any) -> tuple[list[int], int]:
         """Prompt tokens per pair before any cut (under the call's pattern), and the most a prompt may hold."""
-        call = self.call_settings(options)
+        call = self._call(options)
         return self._prompt_lengths(pairs, call.template, call.chat), call.limit
 
     def _prompt_lengths(self, pairs: list[Pair], template: str, chat: bool) -> list[int]:
@@ -220,7 +236,7 @@ class CausalEncoder(Encoder):
     def embed_batch(self, pairs: list[Pair], output: Output, return_generations: bool = False, **options: Any
                     ) -> BatchResult:
         """Vectors for one batch; answers too when generating (always for avg_gen, last_gen, avg_all)."""
-        call = self.call_settings(options, return_generations)
+        call = self._call(options, return_generations)
         if call.generates:
             self._need_head(f"output_value={call.value.value!r}, return_generations={return_generations}",
                             "use output_value='fst_gen' or 'avg_ppt' without return_generations")
@@ -255,11 +271,11 @@ class CausalEncoder(Encoder):
 
     def shares_input(self, output: Output, generations: bool, options: dict[str, Any]) -> bool:
         """Whether :meth:`embed_questions` serves a call (sentence vectors without answers)."""
-        return shares_input(self.call_settings(options, generations), output)
+        return shares_input(self._call(options, generations), output)
 
     def embed_questions(self, items: list[tuple[str, list[str]]], **options: Any) -> BatchResult:
         """Vectors of each text under each of its questions, its input computed once (:mod:`.questions`)."""
-        call = self.call_settings(options)
+        call = self._call(options)
         pairs: list[Pair] = [(q, text) for text, questions in items for q in questions]
         ids, mask, _, _, cut = self.call_ids(pairs, call)
         owner = [g for g, (_, questions) in enumerate(items) for _ in questions]  # each prompt's text
@@ -367,6 +383,12 @@ class CausalEncoder(Encoder):
         self.tokenizer.save_pretrained(directory)
         make_portable(directory)
         return directory
+
+
+def _prepared(options: dict[str, Any]) -> CallSettings | None:
+    """The settings in options that :meth:`CausalEncoder.prepare` returned; None for plain options."""
+    call = options.get(PREPARED)
+    return call if isinstance(call, CallSettings) and len(options) == 1 else None
 
 
 def _token_states(prompt: torch.Tensor, offsets: list[list[tuple[int, int]]] | None, spans: Spans
