@@ -85,6 +85,8 @@ def test_bad_options_fail_before_any_pass_with_the_same_message(llama, monkeypat
                 llama.encode(TEXTS, instruction, batch_size=2, **options, **extra)
             with pytest.raises(InputError, match=message.replace("{", r"\{").replace("}", r"\}")):
                 llama.encoder.embed_batch([(ANIMAL, TEXTS[0])], Output.SENTENCE, **options)
+    with pytest.raises(InputError, match="output_value='fst_gn' is not valid"):
+        llama.encode([], ANIMAL, output_value="fst_gn")  # no batch at all: the options are still read
     assert passes == []
 
 
