@@ -2,18 +2,16 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("INBEDDER_GGUF_CACHE", "off")  # no converted GGUF copies in the user's cache (tests turn it on)
 
-from tiny_causal import build_tiny_llama  # noqa: E402
-from tiny_models import build_plain_bert, build_tiny_bert, build_tiny_t5  # noqa: E402
+from helpers.tiny_causal import build_tiny_llama  # noqa: E402
+from helpers.tiny_models import build_plain_bert, build_tiny_bert, build_tiny_t5  # noqa: E402
 
 
 @pytest.fixture(scope="session")

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
+from helpers.tiny_lms import build_tiny_flan_t5, build_tiny_roberta_mlm
 from inbedder.compat import INSTRUCTOR, CausalLMEncoder, InstructorModel, MaskedLMEncoder, Seq2SeqLMEncoder
 from inbedder.compat.reference import ReferenceEncoder
 from inbedder.errors import InputError
-from tiny_lms import build_tiny_flan_t5, build_tiny_roberta_mlm
 
 
 def test_seed_similarity_snippet_runs(tiny_t5_dir) -> None:

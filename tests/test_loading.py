@@ -88,7 +88,7 @@ def test_unreachable_hub_fails_at_once_with_one_clear_line(hub_down: HubDown, ca
 def test_unreachable_hub_is_one_error_line_on_the_command_line(hub_down: HubDown) -> None:
     from click.testing import CliRunner
 
-    from cli_checks import assert_one_error_line
+    from helpers.cli_checks import assert_one_error_line
     from inbedder.cli import main
 
     start = time.perf_counter()

@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 import torch
 
+from helpers.tiny_decoder import build_tiny_qwen2_embedder
 from inbedder import load, onnx_backend
 from inbedder.errors import InputError, MissingExtraError, ModelLoadError
-from tiny_decoder import build_tiny_qwen2_embedder
 
 TEXTS = ["I love cat!", "The Fed raised its benchmark rate on Wednesday.", "a",
          "Where is the food stored in a yam plant? " * 3, "The quick brown fox jumps over the lazy dog."]

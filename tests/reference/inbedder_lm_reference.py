@@ -9,7 +9,7 @@ REFERENCE_REPO is a checkout of github.com/zhang-yu-wei/InBedder. JOB.json::
     {"class": "MaskededLMEncoder", "init": {...}, "reencoder": false,
      "calls": [{"output_value": "avg_gen_layer_2", "encode": {"batch_size": 3}, "sentences": [...]}]}
 
-``reencoder: true`` passes tests/tiny_lms.py's TextStats. For call i, writes OUT_DIR/i.npy (the embeddings)
+``reencoder: true`` passes tests/helpers/tiny_lms.py's TextStats. For call i, writes OUT_DIR/i.npy (the embeddings)
 and OUT_DIR/i.json (the generations).
 """
 
@@ -26,7 +26,7 @@ sys.path.insert(0, repo)
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import lm_encoders_hf  # noqa: E402
 
-from tiny_lms import TextStats  # noqa: E402
+from helpers.tiny_lms import TextStats  # noqa: E402
 
 with open(job_file, encoding="utf-8") as f:
     job = json.load(f)
