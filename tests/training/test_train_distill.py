@@ -111,6 +111,21 @@ def test_an_interrupted_pass_resumes_with_only_the_missing_rows(teacher_dir: Pat
         assert max(abs(x - y) for (_, x), (_, y) in zip(a["top_k"], b["top_k"], strict=True)) < 1e-4
 
 
+def test_a_finished_pass_reruns_without_loading_the_teacher(teacher_dir: Path, teacher_file: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    before = teacher_file.read_bytes()
+
+    def refuse(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise AssertionError("the teacher was loaded for a finished pass")
+
+    monkeypatch.setattr("inbedder.loading.load", refuse)
+    assert teacher_pass(str(teacher_dir), ROWS, teacher_file, SETTINGS, progress=False) == teacher_file
+    assert teacher_file.read_bytes() == before
+    with pytest.raises(AssertionError, match="was loaded"):  # one row more: the teacher is needed
+        teacher_pass(str(teacher_dir), [*ROWS, {"text": "a new text", "question": "Which animal?"}], teacher_file,
+                     SETTINGS, progress=False)
+
+
 def test_a_file_of_another_pass_or_bank_is_refused(teacher_dir: Path, teacher_file: Path) -> None:
     with pytest.raises(InputError, match="another teacher pass .*top_k"):
         teacher_pass(teacher_dir, ROWS, teacher_file, TeacherSettings(pattern=ONE_WORD, top_k=4, max_length=64))

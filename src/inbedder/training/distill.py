@@ -278,10 +278,8 @@ def run_distill(output: str | os.PathLike[str], teacher: Any, student: str, *, r
     if saved is None:
         work_dir.mkdir(parents=True, exist_ok=True)
         write_rows(rows, bank, "jsonl")
-    from ..loading import load
-
-    model = load(teacher, device=device) if isinstance(teacher, (str, os.PathLike)) else teacher
-    teacher_file = teacher_pass(model, rows, work_dir / "teacher.jsonl", teacher_settings, progress=progress)
+    teacher_file = teacher_pass(teacher, rows, work_dir / "teacher.jsonl", teacher_settings, progress=progress,
+                                device=device)
     if teacher_only:
         return teacher_file
     return train_distill(student, teacher_file, output, settings=settings, loop=loop,

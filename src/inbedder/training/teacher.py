@@ -110,10 +110,11 @@ def _done(path: Path, rows: list[dict[str, Any]]) -> int:
 
 
 def teacher_pass(teacher: Any, rows: list[dict[str, Any]], path: str | os.PathLike[str],
-                 settings: TeacherSettings | None = None, *, progress: bool | None = None) -> Path:
+                 settings: TeacherSettings | None = None, *, progress: bool | None = None,
+                 device: str | None = None) -> Path:
     """Write the teacher's top-k next-token distribution for every bank row (``{"text", "question", ...}``) to
-    ``path``; a rerun (after an interruption) computes only the rows still missing. ``teacher`` is a name or a
-    loaded causal answer model."""
+    ``path``; a rerun (after an interruption) computes only the rows still missing, and loads nothing when none
+    is. ``teacher`` is a name (loaded on ``device``) or a loaded causal answer model."""
     from tqdm.auto import tqdm
 
     from ..loading import load
@@ -124,12 +125,14 @@ def teacher_pass(teacher: Any, rows: list[dict[str, Any]], path: str | os.PathLi
             if not isinstance(row.get(field), str) or not row[field].strip():
                 raise InputError(f"question bank row {i}: {field!r} must be a non-empty string; got "
                                  f"{row.get(field)!r:.60}")
-    model = load(teacher) if isinstance(teacher, (str, os.PathLike)) else teacher
+    path = Path(path)
+    if isinstance(teacher, (str, os.PathLike)) and _complete(path, rows, str(teacher), settings):
+        return path  # a rerun of a finished pass: nothing to compute, so the teacher is not loaded
+    model = load(teacher, device=device) if isinstance(teacher, (str, os.PathLike)) else teacher
     encoder = model.encoder
     if encoder.family != "causal" or not getattr(encoder, "has_lm_head", False):
         raise InputError(f"the teacher must be a causal language model with an LM head; {model.name!r} loads as "
                          f"the {encoder.family} family")
-    path = Path(path)
     meta = {"format": FORMAT_VERSION, "teacher": model.name, "vocab": vocab_fingerprint(encoder.tokenizer),
             **asdict(settings)}
     meta.pop("batch_size")
@@ -163,6 +166,16 @@ def teacher_pass(teacher: Any, rows: list[dict[str, Any]], path: str | os.PathLi
         warnings.warn(f"{cut} prompts were longer than max_length={settings.max_length}: the start of their input "
                       "was cut", UserWarning, stacklevel=2)
     return path
+
+
+def _complete(path: Path, rows: list[dict[str, Any]], teacher: str, settings: TeacherSettings) -> bool:
+    """Whether ``path`` already holds every row, written by the teacher of that name with these settings."""
+    if not path.exists() or not meta_path(path).exists():
+        return False
+    old = json.loads(meta_path(path).read_text(encoding="utf-8"))
+    wanted = {"format": FORMAT_VERSION, "teacher": teacher, **asdict(settings)}
+    wanted.pop("batch_size")
+    return all(old.get(k) == v for k, v in wanted.items()) and _done(path, rows) == len(rows)
 
 
 def _answers(model: Any, chunk: list[dict[str, Any]], settings: TeacherSettings) -> list[str]:
