@@ -9,8 +9,9 @@ Two kinds of questions:
   ("Is the emotion joy, sadness, anger, fear, love or surprise?").
 
 Texts come from the train splits of the public datasets (banking77, CLINC150, emotion, AG News, GoEmotions, FewRel)
-and the passages of the free-form QA sets. The held-out sets (SemEval-14, MLMA, the benchmark's hand-written sets)
-never give a text, and no bank question is one of an evaluation set's questions (:data:`EVALUATION_QUESTIONS`).
+and the passages of the free-form QA sets. The held-out sets (SemEval-14 train and test, MLMA, the benchmark's
+hand-written sets) never give a text, and no bank question is one of an evaluation set's questions
+(:data:`EVALUATION_QUESTIONS`).
 
 >>> rows = bank_rows({"ag_news": ["Stocks fell."]}, n=2, seed=0)     # doctest: +SKIP
 >>> rows[0]                                                          # doctest: +SKIP
@@ -63,6 +64,7 @@ EVALUATION_QUESTIONS: frozenset[str] = frozenset(
         "What is this text about?", "Is the writer pleased or unhappy?",             # hand-written topic × sentiment
         "Which animal is this about?", "What emotion does the writer feel?",         # hand-written animal × emotion
         "What is the topic of this text?", "Is this text positive or negative?",     # the showcase
+        "Which group of people is this tweet about?", "How hostile is this tweet?",  # MLMA group × hostility
     ])
 
 # label names of the datasets with few enough labels to list them in a question
