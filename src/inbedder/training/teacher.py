@@ -126,7 +126,8 @@ def teacher_pass(teacher: Any, rows: list[dict[str, Any]], path: str | os.PathLi
                 raise InputError(f"question bank row {i}: {field!r} must be a non-empty string; got "
                                  f"{row.get(field)!r:.60}")
     path = Path(path)
-    if isinstance(teacher, (str, os.PathLike)) and _complete(path, rows, str(teacher), settings):
+    done = _done(path, rows)
+    if done == len(rows) and isinstance(teacher, (str, os.PathLike)) and _same_pass(path, str(teacher), settings):
         return path  # a rerun of a finished pass: nothing to compute, so the teacher is not loaded
     model = load(teacher, device=device) if isinstance(teacher, (str, os.PathLike)) else teacher
     encoder = model.encoder
@@ -144,7 +145,7 @@ def teacher_pass(teacher: Any, rows: list[dict[str, Any]], path: str | os.PathLi
                              "another output file or delete it")
     path.parent.mkdir(parents=True, exist_ok=True)
     meta_path(path).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
-    done, cut = _done(path, rows), 0
+    cut = 0
     with open(path, "a", encoding="utf-8") as f, tqdm(total=len(rows), initial=done, desc="teacher", unit="pair",
                                                       disable=progress is False, dynamic_ncols=True) as bar:
         for start in range(done, len(rows), CHUNK):
@@ -168,14 +169,14 @@ def teacher_pass(teacher: Any, rows: list[dict[str, Any]], path: str | os.PathLi
     return path
 
 
-def _complete(path: Path, rows: list[dict[str, Any]], teacher: str, settings: TeacherSettings) -> bool:
-    """Whether ``path`` already holds every row, written by the teacher of that name with these settings."""
-    if not path.exists() or not meta_path(path).exists():
+def _same_pass(path: Path, teacher: str, settings: TeacherSettings) -> bool:
+    """Whether ``path`` was written by the teacher of that name with these settings (its meta file)."""
+    if not meta_path(path).exists():
         return False
     old = json.loads(meta_path(path).read_text(encoding="utf-8"))
     wanted = {"format": FORMAT_VERSION, "teacher": teacher, **asdict(settings)}
     wanted.pop("batch_size")
-    return all(old.get(k) == v for k, v in wanted.items()) and _done(path, rows) == len(rows)
+    return all(old.get(k) == v for k, v in wanted.items())
 
 
 def _answers(model: Any, chunk: list[dict[str, Any]], settings: TeacherSettings) -> list[str]:
