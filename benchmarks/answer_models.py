@@ -80,7 +80,7 @@ def score(task: Any, memo: dict, pattern: str, seed: int) -> dict[str, dict]:
 def measure(args: argparse.Namespace) -> dict:
     torch.set_num_threads(args.threads)
     start = time.perf_counter()
-    model = load(args.model, device="cpu", reencoder=False)
+    model = load(args.model, device="cpu", quantize="none", reencoder=False)
     load_s = time.perf_counter() - start
     minilm = load("minilm")
     work = Path(tempfile.mkdtemp(prefix="answer-models-"))

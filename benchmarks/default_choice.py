@@ -143,8 +143,9 @@ def embed(name: str, sets: dict[str, Any], work: Path, batch_size: int) -> dict[
 
 
 def loaded(alias: str, options: dict[str, Any], brief: tuple[str, str] | None) -> Any:
-    """The candidate's model; a brief goes after the instruction of its pattern."""
-    return load(alias, **options, **({"pattern": brief_pattern(*brief)} if brief else {}))
+    """The candidate's model, in float32 unless the candidate names a quantization; a brief goes after the
+    instruction of its pattern."""
+    return load(alias, **{"quantize": "none", **options}, **({"pattern": brief_pattern(*brief)} if brief else {}))
 
 
 def candidate(name: str) -> tuple[str, dict[str, Any], tuple[str, str] | None]:

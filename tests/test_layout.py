@@ -12,7 +12,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "inbedder"
 LAYERS = [
     ["version", "errors"],
     ["choices", "fingerprint", "prompts", "inputs"],
-    ["model_parts", "converted", "registry", "model_files", "speed", "onnx_backend", "adapters", "encoders",
+    ["model_parts", "converted", "registry", "model_files", "machine", "speed", "onnx_backend", "adapters", "encoders",
      "cache.packed", "cache.store", "cache.directory", "cache"],
     ["finishing", "encode_settings", "batching", "long_text", "multi_instruction", "reencoding", "engine"],
     ["loading"],

@@ -1,5 +1,6 @@
 """LoRA adapters saved by distillation: added into the base model's linear layers at load time (``W += s·B·A``),
 so that an adapter folder loads as a plain model of its base's family, with no adapter library at inference.
+Finding an adapter's base imports no torch (a cached request is keyed without it).
 
 An adapter folder has ``adapter_model.safetensors`` and ``adapter_config.json`` (peft's layout) and an
 ``inbedder.json`` whose ``adapter_of`` names the base model (an alias, directory or hub id).
@@ -9,9 +10,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-
-import torch
-from torch import nn
+from typing import TYPE_CHECKING
 
 from .errors import ModelLoadError
 from .registry import DEFAULTS_FILE
@@ -19,6 +18,9 @@ from .registry import DEFAULTS_FILE
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
 ADAPTER_CONFIG = "adapter_config.json"
 PREFIX = "base_model.model."
+
+if TYPE_CHECKING:
+    from torch import nn
 
 
 def adapter_base(path: Path) -> str | None:
@@ -32,7 +34,9 @@ def adapter_base(path: Path) -> str | None:
 
 def merge_adapter(model: nn.Module, path: Path) -> int:
     """Add the adapter in ``path`` into ``model``'s linear layers; returns how many layers changed."""
+    import torch
     from safetensors.torch import load_file
+    from torch import nn
 
     config = json.loads((path / ADAPTER_CONFIG).read_text(encoding="utf-8"))
     for flag in ("use_dora", "fan_in_fan_out"):

@@ -32,9 +32,13 @@ class DType(str, Enum):
 
 class Quantize(str, Enum):
     """Weight quantization applied after loading (CPU): ``int8`` = int8 weights per output channel, int8
-    activations per token, int32 accumulation (see :mod:`inbedder.speed`)."""
+    activations per token, int32 accumulation; ``auto`` = int8 where it measured faster than float32 on this CPU
+    (measured once, remembered), else none; ``none`` = float32 weights, also where a model's defaults say ``auto``
+    (see :mod:`inbedder.speed`)."""
 
     INT8 = "int8"
+    AUTO = "auto"
+    NONE = "none"
 
 
 class Backend(str, Enum):

@@ -17,7 +17,7 @@ import os
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from .cache.keys import request_key
+from .cache.keys import request_files, request_key
 from .cache.packed import PackedRows
 from .cache.store import EmbeddingCache, open_cache
 from .encode_settings import check_batch_size
@@ -120,10 +120,10 @@ def load_remembered(cache: Any, model: str | os.PathLike[str], *, dtype: Any = "
     store = open_cache(cache)
     request = {"dtype": dtype, "device": device, "family": family, "load_options": load_options,
                "encode_options": encode_options or {}}
-    key = request_key(model, **request) if store is not None else None
+    before = request_files(model, **request) if store is not None else None
     embedder = load(model, family=family, device=device, dtype=dtype, **(load_options or {}))
-    if store is not None and key == request_key(model, **request):  # no file changed while the model was loading
-        remember(store, key, embedder, encode_options or {})
+    if store is not None and before is not None and before == request_files(model, **request):  # no file changed
+        remember(store, request_key(model, **request), embedder, encode_options or {})  # keyed by what it chose
     return embedder
 
 

@@ -19,14 +19,14 @@ from typing import Any
 import torch
 
 from .adapters import adapter_base, merge_adapter
-from .choices import Backend, DType, Family, parse_choice, parse_device
+from .choices import Backend, DType, Family, Quantize, parse_choice, parse_device
 from .encoders import FAMILIES
 from .engine import Embedder
 from .errors import InbedderError, InputError, ModelLoadError, did_you_mean
 from .model_files import broken_file, layout
 from .onnx_backend import apply_backend, check_backend
 from .registry import Location, directory_defaults, resolve
-from .speed import apply_quantization, check_dtype, check_quantize, parse_quantize
+from .speed import apply_quantization, check_dtype, check_quantize, parse_quantize, resolve_quantize
 
 
 def detect_family(location: Location) -> Family:
@@ -79,7 +79,9 @@ def load(name_or_path: str | os.PathLike[str], *, family: str | None = None, dev
     The family is detected from the files; ``family=`` overrides. ``device=None`` picks CUDA when present.
     ``dtype`` is the dtype of the weights and of the computation (pooling and normalization stay float32).
     ``quantize="int8"`` (CPU only; ``device=None`` then means CPU) replaces the linear layers by int8 ones
-    after loading (:mod:`inbedder.speed`).
+    after loading (:mod:`inbedder.speed`); ``"auto"`` does so on a CPU where int8 measured faster than float32
+    (measured once a CPU and model, then remembered: :func:`inbedder.speed.resolve_quantize`); ``"none"`` keeps
+    them float32. ``None``: the model's default, ``"auto"`` for the default answer model, else none.
     ``backend="onnx"`` (CPU, float32; the instructor and decoder families; ``pip install "inbedder[onnx]"``) runs
     the transformer on ONNX Runtime, exported once into the user cache; ``backend="auto"`` does so only where it
     measures faster on this machine with the same vectors (:mod:`inbedder.onnx_backend`).
@@ -88,42 +90,75 @@ def load(name_or_path: str | os.PathLike[str], *, family: str | None = None, dev
     ``{"defaults": {...}}`` of its ``inbedder.json`` (a trained model's readout, say); options given here win.
     """
     dt = parse_choice(DType, dtype, "dtype")
-    quant = parse_quantize(quantize)
     engine = parse_choice(Backend, backend, "backend")
-    onnx = engine is Backend.ONNX
-    dev = parse_device(device if device is not None or (quant is None and not onnx) else "cpu")
-    if quant is not None:
-        check_quantize(quant, dev)
-    check_dtype(dt, dev)
+    parse_quantize(quantize)  # an unknown value fails before anything is read
     path = Path(os.fspath(name_or_path)).expanduser()
     base = adapter_base(path)
     if base is not None:  # a LoRA adapter folder (`inbedder train distill`): its base model with the adapter added in
-        model = load(base, family=family, device=dev, dtype=dtype, trust_remote_code=trust_remote_code,
-                     reencoder=reencoder, **{**directory_defaults(path), **options})
-        merged: Any = model.encoder
-        merge_adapter(merged.model, path)
-        model.name, model.source = str(name_or_path), str(path)
-        if quant is not None:
-            apply_quantization(merged, quant, dev)
-        if check_backend(engine, Family(model.family), dev, dt, quant is not None):  # exported after the merge,
-            apply_backend(merged, engine, cache=False)  # never kept: the cache is keyed by the base's weights file
-        return model
+        return _load_adapter(path, base, str(name_or_path), family=family, device=device, dt=dt, quantize=quantize,
+                             engine=engine, trust_remote_code=trust_remote_code, reencoder=reencoder, options=options)
     location = resolve(name_or_path)
-    fam = parse_choice(Family, family, "family") if family is not None else detect_family(location)
-    try_onnx = check_backend(engine, fam, dev, dt, quant is not None)
     options = {**location.options, **options}  # the model's defaults (alias, inbedder.json), then the caller's
+    quant, dev = _quantize_and_device(quantize, options.pop("quantize", None), device, engine)
+    check_dtype(dt, dev)
+    fam = parse_choice(Family, family, "family") if family is not None else detect_family(location)
+    try_onnx = check_backend(engine, fam, dev, dt, quant is Quantize.INT8)
     default_reencoder = options.pop("reencoder", None)
     reencoder = default_reencoder if reencoder is None else reencoder
     with quiet_transformers():
         encoder = _build(fam, location.path, dt.torch, trust_remote_code, options)
     model = Embedder(encoder, name=str(name_or_path), source=str(location.path), loader=load)
     model.to(dev)
-    if quant is not None:
-        apply_quantization(encoder, quant, dev)
-    if try_onnx:
-        apply_backend(encoder, engine)
+    _finish(encoder, quant, dev, dt, str(location.path), engine if try_onnx else None)
     if reencoder is not None:
         model.default_reencoder = model.reencoder_for(reencoder)
+    return model
+
+
+def _quantize_and_device(quantize: str | None, default: Any, device: Any, engine: Backend
+                         ) -> tuple[Quantize | None, torch.device]:
+    """The quantization asked for (``quantize``, else the model's ``default``) and the device: ``device=None`` means
+    CPU for int8 or ONNX Runtime, else CUDA when present. A model's default ``auto`` gives way to
+    ``backend="onnx"``, which runs float32."""
+    quant = parse_quantize(quantize if quantize is not None else default)
+    if quant is Quantize.AUTO and engine is Backend.ONNX:
+        quant = None
+    dev = parse_device(device if device is not None or (quant in (None, Quantize.AUTO) and engine is not
+                                                        Backend.ONNX) else "cpu")
+    if quant is not None:
+        check_quantize(quant, dev)
+    return quant, dev
+
+
+def _finish(encoder: Any, quant: Quantize | None, dev: torch.device, dt: DType, key: str, onnx: Backend | None,
+            keep_export: bool = True, depth: int = 1) -> None:
+    """Quantize (``auto`` decided here, ``key`` naming the weights) or move onto ONNX Runtime (``onnx``: the
+    backend to try, which an int8 model never is; ``keep_export``: the export may be kept in the user cache),
+    after the weights are in place. ``depth``: the frames between ``load``'s caller and here (for warnings)."""
+    chosen, kernel = resolve_quantize(quant, encoder, dev, dt, key)
+    if chosen is not None:
+        apply_quantization(encoder, chosen, dev, kernel, stacklevel=3 + depth)
+    elif onnx is not None:
+        apply_backend(encoder, onnx, cache=keep_export)
+
+
+def _load_adapter(path: Path, base: str, name: str, *, family: str | None, device: Any, dt: DType,
+                  quantize: str | None, engine: Backend, trust_remote_code: bool, reencoder: Any,
+                  options: dict[str, Any]) -> Embedder:
+    """A LoRA adapter folder: its base model in float32 (by its defaults and the folder's), the adapter added into
+    its weights, then quantized (by ``quantize``, else the folder's or the base's default) or moved onto ONNX
+    Runtime."""
+    options = {**directory_defaults(path), **options}
+    default = options.pop("quantize", None) or resolve(base).options.get("quantize")
+    quant, dev = _quantize_and_device(quantize, default, device, engine)
+    model = load(base, family=family, device=dev, dtype=dt.value, quantize="none", trust_remote_code=trust_remote_code,
+                 reencoder=reencoder, **options)
+    merged: Any = model.encoder
+    merge_adapter(merged.model, path)
+    model.name, model.source = name, str(path)
+    try_onnx = check_backend(engine, Family(model.family), dev, dt, quant is Quantize.INT8)
+    # keep_export=False: the export cache is keyed by the base's weights file, not by these merged weights
+    _finish(merged, quant, dev, dt, str(path.resolve()), engine if try_onnx else None, keep_export=False, depth=2)
     return model
 
 

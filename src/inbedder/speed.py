@@ -138,33 +138,67 @@ def quantize_int8(module: nn.Module, kernel: str | None = None) -> int:
 
 
 def parse_quantize(value: Any) -> Quantize | None:
-    """``None`` (no quantization) or a :class:`Quantize`; anything else is an :class:`InputError`."""
-    return None if value is None else parse_choice(Quantize, value, "quantize")  # type: ignore[no-any-return]
+    """``None`` (no quantization: ``None`` or ``"none"``) or a :class:`Quantize`; anything else is an
+    :class:`InputError`."""
+    found = None if value is None else parse_choice(Quantize, value, "quantize")
+    return None if found is Quantize.NONE else found  # type: ignore[no-any-return]
+
+
+FAST_INT8_RATIO = 1.1  # quantize="auto" runs int8 where its kernel measures at least this many times float32
+
+
+def resolve_quantize(quantize: Quantize | None, encoder: Any, device: torch.device, dtype: DType, key: str
+                     ) -> tuple[Quantize | None, str | None]:
+    """``quantize`` and the int8 kernel to run it with (None: the faster, measured now). ``auto`` is int8 on a CPU,
+    in float32, where this CPU's faster int8 kernel measured at least :data:`FAST_INT8_RATIO` times float32 on the
+    model's main linear shape, else None. That choice is measured once a CPU and model (``key``: its weights file)
+    and remembered (:func:`inbedder.machine.decide`), so every later process chooses the same, kernel included."""
+    from .machine import decide
+
+    if quantize is not Quantize.AUTO:
+        return quantize, None
+    if device.type != "cpu" or dtype is not DType.FLOAT32:
+        return None, None
+
+    def measure() -> dict[str, Any]:
+        shape = probe_shape(encoder)
+        ratios = cpu_int8_ratios(shape)
+        kernel = max(INT8_KERNELS, key=lambda k: ratios[k])
+        return {"quantize": "int8" if ratios[kernel] >= FAST_INT8_RATIO else "none", "kernel": kernel,
+                "ratio": round(ratios[kernel], 3), "shape": list(shape)}
+
+    choice = decide("quantize_auto", key, measure)
+    return (Quantize.INT8, str(choice["kernel"])) if choice.get("quantize") == "int8" else (None, None)
 
 
 def check_quantize(quantize: Quantize, device: torch.device) -> None:
+    if quantize is Quantize.AUTO:
+        return  # none off the CPU
     if device.type != "cpu":
         raise InputError(f"quantize={quantize.value!r} runs on CPU only (its int8 kernels are the CPU ones); "
                          f"got device={str(device)!r}. On a GPU use dtype='bfloat16' or 'float16' instead")
 
 
-def apply_quantization(encoder: Any, quantize: Quantize, device: torch.device) -> None:
-    """Quantize a loaded family in place (CPU only) and record it in the family's settings. Warns when the
-    int8 kernel chosen for this CPU measured slower than float32 (:func:`cpu_int8_ratios`)."""
+def apply_quantization(encoder: Any, quantize: Quantize, device: torch.device, kernel: str | None = None,
+                       stacklevel: int = 3) -> None:
+    """Quantize a loaded family in place (CPU only) and record it in the family's settings; ``kernel=None``: the
+    faster int8 kernel, measured. Warns (at ``stacklevel``) when the kernel that runs measured slower than float32
+    (:func:`cpu_int8_ratios`)."""
     check_quantize(quantize, device)
     if quantize is Quantize.INT8:
         shape = probe_shape(encoder)
-        kernel = int8_kernel(shape)
+        chosen = kernel is not None
+        kernel = kernel or int8_kernel(shape)
         if quantize_int8(encoder, kernel) == 0:
             raise InputError(f"quantize='int8' found no torch.nn.Linear layer to quantize in this {encoder.family} "
                              "model")
-        ratios = cpu_int8_ratios(shape)
-        if ratios[kernel] < 1.0 and not os.environ.get(KERNEL_SWITCH):
+        ratios = {} if chosen else cpu_int8_ratios(shape)
+        if not chosen and ratios[kernel] < 1.0 and not os.environ.get(KERNEL_SWITCH):
             others = ", ".join(f"{k} {format_ratio(r)}" for k, r in ratios.items() if k != kernel)
             warnings.warn(f"quantize='int8': this CPU's fastest int8 kernel ({kernel}) measured "
                           f"{format_ratio(ratios[kernel])} float32 on this model's main linear layer shape "
-                          f"{shape[0]} → {shape[1]} ({others}), so int8 may run slower than float32 here; leave "
-                          "quantize unset for float32", stacklevel=3)
+                          f"{shape[0]} → {shape[1]} ({others}), so int8 may run slower than float32 here; "
+                          "quantize='auto' runs int8 only where it measures faster", stacklevel=stacklevel)
     encoder.quantization = quantize.value
 
 
@@ -177,7 +211,8 @@ def check_device_for(encoder: Any, device: torch.device) -> None:
                          f"{str(device)!r}. Load it with backend='torch' for that device")
     if quantization and device.type != "cpu":
         raise InputError(f"this model was loaded with quantize={quantization!r}, which runs on CPU only; "
-                         f"cannot move it to {str(device)!r}. Load it without quantize= for that device")
+                         f"cannot move it to {str(device)!r}. Load it with device={str(device)!r} (or "
+                         "quantize='none') for that device")
 
 
 FAST_BF16_RATIO = 1.2  # bfloat16 counts as fast where its matmuls run at least this many times float32's

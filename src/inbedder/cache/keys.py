@@ -56,10 +56,34 @@ def file_stats(path: Path) -> list[tuple[str, int, int]] | None:
 def request_key(model: str | os.PathLike[str], *, dtype: Any = "float32", device: Any = None,
                 family: str | None = None, load_options: dict[str, Any] | None = None,
                 encode_options: dict[str, Any] | None = None) -> str | None:
-    """A hex key for loading ``model`` this way and encoding with these options, or None when there is none.
+    """A hex key for loading ``model`` this way and encoding with these options, or None when there is none
+    (also where ``quantize="auto"`` applies and no load has made its choice on this CPU yet).
 
     Resolving an alias or a local path reads no weights and imports no torch.
     """
+    found = _described(model, dtype, device, family, load_options, encode_options)
+    if found is None:
+        return None
+    location, about = found
+    auto = _auto_quantize(location, dtype, load_options or {})
+    if auto is None:
+        return None
+    text = json.dumps({**about, **({"quantize_auto": auto} if auto else {})}, sort_keys=True, ensure_ascii=False,
+                      default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def request_files(model: str | os.PathLike[str], **request: Any) -> dict[str, Any] | None:
+    """What :func:`request_key` keys before any choice of ``quantize="auto"`` (the files and arguments), to tell
+    whether a model's files changed while it was loading; None where there is no key."""
+    found = _described(model, request.get("dtype", "float32"), request.get("device"), request.get("family"),
+                       request.get("load_options"), request.get("encode_options"))
+    return None if found is None else found[1]
+
+
+def _described(model: str | os.PathLike[str], dtype: Any, device: Any, family: str | None,
+               load_options: dict[str, Any] | None, encode_options: dict[str, Any] | None
+               ) -> tuple[Any, dict[str, Any]] | None:
     from ..registry import resolve
     from ..version import __version__
 
@@ -70,12 +94,30 @@ def request_key(model: str | os.PathLike[str], *, dtype: Any = "float32", device
     files = file_stats(location.path)
     if files is None:
         return None
-    about = {"format": FORMAT, "inbedder": __version__, "path": str(location.path), "source": location.source,
-             "files": files, "dtype": parse_choice(DType, dtype, "dtype").value, "device": _device_text(device),
-             "family": None if family is None else parse_choice(Family, family, "family").value,
-             "load_options": {**location.options, **(load_options or {})}, "encode_options": encode_options or {}}
-    text = json.dumps(about, sort_keys=True, ensure_ascii=False, default=str)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+    return location, {"format": FORMAT, "inbedder": __version__, "path": str(location.path),
+                      "source": location.source, "files": files, "dtype": parse_choice(DType, dtype, "dtype").value,
+                      "device": _device_text(device),
+                      "family": None if family is None else parse_choice(Family, family, "family").value,
+                      "load_options": {**location.options, **(load_options or {})},
+                      "encode_options": encode_options or {}}
+
+
+def _auto_quantize(location: Any, dtype: Any, load_options: dict[str, Any]) -> str | None:
+    """What ``quantize="auto"`` (asked for, or the model's default, or an adapter's base model's) chose for this
+    model on this CPU (:mod:`inbedder.machine`): ``""`` where auto is not asked for (or cannot apply, off float32),
+    None where nothing is chosen yet (a load chooses and remembers it)."""
+    from ..adapters import adapter_base
+    from ..machine import remembered
+    from ..registry import resolve
+
+    wanted = load_options.get("quantize") or location.options.get("quantize")
+    base = adapter_base(location.path) if wanted is None else None
+    if base is not None:
+        wanted = resolve(base).options.get("quantize")
+    if str(wanted).lower() != "auto" or parse_choice(DType, dtype, "dtype") is not DType.FLOAT32:
+        return ""
+    found = remembered("quantize_auto", str(location.path))
+    return None if found is None else str(found.get("quantize"))
 
 
 def _device_text(device: Any) -> str | None:

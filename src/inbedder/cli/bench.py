@@ -35,7 +35,8 @@ from .common import (
 @text_column_option
 @instruction_option("Instruction for every text.")
 @click.option("--variants", default="float32,bfloat16,int8", show_default=True,
-              help="Comma-separated: float32, bfloat16, float16, int8, bfloat16+int8 (float32 is always run).")
+              help="Comma-separated: float32, bfloat16, float16, int8, bfloat16+int8, auto (int8 where it measured "
+                   "faster on this CPU; float32 is always run).")
 @click.option("--against", type=click.Choice(["sentence-transformers"]), multiple=True,
               help="Also time this library on the same model directory (encoder family), float32.")
 @batch_size_option(help="Rows per batch.", env=False)

@@ -41,8 +41,9 @@ class EmbedBatch:
 
         if threads:
             torch.set_num_threads(threads)
-        with quiet_transformers():
-            self.model = load(model, **(load_options or {}))
+        with quiet_transformers():  # quantize="auto" is chosen per machine by a measurement: actors on several
+            # machines could choose differently, so a model's auto default is float32 here unless the options say
+            self.model = load(model, **{"quantize": "none", **(load_options or {})})
         self.instruction = instruction
         self.text_column = text_column
         self.instruction_column = instruction_column
@@ -94,9 +95,10 @@ def embed_dataset(ds: Any, model: str | os.PathLike[str], instruction: str | Non
     """Add an ``output_column`` of vectors to a ``ray.data.Dataset`` (lazy, streaming, one model per actor).
 
     ``model`` is a name or path that every actor passes to :func:`inbedder.load` with ``load_options``
-    (``dtype=``, ``device=``, ...). ``batch_size`` is texts per forward pass, ``rows_per_call`` rows per UDF call
-    (default ``8 * batch_size``), ``concurrency`` the number of actors (or a ``(min, max)`` autoscaling range),
-    ``num_gpus`` / ``num_cpus`` what each actor reserves. Returns the new dataset.
+    (``dtype=``, ``device=``, ...); a model's ``quantize="auto"`` default is float32 here (``quantize="int8"`` for
+    int8 on every actor): each machine would measure its own choice. ``batch_size`` is texts per forward pass,
+    ``rows_per_call`` rows per UDF call (default ``8 * batch_size``), ``concurrency`` the number of actors (or a
+    ``(min, max)`` autoscaling range), ``num_gpus`` / ``num_cpus`` what each actor reserves. Returns the new dataset.
     """
     require("ray.data", "ray")
     import ray.data

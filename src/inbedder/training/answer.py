@@ -240,7 +240,7 @@ def _load_answer_model(model: str | os.PathLike[str], device: str | None, settin
     from ..loading import load, quiet_transformers
 
     with quiet_transformers():
-        embedder = load(model, device=device)
+        embedder = load(model, device=device, quantize="none")  # trained in float32
     encoder: Any = embedder.encoder
     if encoder.family not in ("causal", "masked"):
         raise InputError(f"answer training takes a causal or masked language model; {str(model)!r} loads as the "

@@ -196,7 +196,7 @@ def _student(student: str | os.PathLike[str], meta: dict[str, Any], device: str 
     from ..loading import load, quiet_transformers
 
     with quiet_transformers():
-        encoder: Any = load(student, device=device).encoder
+        encoder: Any = load(student, device=device, quantize="none").encoder  # trained in float32
     if encoder.family != "causal":
         raise InputError(f"the student must be a causal language model; {str(student)!r} loads as the "
                          f"{encoder.family} family")

@@ -129,7 +129,8 @@ def teacher_pass(teacher: Any, rows: list[dict[str, Any]], path: str | os.PathLi
     done = _done(path, rows)
     if done == len(rows) and isinstance(teacher, (str, os.PathLike)) and _same_pass(path, str(teacher), settings):
         return path  # a rerun of a finished pass: nothing to compute, so the teacher is not loaded
-    model = load(teacher, device=device) if isinstance(teacher, (str, os.PathLike)) else teacher
+    # float32 on every machine, so that a pass resumed elsewhere continues the same distribution
+    model = load(teacher, device=device, quantize="none") if isinstance(teacher, (str, os.PathLike)) else teacher
     encoder = model.encoder
     if encoder.family != "causal" or not getattr(encoder, "has_lm_head", False):
         raise InputError(f"the teacher must be a causal language model with an LM head; {model.name!r} loads as "
