@@ -14,6 +14,7 @@ import hashlib
 import json
 import os
 import platform
+import tempfile
 import warnings
 from collections.abc import Callable
 from importlib import metadata
@@ -82,8 +83,9 @@ def decide(kind: str, key: str, measure: Callable[[], dict[str, Any]]) -> dict[s
             slot = data.setdefault(cpu_identity(), {}).setdefault(kind, {})
             if not isinstance(slot.get(key), dict):
                 slot[key] = measure()
-                temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-                temporary.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+                handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+                with os.fdopen(handle, "w", encoding="utf-8") as f:
+                    f.write(json.dumps(data, indent=2, sort_keys=True) + "\n")
                 os.replace(temporary, path)
             return dict(slot[key])
     except OSError as exc:
