@@ -95,14 +95,15 @@ def served_from_cache(store: EmbeddingCache | None, model: str | os.PathLike[str
 
 def lookup(cache: Any, model: str | os.PathLike[str], texts: Sequence[str],
            instruction: str | list[str | None] | None = None, *, dtype: Any = "float32", device: Any = None,
-           normalize: bool = False, answers: bool = False) -> tuple[np.ndarray, list[str] | None] | None:
+           load_options: dict[str, Any] | None = None, normalize: bool = False, answers: bool = False
+           ) -> tuple[np.ndarray, list[str] | None] | None:
     """The vectors of every row (as :func:`encode_cached` returns them) when ``cache`` holds them all for a run
     that loaded ``model`` this way with unchanged files (see :func:`load_remembered`); else None. Loads no model.
 
     With ``answers``, the generated answer of every row too (None for a family that generates none), as
     ``encode(..., return_generations=True)`` gives them; a row cached without its answer is a miss."""
     found = _served(open_cache(cache), model, list(texts), instruction, answers, dtype=dtype, device=device,
-                    encode_options={})
+                    load_options=load_options, encode_options={})
     if found is None:
         return None
     generated = [answer for _, answer in found]

@@ -29,6 +29,7 @@ from .option_specs import (
     NO_CACHE,
     OUTPUT,
     PROGRESS,
+    QUANTIZE,
     TEXT_COLUMN,
     UNSET,
     VECTOR_OPTIONS,
@@ -115,6 +116,7 @@ def device_option(env: bool = True) -> Callable[[FC], FC]:
 
 
 dtype_option = click_option(DTYPE)
+quantize_option = click_option(QUANTIZE)
 progress_option = click_option(PROGRESS)
 CACHE_HELP = CACHE.help
 NO_CACHE_HELP = NO_CACHE.help
@@ -167,8 +169,8 @@ def one_or_several(instructions: tuple[str, ...]) -> str | list[str] | None:
 
 
 def model_options(f: FC, model_required: bool = True, default: str | None = None) -> FC:
-    """-m/--model (``default``: the model used when none is given), --batch-size, --device, --dtype, --progress
-    and --cache/--no-cache."""
+    """-m/--model (``default``: the model used when none is given), --batch-size, --device, --dtype, --quantize,
+    --progress and --cache/--no-cache."""
     if not model_required:
         model = replace(MODEL, help="Model for the queries [default: the one that built the index].", envvar=None)
     elif default:
@@ -211,15 +213,23 @@ def _writable(path: Any) -> bool:
     return folder.is_dir() and os.access(folder, os.W_OK)
 
 
-def check_load_options(dtype: str | None, batch_size: int | None = None) -> None:
+def check_load_options(dtype: str | None, batch_size: int | None = None, quantize: str | None = None) -> None:
     """The load and batch options that can be checked without a model, so that a wrong one fails before a load
-    (the device is checked by the load itself before it reads any weights)."""
-    from ..choices import DType, parse_choice
+    (the device is checked by the load itself before it reads any weights). Imports no torch."""
+    from ..choices import DType, Quantize, parse_choice
 
     if dtype is not None:
         parse_choice(DType, dtype, "dtype")
+    if quantize is not None:
+        parse_choice(Quantize, quantize, "quantize")
     if batch_size is not None:
         check_batch_size(batch_size)
+
+
+def load_options(quantize: str | None) -> dict[str, str] | None:
+    """``load``'s options for --quantize: none when it is not given (the model's default), so that the request a
+    run records in the cache (:func:`inbedder.cache.keys.request_key`) is the one a later identical run asks for."""
+    return None if quantize is None else {"quantize": quantize}
 
 
 def need_model(model: str | None) -> str:
@@ -231,27 +241,31 @@ def need_model(model: str | None) -> str:
     return model
 
 
-def load_model(model: str | None, device: str | None, dtype: str | None, cache: Any = None) -> Any:
-    """The loaded model; with a ``cache``, recorded there so that a rerun whose rows are all cached needs no load
-    (:func:`cached_rows`)."""
+def load_model(model: str | None, device: str | None, dtype: str | None, cache: Any = None,
+               quantize: str | None = None) -> Any:
+    """The loaded model (``quantize``: --quantize, None for the model's default); with a ``cache``, recorded there
+    so that a rerun whose rows are all cached needs no load (:func:`cached_rows`)."""
     from ..load_free import load_remembered
     from ..loading import parse_device, quiet_transformers
 
     model = need_model(model)
     parse_device(device)
     with quiet_transformers():
-        return load_remembered(cache, model, device=device, dtype=dtype or "float32")
+        return load_remembered(cache, model, device=device, dtype=dtype or "float32",
+                               load_options=load_options(quantize))
 
 
 def cached_rows(model: str | None, device: str | None, dtype: str | None, cache: Any, texts: list[str],
-                instruction: Any, **options: bool) -> tuple[Any, list[str] | None] | None:
+                instruction: Any, *, quantize: str | None = None, **options: bool
+                ) -> tuple[Any, list[str] | None] | None:
     """Vectors (and answers) of every text from ``cache`` when it holds them all for this model, loading nothing
     (:func:`inbedder.load_free.lookup`); None otherwise (no cache, a missing row, a model file changed since, ...)."""
     from ..load_free import lookup
 
     if cache is None:
         return None
-    return lookup(cache, need_model(model), texts, instruction, device=device, dtype=dtype or "float32", **options)
+    return lookup(cache, need_model(model), texts, instruction, device=device, dtype=dtype or "float32",
+                  load_options=load_options(quantize), **options)
 
 
 class CachedModel:
@@ -268,8 +282,10 @@ class CachedModel:
 
     takes_instructions = True  # as an Embedder: encode(texts, instructions=[...]) gives every text under each
 
-    def __init__(self, model: str, device: str | None, dtype: str | None, cache: Any) -> None:
+    def __init__(self, model: str, device: str | None, dtype: str | None, cache: Any,
+                 quantize: str | None = None) -> None:
         self.model, self.device_name, self.dtype, self.cache = model, device, dtype or "float32", cache
+        self.quantize = quantize
         self.loaded: Any = None
         self.served = 0  # encode calls answered from the cache alone
         self._dim: int | None = None
@@ -282,7 +298,8 @@ class CachedModel:
             from ..load_free import served_from_cache
 
             found = served_from_cache(open_cache(self.cache), self.model, list(texts), instruction,
-                                      dtype=self.dtype, device=self.device_name, normalize=normalize,
+                                      dtype=self.dtype, device=self.device_name,
+                                      load_options=load_options(self.quantize), normalize=normalize,
                                       instructions=instructions)
             if found is not None:
                 self.served += 1
@@ -294,7 +311,7 @@ class CachedModel:
 
     def load(self) -> Any:
         if self.loaded is None:
-            self.loaded = load_model(self.model, self.device_name, self.dtype, self.cache)
+            self.loaded = load_model(self.model, self.device_name, self.dtype, self.cache, self.quantize)
         return self.loaded
 
     # what a result file says of the model (``evaluation.results.model_info``), with or without a load

@@ -17,6 +17,7 @@ from .common import (
     cache_choice,
     check_load_options,
     click_options,
+    load_options,
     need_model,
     one_or_several,
     user_errors,
@@ -30,9 +31,9 @@ from .option_specs import EMBED_OPTIONS
 @click.argument("texts", nargs=-1)
 @click_options(EMBED_OPTIONS)  # declared once, as data: the fast path (fast.py) parses the same
 def embed(texts: tuple[str, ...], model: str | None, batch_size: int, device: str | None, dtype: str | None,
-          progress: bool | None, cache_path: str | None, no_cache: bool, instruction: tuple[str, ...],
-          input_path: str | None, text_column: str, instruction_column: str | None, output: str | None,
-          fmt: str | None, normalize: bool, dimensions: int | None, long_text: str | None,
+          quantize: str | None, progress: bool | None, cache_path: str | None, no_cache: bool,
+          instruction: tuple[str, ...], input_path: str | None, text_column: str, instruction_column: str | None,
+          output: str | None, fmt: str | None, normalize: bool, dimensions: int | None, long_text: str | None,
           chunk_overlap: int | None, ray: bool = False, ray_address: str | None = None, concurrency: int = 1) -> None:
     """Embed texts and write one vector per text (per text and instruction, with several --instruction).
 
@@ -54,6 +55,10 @@ def embed(texts: tuple[str, ...], model: str | None, batch_size: int, device: st
             if isinstance(asked, list) or settings:
                 raise click.ClickException("--ray takes one --instruction and no --dimensions/--long-text/"
                                            "--chunk-overlap")
+            check_load_options(dtype, batch_size, quantize)
+            if quantize not in (None, "none"):
+                raise click.ClickException(f"--ray embeds float32 weights on every actor; --quantize {quantize} is "
+                                           "not supported with --ray (leave it out, or give --quantize none)")
             return embed_with_ray(texts, need_model(model), instruction=asked, input_path=input_path,
                                   output=output, text_column=text_column, instruction_column=instruction_column,
                                   batch_size=batch_size, normalize=normalize, device=device, dtype=dtype or "float32",
@@ -62,13 +67,13 @@ def embed(texts: tuple[str, ...], model: str | None, batch_size: int, device: st
         model = need_model(model)
         fmt = output_format(output, fmt)
         check_target(output)
-        check_load_options(dtype, batch_size)
+        check_load_options(dtype, batch_size, quantize)
         check_vector_settings(settings)
         records = gather_input(texts, input_path, text_column, instruction_column)
         with warnings_as_lines():
             embed_records(records, model, asked, output=output, fmt=fmt, cache_path=cache, device=device,
-                          dtype=dtype or "float32", batch_size=batch_size, normalize=normalize,
-                          show_progress_bar=progress, **settings)
+                          dtype=dtype or "float32", load_options=load_options(quantize), batch_size=batch_size,
+                          normalize=normalize, show_progress_bar=progress, **settings)
 
 
 def check_vector_settings(settings: dict[str, Any]) -> None:

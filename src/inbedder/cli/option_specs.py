@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
-from ..choices import DType
+from ..choices import DType, Quantize
 from ..io import OUTPUT_FORMATS
 
 
@@ -59,6 +59,11 @@ DEVICE = OptionSpec(("--device",), "device", "cpu, cuda, cuda:1, mps, ... [defau
                     envvar="INBEDDER_DEVICE", fast=True)
 DTYPE = OptionSpec(("--dtype",), "dtype", "Weight precision [default: float32].", default=None,
                    envvar="INBEDDER_DTYPE", metavar="|".join(d.value for d in DType), fast=True)
+QUANTIZE = OptionSpec(("--quantize",), "quantize", "Weights on CPU: int8 (int8 weights and activations), auto "
+                      "(int8 where it measured faster than float32 on this CPU; measured once, remembered) or none "
+                      "(float32) [default: the model's own: auto for the default answer model, else none].",
+                      default=None, envvar="INBEDDER_QUANTIZE",
+                      metavar="|".join(sorted(q.value for q in Quantize)), fast=True)
 PROGRESS = OptionSpec(("--progress", "--no-progress"), "progress", "Progress bar on stderr [default: shown from 8 "
                       "batches on].", "on_off", default=None, fast=True)
 CACHE = OptionSpec(("--cache",), "cache_path", "Look vectors up in (and add them to) this SQLite cache; only missing "
@@ -67,7 +72,7 @@ CACHE = OptionSpec(("--cache",), "cache_path", "Look vectors up in (and add them
                    metavar="PATH", fast=True)
 NO_CACHE = OptionSpec(("--no-cache",), "no_cache", "Use no cache (neither the user cache nor INBEDDER_CACHE): every "
                       "row is computed, nothing is kept.", "flag")
-MODEL_OPTIONS = (MODEL, BATCH_SIZE, DEVICE, DTYPE, PROGRESS, CACHE, NO_CACHE)
+MODEL_OPTIONS = (MODEL, BATCH_SIZE, DEVICE, DTYPE, QUANTIZE, PROGRESS, CACHE, NO_CACHE)
 
 INSTRUCTION = OptionSpec(("--instruction",), "instruction", "Instruction for every text.", fast=True)
 INPUT = OptionSpec(("-i", "--input"), "input_path", "Read texts from FILE: .txt (one per line) or a table, .jsonl, "
