@@ -62,7 +62,7 @@ if TYPE_CHECKING:
 @click.option("--examples", type=int, default=5, show_default=True, help="Texts nearest each centre to show.")
 @click.option("-q", "--quiet", is_flag=True, help="Do not print the cluster table on stderr.")
 def cluster(texts: tuple[str, ...], model: str | None, batch_size: int, device: str | None, dtype: str | None,
-            progress: bool | None, cache_path: str | None, no_cache: bool, input_path: str | None,
+            quantize: str | None, progress: bool | None, cache_path: str | None, no_cache: bool, input_path: str | None,
             text_column: str, instruction_column: str | None, instruction: tuple[str, ...], k: int | None,
             auto_k: str | None, method: str, seed: int, label_column: str | None, output: str | None,
             fmt: str | None, summary: str | None, report: str | None, png: str | None, projection: str,
@@ -81,12 +81,13 @@ def cluster(texts: tuple[str, ...], model: str | None, batch_size: int, device: 
 
     with user_errors():
         cache = cache_choice(cache_path, no_cache)
-        settings = check_options(model, dtype, batch_size, k, auto_k, method, seed, examples, projection)
+        settings = check_options(model, dtype, batch_size, k, auto_k, method, seed, examples, projection,
+                                 quantize)
         fmt = row_format(output, fmt, ROW_FORMATS)
         check_outputs(output, summary, report, png)
         labels = read_column(input_path, label_column, "--label-column") if label_column else None
-        source: dict[str, Any] = {"model": model, "device": device, "dtype": dtype, "cache": cache,
-                                  "batch_size": batch_size, "progress": progress}
+        source: dict[str, Any] = {"model": model, "device": device, "dtype": dtype, "quantize": quantize,
+                                  "cache": cache, "batch_size": batch_size, "progress": progress}
         if len(instruction) > 1:
             if report or png:
                 raise InputError("--report and --png draw one clustering: give one --instruction (run once per "
@@ -105,14 +106,15 @@ def cluster(texts: tuple[str, ...], model: str | None, batch_size: int, device: 
 
 
 def check_options(model: str | None, dtype: str | None, batch_size: int, k: int | None, auto_k: str | None,
-                  method: str, seed: int, examples: int, projection: str) -> ClusterSettings:
+                  method: str, seed: int, examples: int, projection: str, quantize: str | None = None
+                  ) -> ClusterSettings:
     """The model name, load options, clustering settings and projection, before any input is read: the
     :class:`~inbedder.apps.clustering.ClusterSettings` they make."""
     from ..apps.clustering import DEFAULT_AUTO_K, ClusterSettings, parse_k_range
     from ..apps.report import parse_projection
 
     check_model_name(model)
-    check_load_options(dtype, batch_size)
+    check_load_options(dtype, batch_size, quantize)
     if k is not None and auto_k is not None:
         raise InputError("give -k or --auto-k, not both")
     k_range = parse_k_range(auto_k) if auto_k is not None else None
@@ -142,12 +144,12 @@ def fit_options(settings: ClusterSettings) -> dict[str, Any]:
 
 def cluster_one(rows_text: list[str], instructions: Any, settings: ClusterSettings, labels: list[Any] | None,
                 label_name: str | None, *, model: str | None, device: str | None, dtype: str | None, cache: Any,
-                batch_size: int, progress: bool | None) -> ClusterResult:
+                batch_size: int, progress: bool | None, quantize: str | None = None) -> ClusterResult:
     """One clustering under ``instructions`` (one, or one per row): from the cache when it holds every row (no
     model is loaded), else from the model, loaded now."""
     from ..apps.clustering import cluster, cluster_vectors
 
-    found = cached_rows(model, device, dtype, cache, rows_text, instructions, answers=True)
+    found = cached_rows(model, device, dtype, cache, rows_text, instructions, quantize=quantize, answers=True)
     if found is not None:  # every row cached: no model to load
         vectors, answers = found
         result = cluster_vectors(vectors, rows_text, settings, labels=labels, label_name=label_name,
@@ -155,19 +157,21 @@ def cluster_one(rows_text: list[str], instructions: Any, settings: ClusterSettin
         result.instruction, result.model = instructions, need_model(model)
         return result
     with warnings_as_lines():
-        embedder = load_model(model, device, dtype, cache)
+        embedder = load_model(model, device, dtype, cache, quantize)
         return cluster(rows_text, embedder, instructions, labels=labels, label_name=label_name,
                        batch_size=batch_size, cache=cache, show_progress_bar=progress, **fit_options(settings))
 
 
 def cluster_each(rows_text: list[str], instructions: list[str], settings: ClusterSettings,
                  labels: list[Any] | None, label_name: str | None, *, model: str | None, device: str | None,
-                 dtype: str | None, cache: Any, batch_size: int, progress: bool | None) -> list[ClusterResult]:
+                 dtype: str | None, cache: Any, batch_size: int, progress: bool | None, quantize: str | None = None
+                 ) -> list[ClusterResult]:
     """One clustering per instruction: from the cache when it holds every row under every instruction (no model
     is loaded), else from one encode pass of the model, loaded now."""
     from ..apps import clustering
 
-    cached = [cached_rows(model, device, dtype, cache, rows_text, q, answers=True) for q in instructions]
+    cached = [cached_rows(model, device, dtype, cache, rows_text, q, quantize=quantize, answers=True)
+              for q in instructions]
     if all(found is not None for found in cached):
         results = []
         for question, (vectors, answers) in zip(instructions, cached, strict=True):  # type: ignore[misc]
@@ -176,7 +180,7 @@ def cluster_each(rows_text: list[str], instructions: list[str], settings: Cluste
             results[-1].instruction, results[-1].model = question, need_model(model)
         return results
     with warnings_as_lines():
-        return clustering.cluster_each(rows_text, load_model(model, device, dtype, cache), instructions,
+        return clustering.cluster_each(rows_text, load_model(model, device, dtype, cache, quantize), instructions,
                                        labels=labels, label_name=label_name, batch_size=batch_size, cache=cache,
                                        show_progress_bar=progress, **fit_options(settings))
 

@@ -38,6 +38,7 @@ from .common import (
     no_cache_option,
     output_option,
     progress_option,
+    quantize_option,
     seed_option,
     text_column_option,
 )
@@ -57,7 +58,7 @@ def _run_options(f: Callable[..., Any], cache: bool = True) -> Callable[..., Any
                                          "(e.g. ';'); .csv and .tsv need none."),
         click.option("--limit", type=int, help="Evaluate at most this many rows, chosen with --seed."),
         seed_option("Seed of sampling, splits and k-means."),
-        batch_size_option(), device_option(), dtype_option, progress_option,
+        batch_size_option(), device_option(), dtype_option, quantize_option, progress_option,
         *([cache_option, no_cache_option] if cache else []),
     ]
     for option in reversed(options):
@@ -132,7 +133,7 @@ def _check_run(task_name: str, opts: dict[str, Any], awareness: dict[str, Any] |
         require("sklearn", EXTRA)
     lists = _instruction_lists(opts, read_instruction_lists, parse_instruction_lists)
     run_settings = EvalSettings(batch_size=opts["batch_size"], seed=opts["seed"], progress=opts["progress"])
-    check_load_options(opts["dtype"])
+    check_load_options(opts["dtype"], quantize=opts["quantize"])
     parse_device(opts["device"])
     return lists, run_settings, _model_name(opts)
 
@@ -143,8 +144,9 @@ def _eval_model(name: str, opts: dict[str, Any]) -> Any:
     from .common import CachedModel, cache_choice, load_model
 
     if "cache_path" in opts:
-        return CachedModel(name, opts["device"], opts["dtype"], cache_choice(opts["cache_path"], opts["no_cache"]))
-    return load_model(name, opts["device"], opts["dtype"])
+        return CachedModel(name, opts["device"], opts["dtype"], cache_choice(opts["cache_path"], opts["no_cache"]),
+                           opts["quantize"])
+    return load_model(name, opts["device"], opts["dtype"], quantize=opts["quantize"])
 
 
 def _evaluate(task: Any, model: Any, run_settings: Any, lists: Any, awareness: dict[str, Any] | None
@@ -172,7 +174,7 @@ def _evaluate(task: Any, model: Any, run_settings: Any, lists: Any, awareness: d
 def _result_settings(settings: dict[str, Any], task: Any, model: Any, lists: Any,
                      opts: dict[str, Any]) -> dict[str, Any]:
     """The settings a result file records: the task's, the robustness lists, whether a model was loaded (with a
-    cache), and the run's batch size, seed, limit, dtype and device."""
+    cache), and the run's batch size, seed, limit, dtype, --quantize (when given) and device."""
     from .common import CachedModel
 
     if lists is not None:
@@ -180,7 +182,8 @@ def _result_settings(settings: dict[str, Any], task: Any, model: Any, lists: Any
     if isinstance(model, CachedModel):
         settings = {**settings, "model_loaded": model.loaded is not None}
     return {**settings, "batch_size": opts["batch_size"], "seed": opts["seed"], "limit": opts["limit"],
-            "dtype": opts["dtype"] or "float32", "device": str(model.device)}
+            "dtype": opts["dtype"] or "float32", **({"quantize": opts["quantize"]} if opts.get("quantize") else {}),
+            "device": str(model.device)}
 
 
 def _instruction_lists(opts: dict[str, Any], read: Callable[..., Any], parse: Callable[..., Any]) -> Any:

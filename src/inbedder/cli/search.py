@@ -18,6 +18,7 @@ from ..errors import InputError
 from ..io import check_target
 from .common import (
     cache_choice,
+    check_load_options,
     input_options,
     load_model,
     model_options,
@@ -46,7 +47,7 @@ def search() -> None:
 @click.option("--index", "index_dir", required=True, metavar="DIR", help="Index directory to write.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing index in DIR.")
 def search_index(texts: tuple[str, ...], model: str | None, batch_size: int, device: str | None,
-                 dtype: str | None, progress: bool | None, cache_path: str | None, no_cache: bool,
+                 dtype: str | None, quantize: str | None, progress: bool | None, cache_path: str | None, no_cache: bool,
                  input_path: str | None, text_column: str, instruction_column: str | None,
                  instruction: str | None, id_column: str | None, index_dir: str, overwrite: bool) -> None:
     """Embed a corpus with a document instruction and save a search index directory.
@@ -59,6 +60,7 @@ def search_index(texts: tuple[str, ...], model: str | None, batch_size: int, dev
     from .common import user_errors, warnings_as_lines
 
     with user_errors():
+        check_load_options(dtype, quantize=quantize)
         cache = cache_choice(cache_path, no_cache)
         target = Path(index_dir)
         check_target(index_dir, "index")
@@ -68,7 +70,7 @@ def search_index(texts: tuple[str, ...], model: str | None, batch_size: int, dev
         ids = read_column(input_path, id_column, "--id-column") if id_column else [r.id for r in records]
         ids = [i if v is None else v for i, v in enumerate(ids)]
         with warnings_as_lines():
-            embedder = load_model(model, device, dtype, cache)
+            embedder = load_model(model, device, dtype, cache, quantize)
             index = SearchIndex.build([r.text for r in records], embedder, instructions, ids=ids,
                                       batch_size=batch_size, cache=cache, show_progress_bar=progress,
                                       backend="numpy")
@@ -89,7 +91,7 @@ def search_index(texts: tuple[str, ...], model: str | None, batch_size: int, dev
 @click.option("--backend", default="auto", show_default=True, metavar="auto|numpy|faiss",
               help="Exact search with numpy or FAISS (auto: FAISS when installed and the search is large).")
 def search_query(queries: tuple[str, ...], model: str | None, batch_size: int, device: str | None,
-                 dtype: str | None, progress: bool | None, cache_path: str | None, no_cache: bool,
+                 dtype: str | None, quantize: str | None, progress: bool | None, cache_path: str | None, no_cache: bool,
                  input_path: str | None, text_column: str, instruction_column: str | None, index_dir: str,
                  instruction: str | None, k: int, output: str | None, fmt: str | None, backend: str) -> None:
     """Embed queries with a query instruction and print the top-k documents with their scores.
@@ -104,6 +106,7 @@ def search_query(queries: tuple[str, ...], model: str | None, batch_size: int, d
     from .common import user_errors, warnings_as_lines
 
     with user_errors():
+        check_load_options(dtype, quantize=quantize)
         fmt = row_format(output, fmt, QUERY_FORMATS)
         check_target(output, "output")
         check_k(k)
@@ -112,14 +115,15 @@ def search_query(queries: tuple[str, ...], model: str | None, batch_size: int, d
         texts = [r.text for r in records]
         cache = cache_choice(cache_path, no_cache)
         vectors = None
-        if (_index_dtype(index, dtype) if not model else _loads_index_model(index, model, device, dtype, cache)):
+        if (_index_settings(index, dtype, quantize) if not model
+                else _loads_index_model(index, model, device, dtype, cache, quantize)):
             vectors = index.cached_vectors(texts, instructions, cache)  # every query cached: no model is loaded
         if vectors is not None:
             hits = index.search_vectors(vectors, k)
         else:
-            model, dtype = _query_model(index, model, dtype)
+            model, dtype, quantize = _query_model(index, model, dtype, quantize)
             with warnings_as_lines():
-                embedder = load_model(model, device, dtype, cache)
+                embedder = load_model(model, device, dtype, cache, quantize)
                 hits = index.query(texts, instructions, k=k, model=embedder, batch_size=batch_size, cache=cache)
         out = [{"index": i, "query": r.text, "results": [h.as_dict() for h in found]}
                for i, (r, found) in enumerate(zip(records, hits, strict=True))]
@@ -136,35 +140,48 @@ def search_query(queries: tuple[str, ...], model: str | None, batch_size: int, d
             write_result_rows(out, output, fmt)
 
 
-def _query_model(index: Any, model: str | None, dtype: str | None) -> tuple[str, str | None]:
-    """The model to load for the queries: the one given, else the one that built the index (by alias, with its
-    dtype; by its files when it is not an alias)."""
+def _query_model(index: Any, model: str | None, dtype: str | None, quantize: str | None
+                 ) -> tuple[str, str | None, str | None]:
+    """The model to load for the queries, with its dtype and --quantize: the one given, else the one that built the
+    index (by alias, with its dtype and quantization where not given; by its files when it is not an alias)."""
     if model:
-        return model, dtype
+        return model, dtype, quantize
     from ..registry import ALIASES
 
     built = index.config["model"]
     source = built.get("source") or ""
     use_source = built["name"] not in ALIASES and source and Path(source).exists()
-    return (source if use_source else built["name"]), dtype or built["settings"].get("dtype")
+    settings = built["settings"]
+    return ((source if use_source else built["name"]), dtype or settings.get("dtype"),
+            quantize or settings.get("quantize") or "none")
 
 
-def _index_dtype(index: Any, dtype: str | None) -> bool:
-    """Whether ``--dtype`` (if given) is the dtype the index was built with (another one is refused by the load)."""
-    from ..choices import DType, parse_choice
+def _index_settings(index: Any, dtype: str | None, quantize: str | None) -> bool:
+    """Whether ``--dtype`` and ``--quantize`` (where given) are the ones the index was built with (others are refused
+    by the load); ``--quantize auto``, whose choice only a load knows, is not taken for one."""
+    from ..choices import DType, Quantize, parse_choice
 
-    return dtype is None or parse_choice(DType, dtype, "dtype").value == index.config["model"]["settings"].get("dtype")
+    built = index.config["model"]["settings"]
+    if dtype is not None and parse_choice(DType, dtype, "dtype").value != built.get("dtype"):
+        return False
+    if quantize is None:
+        return True
+    asked = parse_choice(Quantize, quantize, "quantize")
+    return asked is not Quantize.AUTO and asked.value == (built.get("quantize") or Quantize.NONE.value)
 
 
-def _loads_index_model(index: Any, model: str, device: str | None, dtype: str | None, cache: Any) -> bool:
+def _loads_index_model(index: Any, model: str, device: str | None, dtype: str | None, cache: Any,
+                       quantize: str | None = None) -> bool:
     """Whether ``cache`` recorded that loading ``model`` this way gives the index's model (its files unchanged
     since): then its cached query vectors are the model's. Loads nothing."""
     from ..cache.keys import request_key
     from ..cache.store import open_cache
+    from .common import load_options
 
     store = open_cache(cache)
     if store is None:
         return False
-    key = request_key(model, dtype=dtype or "float32", device=device, encode_options={})
+    key = request_key(model, dtype=dtype or "float32", device=device, load_options=load_options(quantize),
+                      encode_options={})
     known = store.request(key) if key is not None else None
     return known is not None and known[0] == index.model_key()

@@ -12,7 +12,7 @@ import click
 
 from ..errors import InputError, require
 from ..serve.config import ServeConfig, is_loopback
-from .common import batch_size_option, cache_path_option, device_option, dtype_option
+from .common import batch_size_option, cache_path_option, device_option, dtype_option, quantize_option
 
 _LIMITS = ServeConfig()
 
@@ -46,6 +46,7 @@ def served_names(specs: tuple[str, ...]) -> dict[str, str]:
 @click.option("--no-cache", is_flag=True, help="Compute every request; read and write no cache.")
 @device_option()
 @dtype_option
+@quantize_option
 @batch_size_option(_LIMITS.batch_size, "Rows per forward pass.")
 @click.option("--max-batch-rows", type=int, default=_LIMITS.max_batch_rows, show_default=True,
               envvar="INBEDDER_MAX_BATCH_ROWS", show_envvar=True, help="Rows in one merged batch of requests.")
@@ -68,7 +69,8 @@ def served_names(specs: tuple[str, ...]) -> dict[str, str]:
 @click.option("--log-level", default="info", show_default=True,
               type=click.Choice(["critical", "error", "warning", "info", "debug"]))
 def serve(model_specs: tuple[str, ...], host: str, port: int, api_keys: tuple[str, ...], allow_public: bool,
-          cache_path: str | None, no_cache: bool, device: str | None, dtype: str | None, batch_size: int,
+          cache_path: str | None, no_cache: bool, device: str | None, dtype: str | None, quantize: str | None,
+          batch_size: int,
           max_batch_rows: int, max_batch_tokens: int, max_wait_ms: float, max_queue_rows: int, max_inputs: int,
           max_input_chars: int, max_body_bytes: int, request_timeout: float, shutdown_timeout: int,
           log_level: str) -> None:
@@ -81,9 +83,10 @@ def serve(model_specs: tuple[str, ...], host: str, port: int, api_keys: tuple[st
     curl localhost:8080/v1/embeddings -H 'Content-Type: application/json' \\
         -d '{"model": "minilm", "input": ["A cat sat."], "instruction": "Represent the sentence:"}'
     """
-    from .common import user_errors
+    from .common import check_load_options, user_errors
 
     with user_errors():
+        check_load_options(dtype, quantize=quantize)
         require("fastapi", "serve")
         require("uvicorn", "serve")
         if not is_loopback(host) and not api_keys and not allow_public:
@@ -106,7 +109,7 @@ def serve(model_specs: tuple[str, ...], host: str, port: int, api_keys: tuple[st
             models = {}
             for name, source in names.items():
                 click.echo(f"Loading {source} as {name!r}...", err=True)
-                models[name] = load(source, device=device, dtype=dtype or "float32")
+                models[name] = load(source, device=device, dtype=dtype or "float32", quantize=quantize)
         app = create_app(models, config, cache=cache)
     import uvicorn
 

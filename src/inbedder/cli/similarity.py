@@ -27,6 +27,7 @@ from .common import (
     need_model,
     no_cache_option,
     output_options,
+    quantize_option,
     row_format,
     text_column_option,
     write_result_rows,
@@ -49,11 +50,12 @@ SIMILARITY_FORMATS = ("table", "json", "jsonl", "csv", "tsv", "parquet", "npy")
 @batch_size_option()
 @device_option()
 @dtype_option
+@quantize_option
 @cache_option
 @no_cache_option
 def similarity(model: str | None, a_path: str, b_path: str, instruction: str | None, instruction_b: str | None,
                text_column: str, output: str | None, fmt: str | None, batch_size: int, device: str | None,
-               dtype: str | None, cache_path: str | None, no_cache: bool) -> None:
+               dtype: str | None, quantize: str | None, cache_path: str | None, no_cache: bool) -> None:
     """Cosine similarity of every text in -a with every text in -b, each list under its own instruction.
 
     \b
@@ -71,7 +73,7 @@ def similarity(model: str | None, a_path: str, b_path: str, instruction: str | N
         check_target(output, "output")
         if a_path == "-" and b_path == "-":
             raise InputError("-a and -b cannot both read stdin; give at least one of them a file")
-        check_load_options(dtype, batch_size)
+        check_load_options(dtype, batch_size, quantize)
         need_model(model)
         lists = []
         for path in (a_path, b_path):
@@ -79,14 +81,14 @@ def similarity(model: str | None, a_path: str, b_path: str, instruction: str | N
                        else read_records(path, text_column=text_column, instruction_column=None))
             lists.append([r.text for r in records])
         cache = cache_choice(cache_path, no_cache)
-        found = [cached_rows(model, device, dtype, cache, texts, asked, normalize=True)
+        found = [cached_rows(model, device, dtype, cache, texts, asked, quantize=quantize, normalize=True)
                  for texts, asked in zip(lists, (instruction, instruction if instruction_b is None else instruction_b),
                                          strict=True)]
         if found[0] is not None and found[1] is not None:  # every row of both lists cached: no model to load
             matrix = np.asarray(found[0][0] @ found[1][0].T, dtype=np.float32)
         else:
             with warnings_as_lines():
-                embedder = load_model(model, device, dtype, cache)
+                embedder = load_model(model, device, dtype, cache, quantize)
                 matrix = cosine_matrix(embedder, lists[0], lists[1], instruction, instruction_b=instruction_b,
                                        batch_size=batch_size, cache=cache)
         if chosen == "npy":
