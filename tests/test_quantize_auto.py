@@ -153,3 +153,15 @@ def test_a_cached_request_is_keyed_by_the_choice_auto_made(auto_dir: Path, ratio
     with pytest.raises(AssertionError, match="loaded"):
         encode_cached(auto_dir, TEXTS, ASK["instruction"], cache=cache, device="cpu",
                           output_value="fst_gen")
+
+
+def test_a_machine_file_that_cannot_be_written_warns_and_the_load_goes_on(auto_dir: Path, ratios: dict[str, float],
+                                                                        tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    ratios.update(FAST)
+    blocked = tmp_path / "a file"
+    blocked.write_text("")
+    monkeypatch.setattr(machine, "machine_file", lambda: blocked / "machine.json")
+    with pytest.warns(UserWarning, match="measured again in each process"):
+        model = load(auto_dir, device="cpu")
+    assert model.encoder.quantization == "int8"
