@@ -185,3 +185,19 @@ def test_search_queries_load_the_indexs_quantization(model_dir: Path, tmp_path: 
     assert json.loads(found.output)["results"][0]["text"] == TEXTS[1]
     refused = run(*query, "--quantize", "none")
     assert refused.exit_code == 1 and "quantize" in refused.output and "settings differ" in refused.output
+
+
+def test_a_float32_index_of_an_auto_model_is_queried_in_float32(auto_dir: Path, tmp_path: Path,
+                                                               ratios: dict[str, float]) -> None:
+    """The index's model defaults to auto, which chooses int8 on this CPU; the index was built --quantize none, so
+    a query without -m loads it with none (its default would be refused by the index)."""
+    index = str(tmp_path / "idx")
+    built = run("search", "index", "-m", str(auto_dir), "--device", "cpu", "--quantize", "none", "--no-cache",
+                "--index", index, *TEXTS)
+    assert built.exit_code == 0, built.output
+    query = ["search", "query", "--index", index, "--device", "cpu", "--no-cache", "-k", "1", TEXTS[2]]
+    found = run(*query)
+    assert found.exit_code == 0, found.output
+    assert json.loads(found.output)["results"][0]["text"] == TEXTS[2]
+    refused = run(*query, "--quantize", "auto")  # auto chooses int8 here: not the index's model
+    assert refused.exit_code == 1 and "settings differ" in refused.output

@@ -151,9 +151,24 @@ def _query_model(index: Any, model: str | None, dtype: str | None, quantize: str
     built = index.config["model"]
     source = built.get("source") or ""
     use_source = built["name"] not in ALIASES and source and Path(source).exists()
-    settings = built["settings"]
-    return ((source if use_source else built["name"]), dtype or settings.get("dtype"),
-            quantize or settings.get("quantize") or "none")
+    name = source if use_source else built["name"]
+    return name, dtype or built["settings"].get("dtype"), quantize or _index_quantize(name, built["settings"])
+
+
+def _index_quantize(model: str, settings: dict[str, Any]) -> str | None:
+    """--quantize for the index's ``model`` when none is given: the index's quantization where it was quantized;
+    else the model's default (None, so the cache knows the request as a plain one), unless that default is
+    ``auto``, which may choose int8 here: then ``none``, as the index was built."""
+    from ..errors import InbedderError
+    from ..registry import resolve
+
+    if settings.get("quantize"):
+        return str(settings["quantize"])
+    try:
+        default = resolve(model).options.get("quantize")
+    except InbedderError:
+        return None
+    return "none" if str(default).lower() == "auto" else None
 
 
 def _index_settings(index: Any, dtype: str | None, quantize: str | None) -> bool:
