@@ -201,3 +201,34 @@ def test_a_float32_index_of_an_auto_model_is_queried_in_float32(auto_dir: Path, 
     assert json.loads(found.output)["results"][0]["text"] == TEXTS[2]
     refused = run(*query, "--quantize", "auto")  # auto chooses int8 here: not the index's model
     assert refused.exit_code == 1 and "settings differ" in refused.output
+
+
+@pytest.mark.parametrize("command", [
+    ["embed", "-m", "{model}", "--no-cache", "a text"],
+    ["cluster", "-m", "{model}", "--no-cache", "-k", "2", "a", "b", "c"],
+    ["similarity", "-m", "{model}", "--no-cache", "-a", "{a}", "-b", "{a}"],
+    ["search", "index", "-m", "{model}", "--no-cache", "--index", "{index}", "a text"],
+    ["eval", "sts", "-m", "{model}", "-i", "{sts}"],
+    ["serve", "-m", "{model}", "--no-cache"],
+])
+def test_every_loading_command_passes_it_to_load(command: list[str], model_dir: Path, tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """What --quantize reaches ``load`` with, in each command (the load then stops the command)."""
+    from inbedder.errors import InputError
+
+    (tmp_path / "a.txt").write_text("a text\nanother\n")
+    (tmp_path / "sts.jsonl").write_text("".join(json.dumps({"sentence1": a, "sentence2": b, "score": s}) + "\n"
+                                                for a, b, s in [("a", "b", 1.0), ("c", "d", 2.0), ("e", "f", 3)]))
+    args = [a.format(model=model_dir, a=tmp_path / "a.txt", index=tmp_path / "idx", sts=tmp_path / "sts.jsonl")
+            for a in command]
+    asked: list[Any] = []
+
+    def spy(name: Any, **kwargs: Any) -> Any:
+        asked.append(kwargs.get("quantize"))  # None: the model's default
+        raise InputError("stopped at the load")
+
+    monkeypatch.setattr(inbedder.loading, "load", spy)
+    for given in (["--quantize", "int8"], [], ["--quantize", "auto"]):
+        result = run(*args, "--device", "cpu", *given)
+        assert result.exit_code == 1 and "stopped at the load" in result.output, result.output
+    assert asked == ["int8", None, "auto"]
