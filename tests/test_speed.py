@@ -273,3 +273,20 @@ def test_int8_on_every_kernel_keeps_minilm_within_the_fidelity_bar_on_sts_b(sts_
         model = load("minilm", device="cpu")
         assert quantize_int8(model.encoder, kernel) > 0
         assert cosines(model.encode(texts, show_progress_bar=False), fp32).min() >= 0.99, kernel
+
+
+def test_paired_ratio_tells_the_faster_call_on_one_thread_and_restores_the_threads() -> None:
+    a = torch.randn(256, 256)
+    threads = torch.get_num_threads()
+
+    def four() -> None:
+        for _ in range(4):
+            a @ a
+
+    torch.set_num_threads(2)
+    try:
+        assert 2.0 < speed.paired_ratio(four, lambda: a @ a) < 8.0
+        assert 0.125 < speed.paired_ratio(lambda: a @ a, four) < 0.5
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(threads)

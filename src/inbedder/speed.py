@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import statistics
 import time
 import warnings
 from collections.abc import Iterator
@@ -247,9 +248,9 @@ def probe_shape(module: nn.Module) -> tuple[int, int]:
 def cpu_int8_ratios(shape: tuple[int, int] | None = None) -> dict[str, float]:
     """Each int8 kernel's throughput over float32's on this CPU, measured once a process and shape: an
     :class:`Int8Linear` (outlier channels and rescaling included) against the ``nn.Linear`` it replaces, on
-    :data:`INT8_PROBE`'s rows and ``shape`` (``(in, out)``; :data:`INT8_PROBE`'s by default), best of 3. 0 for a
-    kernel this build of torch lacks. ``int_mm`` is about 1.0-1.5× with VNNI, about 0.03× on AVX2-only CPUs,
-    where ``fbgemm`` is about 0.9-1.3×."""
+    :data:`INT8_PROBE`'s rows and ``shape`` (``(in, out)``; :data:`INT8_PROBE`'s by default), by
+    :func:`paired_ratio`. 0 for a kernel this build of torch lacks. ``int_mm`` is about 1.0-1.5× with VNNI, about
+    0.03× on AVX2-only CPUs, where ``fbgemm`` is about 0.9-1.6×."""
     rows, inputs, outputs = INT8_PROBE
     if shape is not None:
         inputs, outputs = shape
@@ -258,7 +259,6 @@ def cpu_int8_ratios(shape: tuple[int, int] | None = None) -> dict[str, float]:
     with torch.no_grad():
         linear.weight.copy_(torch.randn(outputs, inputs, generator=generator) / inputs**0.5)
     x = torch.randn(rows, inputs, generator=generator)
-    base = best_seconds(lambda: linear(x))
     ratios = {}
     for kernel in INT8_KERNELS:
         if kernel == "fbgemm" and "fbgemm" not in torch.backends.quantized.supported_engines:
@@ -266,10 +266,33 @@ def cpu_int8_ratios(shape: tuple[int, int] | None = None) -> dict[str, float]:
             continue
         try:
             layer = Int8Linear(linear, kernel)
-            ratios[kernel] = base / best_seconds(lambda: layer(x))  # noqa: B023 (timed here, in this iteration)
+            ratios[kernel] = paired_ratio(lambda: linear(x), lambda: layer(x))  # noqa: B023 (timed here)
         except RuntimeError:  # no kernel for this CPU or build
             ratios[kernel] = 0.0
     return ratios
+
+
+def paired_ratio(base: Any, other: Any, rounds: int = 5) -> float:
+    """How many times faster ``other()`` runs than ``base()``: the median over ``rounds`` alternating pairs of
+    their process CPU times, on one thread, after a warm-up of each. A busy machine distorts wall-clock timings
+    of a multi-threaded kernel (threads wait for a descheduled sibling): on a 2-core AVX2 CPU shared with a
+    2-thread job, FBGEMM at 896 → 4,864 timed 0.2-10× float32 by the best of 3 wall-clock runs on 2 threads, and
+    1.4-1.7× this way, in the same minutes."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with torch.inference_mode():
+            base(), other()
+            found = []
+            for _ in range(rounds):
+                start = time.process_time()
+                base()
+                middle = time.process_time()
+                other()
+                found.append((middle - start) / max(time.process_time() - middle, 1e-9))
+    finally:
+        torch.set_num_threads(threads)
+    return statistics.median(found)
 
 
 KERNEL_SWITCH = "INBEDDER_INT8_KERNEL"
