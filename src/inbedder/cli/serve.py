@@ -70,9 +70,8 @@ def served_names(specs: tuple[str, ...]) -> dict[str, str]:
               type=click.Choice(["critical", "error", "warning", "info", "debug"]))
 def serve(model_specs: tuple[str, ...], host: str, port: int, api_keys: tuple[str, ...], allow_public: bool,
           cache_path: str | None, no_cache: bool, device: str | None, dtype: str | None, quantize: str | None,
-          batch_size: int,
-          max_batch_rows: int, max_batch_tokens: int, max_wait_ms: float, max_queue_rows: int, max_inputs: int,
-          max_input_chars: int, max_body_bytes: int, request_timeout: float, shutdown_timeout: int,
+          batch_size: int, max_batch_rows: int, max_batch_tokens: int, max_wait_ms: float, max_queue_rows: int,
+          max_inputs: int, max_input_chars: int, max_body_bytes: int, request_timeout: float, shutdown_timeout: int,
           log_level: str) -> None:
     """Serve models over HTTP: POST /v1/embeddings (OpenAI-compatible, plus `instruction`), POST /v1/answers,
     GET /v1/models, /health and /metrics.
