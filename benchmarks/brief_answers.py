@@ -38,8 +38,8 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="brief-"))
     sets = {"selection": (selection_table(args.data, work), SELECTION)}
     sets.update({name: (path, HELDOUT[name]) for name, path in heldout_tables(args.data, work).items()})
-    model = load(args.model, quantize="none", pattern=brief_pattern(args.variant, args.brief), max_new_tokens=args.new_tokens,
-                 reencoder="minilm")
+    model = load(args.model, quantize="none", pattern=brief_pattern(args.variant, args.brief),
+                 max_new_tokens=args.new_tokens, reencoder="minilm")
     out: dict = {"model": args.model, "variant": args.variant, "brief": args.brief, "n": args.n,
                  "new_tokens": args.new_tokens, "sets": {}}
     for name, (path, axes) in sets.items():
