@@ -113,7 +113,10 @@ def _auto_quantize(location: Any, dtype: Any, load_options: dict[str, Any]) -> s
     wanted = load_options.get("quantize") or location.options.get("quantize")
     base = adapter_base(location.path) if wanted is None else None
     if base is not None:
-        wanted = resolve(base).options.get("quantize")
+        try:
+            wanted = resolve(base).options.get("quantize")
+        except InbedderError:
+            return None  # the load reports it
     if str(wanted).lower() != "auto" or parse_choice(DType, dtype, "dtype") is not DType.FLOAT32:
         return ""
     found = remembered("quantize_auto", str(location.path))
