@@ -9,8 +9,9 @@ An adapter folder has ``adapter_model.safetensors`` and ``adapter_config.json`` 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .errors import ModelLoadError
 from .registry import DEFAULTS_FILE
@@ -30,6 +31,15 @@ def adapter_base(path: Path) -> str | None:
         return None
     base = json.loads(file.read_text(encoding="utf-8")).get("adapter_of")
     return base if isinstance(base, str) and base else None
+
+
+def default_quantize(path: Path, options: Mapping[str, Any]) -> Any:
+    """A model's default ``quantize``: its own defaults' (``options``: its alias' or its ``inbedder.json``'s), else,
+    for an adapter folder, its base model's. Reads no weights."""
+    from .registry import resolve
+
+    base = adapter_base(path) if options.get("quantize") is None else None
+    return options.get("quantize") if base is None else resolve(base).options.get("quantize")
 
 
 def merge_adapter(model: nn.Module, path: Path) -> int:

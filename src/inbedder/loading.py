@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from .adapters import adapter_base, merge_adapter
+from .adapters import adapter_base, default_quantize, merge_adapter
 from .choices import Backend, DType, Family, Quantize, parse_choice, parse_device
 from .encoders import FAMILIES
 from .engine import Embedder
@@ -123,8 +123,8 @@ def _quantize_and_device(quantize: str | None, default: Any, device: Any, engine
     quant = parse_quantize(quantize if quantize is not None else default)
     if quant is Quantize.AUTO and engine is Backend.ONNX:
         quant = None
-    dev = parse_device(device if device is not None or (quant in (None, Quantize.AUTO) and engine is not
-                                                        Backend.ONNX) else "cpu")
+    cpu_only = quant is Quantize.INT8 or engine is Backend.ONNX
+    dev = parse_device("cpu" if device is None and cpu_only else device)
     if quant is not None:
         check_quantize(quant, dev)
     return quant, dev
@@ -149,8 +149,8 @@ def _load_adapter(path: Path, base: str, name: str, *, family: str | None, devic
     its weights, then quantized (by ``quantize``, else the folder's or the base's default) or moved onto ONNX
     Runtime."""
     options = {**directory_defaults(path), **options}
-    default = options.pop("quantize", None) or resolve(base).options.get("quantize")
-    quant, dev = _quantize_and_device(quantize, default, device, engine)
+    quant, dev = _quantize_and_device(quantize, default_quantize(path, options), device, engine)
+    options.pop("quantize", None)
     model = load(base, family=family, device=dev, dtype=dt.value, quantize="none", trust_remote_code=trust_remote_code,
                  reencoder=reencoder, **options)
     merged: Any = model.encoder

@@ -106,17 +106,13 @@ def _auto_quantize(location: Any, dtype: Any, load_options: dict[str, Any]) -> s
     """What ``quantize="auto"`` (asked for, or the model's default, or an adapter's base model's) chose for this
     model on this CPU (:mod:`inbedder.machine`): ``""`` where auto is not asked for (or cannot apply, off float32),
     None where nothing is chosen yet (a load chooses and remembers it)."""
-    from ..adapters import adapter_base
+    from ..adapters import default_quantize
     from ..machine import remembered
-    from ..registry import resolve
 
-    wanted = load_options.get("quantize") or location.options.get("quantize")
-    base = adapter_base(location.path) if wanted is None else None
-    if base is not None:
-        try:
-            wanted = resolve(base).options.get("quantize")
-        except InbedderError:
-            return None  # the load reports it
+    try:
+        wanted = load_options.get("quantize") or default_quantize(location.path, location.options)
+    except InbedderError:
+        return None  # an adapter whose base cannot be found: the load reports it
     if str(wanted).lower() != "auto" or parse_choice(DType, dtype, "dtype") is not DType.FLOAT32:
         return ""
     found = remembered("quantize_auto", str(location.path))

@@ -159,13 +159,15 @@ def _index_quantize(model: str, settings: dict[str, Any]) -> str | None:
     """--quantize for the index's ``model`` when none is given: the index's quantization where it was quantized;
     else the model's default (None, so the cache knows the request as a plain one), unless that default is
     ``auto``, which may choose int8 here: then ``none``, as the index was built."""
+    from ..adapters import default_quantize
     from ..errors import InbedderError
     from ..registry import resolve
 
     if settings.get("quantize"):
         return str(settings["quantize"])
     try:
-        default = resolve(model).options.get("quantize")
+        location = resolve(model)
+        default = default_quantize(location.path, location.options)
     except InbedderError:
         return None
     return "none" if str(default).lower() == "auto" else None
