@@ -34,6 +34,7 @@ from .option_specs import (
     UNSET,
     VECTOR_OPTIONS,
     OptionSpec,
+    load_options,
 )
 
 FC = Callable[..., Any]
@@ -224,12 +225,6 @@ def check_load_options(dtype: str | None, batch_size: int | None = None, quantiz
         parse_choice(Quantize, quantize, "quantize")
     if batch_size is not None:
         check_batch_size(batch_size)
-
-
-def load_options(quantize: str | None) -> dict[str, str] | None:
-    """``load``'s options for --quantize: none when it is not given (the model's default), so that the request a
-    run records in the cache (:func:`inbedder.cache.keys.request_key`) is the one a later identical run asks for."""
-    return None if quantize is None else {"quantize": quantize}
 
 
 def need_model(model: str | None) -> str:

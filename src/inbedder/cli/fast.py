@@ -17,10 +17,9 @@ import os
 import sys
 from typing import Any
 
-from ..choices import Quantize, parse_choice
 from ..encode_settings import check_batch_size
 from ..io import Record, check_target, gather_input, output_format, write_embeddings
-from .option_specs import EMBED_OPTIONS, UNSET
+from .option_specs import EMBED_OPTIONS, UNSET, load_options
 
 # the parser's tables, read off the ``fast`` options of ``embed``'s one declaration; any other option (``--ray``,
 # ``--no-cache``, one added later without ``fast``) sends the call to the click command
@@ -122,16 +121,13 @@ def serve_cached(args: list[str]) -> bool:
     output = params.get("output")
     try:
         check_batch_size(params["batch_size"])  # not used by a cached run, but a bad one is the click command's error
-        quantize = params.get("quantize")
-        if quantize is not None:  # a bad one is the click command's error too
-            parse_choice(Quantize, quantize, "quantize")
         check_target(output)  # before the cache records a run
         records = gather_input(texts, input_path, params["text_column"], params.get("instruction_column"))
         return embed_records(records, params["model"], params.get("instruction"), output=output,
                              fmt=output_format(output, params.get("fmt")), cached_only=True,
                              cache_path=params["cache_path"], dtype=params.get("dtype") or "float32",
                              device=params.get("device"), normalize=params["normalize"],
-                             load_options=None if quantize is None else {"quantize": quantize},
+                             load_options=load_options(params.get("quantize")),  # a bad one loads: never cached
                              **{k: params[k] for k in ("dimensions", "long_text", "chunk_overlap") if k in params})
     except Exception:  # noqa: BLE001 - the click command redoes the call and reports the error properly
         return False

@@ -115,3 +115,9 @@ EMBED_OPTIONS = (
     OptionSpec(("--concurrency",), "concurrency", "Model copies (Ray actors) for --ray.", "int", default=1,
                show_default=True),
 )
+
+
+def load_options(quantize: str | None) -> dict[str, str] | None:
+    """``load``'s options for --quantize: none when it is not given (the model's default), so that the request a
+    run records in the cache (:func:`inbedder.cache.keys.request_key`) is the one a later identical run asks for."""
+    return None if quantize is None else {"quantize": quantize}
