@@ -188,13 +188,13 @@ def apply_quantization(encoder: Any, quantize: Quantize, device: torch.device, k
     check_quantize(quantize, device)
     if quantize is Quantize.INT8:
         shape = probe_shape(encoder)
-        chosen = kernel is not None
+        measured = kernel is None  # else chosen by quantize="auto", faster than float32
         kernel = kernel or int8_kernel(shape)
         if quantize_int8(encoder, kernel) == 0:
             raise InputError(f"quantize='int8' found no torch.nn.Linear layer to quantize in this {encoder.family} "
                              "model")
-        ratios = {} if chosen else cpu_int8_ratios(shape)
-        if not chosen and ratios[kernel] < 1.0 and not os.environ.get(KERNEL_SWITCH):
+        ratios = cpu_int8_ratios(shape) if measured else {}
+        if measured and ratios[kernel] < 1.0 and not os.environ.get(KERNEL_SWITCH):
             others = ", ".join(f"{k} {format_ratio(r)}" for k, r in ratios.items() if k != kernel)
             warnings.warn(f"quantize='int8': this CPU's fastest int8 kernel ({kernel}) measured "
                           f"{format_ratio(ratios[kernel])} float32 on this model's main linear layer shape "

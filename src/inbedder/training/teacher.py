@@ -135,9 +135,7 @@ def teacher_pass(teacher: Any, rows: list[dict[str, Any]], path: str | os.PathLi
     if encoder.family != "causal" or not getattr(encoder, "has_lm_head", False):
         raise InputError(f"the teacher must be a causal language model with an LM head; {model.name!r} loads as "
                          f"the {encoder.family} family")
-    meta = {"format": FORMAT_VERSION, "teacher": model.name, "vocab": vocab_fingerprint(encoder.tokenizer),
-            **asdict(settings)}
-    meta.pop("batch_size")
+    meta = {**_pass_meta(model.name, settings), "vocab": vocab_fingerprint(encoder.tokenizer)}
     if meta_path(path).exists():
         old = json.loads(meta_path(path).read_text(encoding="utf-8"))
         if old != meta:
@@ -175,9 +173,15 @@ def _same_pass(path: Path, teacher: str, settings: TeacherSettings) -> bool:
     if not meta_path(path).exists():
         return False
     old = json.loads(meta_path(path).read_text(encoding="utf-8"))
-    wanted = {"format": FORMAT_VERSION, "teacher": teacher, **asdict(settings)}
-    wanted.pop("batch_size")
-    return all(old.get(k) == v for k, v in wanted.items())
+    return all(old.get(k) == v for k, v in _pass_meta(teacher, settings).items())
+
+
+def _pass_meta(teacher: str, settings: TeacherSettings) -> dict[str, Any]:
+    """The meta file's record of a pass, less the vocabulary (which needs the loaded teacher): the batch size
+    changes no row, so it is not recorded."""
+    meta = {"format": FORMAT_VERSION, "teacher": teacher, **asdict(settings)}
+    meta.pop("batch_size")
+    return meta
 
 
 def _answers(model: Any, chunk: list[dict[str, Any]], settings: TeacherSettings) -> list[str]:
