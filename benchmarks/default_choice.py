@@ -14,6 +14,11 @@ it reaches 0, no model can be shown ahead of the first there), and the V-measure
 cross-validated predictions from each candidate's instructed vectors (the labels a supervised reader recovers:
 near 0, the axis is hardly in the text for any of them).
 
+``name+next`` reads the candidate's next-token distribution at the answer position instead of its hidden states
+(one public ``readouts`` call, ``next_token_top_k``): the top :data:`NEXT_K` log-probabilities, floored at
+:data:`NEXT_FLOOR` and shifted so that the floor is 0, signed-hashed into :data:`NEXT_DIM` dimensions (a fixed size
+whatever the vocabulary; two tokens of one row share a dimension rarely).
+
 Vectors are saved under ``--work`` per candidate, set and question, so an interrupted run goes on where it stopped
 and ``--table`` only re-scores. ``--footprint N`` then times ``encode`` on N selection texts and reads the peak
 memory, each candidate in a process of its own.
@@ -121,10 +126,28 @@ def more_heldout_tables(data: Path, work: Path, seed: int = 0) -> dict[str, Path
     return out
 
 
+NEXT_K, NEXT_FLOOR, NEXT_DIM = 50, 1e-4, 1024  # the ``+next`` readout
+
+
+def next_token_vectors(model: Any, texts: list[str], question: str, batch_size: int) -> np.ndarray:
+    """The ``+next`` readout: ``(n, NEXT_DIM)``."""
+    found = model.readouts(texts, question, values=[], layers=[], next_token_top_k=NEXT_K, batch_size=batch_size,
+                           show_progress_bar=True)
+    ids, weights = found.top_k_ids.astype(np.uint64), np.maximum(found.top_k_logprobs - np.log(NEXT_FLOOR), 0.0)
+    hashed = (ids * np.uint64(0x9E3779B97F4A7C15)) >> np.uint64(40)  # Fibonacci hashing of the token ids
+    dims = (hashed % np.uint64(NEXT_DIM)).astype(np.int64)
+    signs = np.where((hashed >> np.uint64(20)) & np.uint64(1), 1.0, -1.0)
+    out = np.zeros((len(texts), NEXT_DIM))
+    for row in range(len(texts)):
+        np.add.at(out[row], dims[row], weights[row] * signs[row])
+    return out.astype(np.float32)
+
+
 def embed(name: str, sets: dict[str, Any], work: Path, batch_size: int) -> dict[str, float]:
     """Every set's texts under every question of it into ``work/name/``; seconds per set (0 when all were saved)."""
+    name, next_token = name.removesuffix("+next"), name.endswith("+next")
     alias, options, brief = candidate(name)
-    folder = work / name.replace("/", "_")
+    folder = work / (name.replace("/", "_") + ("+next" if next_token else ""))
     folder.mkdir(parents=True, exist_ok=True)
     model = None
     seconds: dict[str, float] = {}
@@ -135,8 +158,8 @@ def embed(name: str, sets: dict[str, Any], work: Path, batch_size: int) -> dict[
             if out.exists():
                 continue
             model = model or loaded(alias, options, brief)
-            vectors = model.encode(list(task.texts), instruction=question, batch_size=batch_size,
-                                   show_progress_bar=True)
+            vectors = next_token_vectors(model, list(task.texts), question, batch_size) if next_token else \
+                model.encode(list(task.texts), instruction=question, batch_size=batch_size, show_progress_bar=True)
             np.save(out, np.asarray(vectors, dtype=np.float32))
         seconds[set_name] = time.perf_counter() - start
     return seconds
@@ -356,7 +379,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--candidates", nargs="+", default=["smollm2", "qwen05-fst", "qwen05-chat-word"],
                         help=f"the first is the one the others are compared with; of {', '.join(CANDIDATES)}, "
-                             "name@L for another layer, or a model directory")
+                             "name@L for another layer, a model directory, and any of these +next for the next-token "
+                             "distribution")
     parser.add_argument("--layers", metavar="CANDIDATE",
                         help="only rank every hidden-state readout at every layer of this candidate's model on the "
                              "selection set")
@@ -379,6 +403,8 @@ def main() -> None:
     args = parser.parse_args()
     warnings.filterwarnings("ignore", message="Number of distinct clusters")
     args.work.mkdir(parents=True, exist_ok=True)
+    if args.footprint and any(name.endswith("+next") for name in args.candidates):
+        parser.error("--footprint times encode(); leave out the +next candidates")
     if args.footprint_of:
         task = load_awareness(selection_table(args.data, args.work), SELECTION, limit=args.footprint, seed=1)
         print(json.dumps(footprint(args.footprint_of, task)))
