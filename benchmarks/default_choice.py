@@ -145,9 +145,9 @@ def next_token_vectors(model: Any, texts: list[str], question: str, batch_size: 
 
 def embed(name: str, sets: dict[str, Any], work: Path, batch_size: int) -> dict[str, float]:
     """Every set's texts under every question of it into ``work/name/``; seconds per set (0 when all were saved)."""
-    name, next_token = name.removesuffix("+next"), name.endswith("+next")
-    alias, options, brief = candidate(name)
-    folder = work / (name.replace("/", "_") + ("+next" if next_token else ""))
+    next_token = name.endswith("+next")
+    alias, options, brief = candidate(name.removesuffix("+next"))
+    folder = work / name.replace("/", "_")
     folder.mkdir(parents=True, exist_ok=True)
     model = None
     seconds: dict[str, float] = {}
