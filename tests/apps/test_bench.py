@@ -28,6 +28,8 @@ def test_bench_runs_on_a_tiny_model_and_writes_json(tiny_bert_dir: Path, tmp_pat
         assert len(row["seconds"]) == 2 and row["texts_per_s"] > 0 and row["min_cosine"] > 0.98
         for dtype, peak in report["peak_flops_per_s"].items():  # bf16 peaks differ by orders of magnitude by CPU
             assert peak > 0 and row[f"roofline_{dtype}"] == pytest.approx(row["flops_per_s"] / peak)
+        base = report["variants"]["inbedder float32"]["texts_per_s"]
+        assert row["vs_float32"] == pytest.approx(row["texts_per_s"] / base)
     assert report["variants"]["inbedder float32"]["min_cosine"] == pytest.approx(1.0, abs=1e-6)
     assert report["texts"] == 20 and report["tokens"] > 20 and report["flops"] > 0
 

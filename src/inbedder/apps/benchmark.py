@@ -96,7 +96,8 @@ def bench_encoder(model_name: str, texts: list[str], variants: str | list[str], 
                   batch_size: int = 32, max_tokens_per_batch: int | None = None, rounds: int = 3, warmup: int = 2,
                   competitors: dict[str, Callable[[list[str]], np.ndarray]] | None = None, peak_size: int | None = 2048,
                   progress: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """Load ``model_name`` once per variant, embed ``texts`` in alternating rounds, report speed and fidelity.
+    """Load ``model_name`` once per variant, embed ``texts`` in alternating rounds, report speed (each row's
+    ``vs_float32``: its texts/s over inbedder float32's) and fidelity.
 
     ``competitors`` are other libraries' encode functions (``texts -> (n, d) array``), timed in the same rounds;
     their fidelity is measured against inbedder's float32 vectors too. ``peak_size`` is the side of the square
@@ -131,6 +132,8 @@ def bench_encoder(model_name: str, texts: list[str], variants: str | list[str], 
              "bfloat16": peak_gemm_flops(torch.bfloat16, peak_size)} if peak_size else {}
     rows = {name: _variant_row(times, cpu_seconds[name], cosine_rows(outputs[name], reference), len(texts),
                                lengths, flops, peaks) for name, times in seconds.items()}
+    for row in rows.values():
+        row["vs_float32"] = row["texts_per_s"] / rows["inbedder float32"]["texts_per_s"]
     return {"model": model_name, "texts": len(texts), "distinct_texts": len(distinct),
             "tokens": sum(lengths) if lengths is not None else None, "flops": flops, "batch_size": batch_size,
             "max_tokens_per_batch": max_tokens_per_batch, "rounds": rounds, "instruction": instruction,
