@@ -138,8 +138,7 @@ def next_token_vectors(model: Any, texts: list[str], question: str, batch_size: 
     dims = (hashed % np.uint64(NEXT_DIM)).astype(np.int64)
     signs = np.where((hashed >> np.uint64(20)) & np.uint64(1), 1.0, -1.0)
     out = np.zeros((len(texts), NEXT_DIM))
-    for row in range(len(texts)):
-        np.add.at(out[row], dims[row], weights[row] * signs[row])
+    np.add.at(out, (np.arange(len(texts))[:, None], dims), weights * signs)
     return out.astype(np.float32)
 
 
