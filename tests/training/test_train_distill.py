@@ -218,15 +218,18 @@ def test_cli_distils_and_resumes(teacher_dir: Path, base_dir: Path, tmp_path: Pa
     write_rows(ROWS, tmp_path / "bank.jsonl", "jsonl")
     args = ["train", "distill", "--teacher", str(teacher_dir), "--student", str(base_dir), "--bank",
             str(tmp_path / "bank.jsonl"), "-o", str(tmp_path / "student"), "--pattern", ONE_WORD, "--top-k", "4",
-            "--max-length", "64", "--steps", "2", "--batch-size", "4"]
+            "--max-length", "64", "--steps", "2", "--batch-size", "4", "--teacher-vectors", "--similarity-weight", "2"]
     first = CliRunner().invoke(main, args + ["--teacher-only"])
     assert first.exit_code == 0 and "teacher pass written" in first.output, first.output
-    assert len((tmp_path / "student.work" / "teacher.jsonl").read_text().splitlines()) == len(ROWS)
+    records, _ = read_teacher(tmp_path / "student.work" / "teacher.jsonl")
+    assert len(records) == len(ROWS) and all(len(r["vector"]) == len(records[0]["vector"]) > 1 for r in records)
     stopped = CliRunner().invoke(main, args + ["--stop-after", "1"])
     assert stopped.exit_code == 0 and "run the same command again" in stopped.output, stopped.output
     done = CliRunner().invoke(main, args)
     assert done.exit_code == 0 and "trained 2 steps" in done.output, done.output
     assert json.loads((tmp_path / "student" / "inbedder.json").read_text())["adapter_of"] == str(base_dir)
+    assert json.loads((tmp_path / "student" / "inbedder_training.json").read_text())["settings"][
+        "similarity_weight"] == 2.0
     bad = CliRunner().invoke(main, ["train", "distill", "-o", str(tmp_path / "x")])
     assert bad.exit_code == 1 and "give a question bank" in bad.output
 
@@ -247,3 +250,51 @@ def test_a_bank_from_the_public_datasets_holds_no_held_out_text() -> None:
     assert not {r["text"] for r in rows} & held
     assert len(labels["emotion"]["emotion"]) == 6 and len(labels["ag_news"]["topic"]) == 4
     assert not {r["question"] for r in bank_rows(texts, 3000, seed=1, labels=labels)} & EVALUATION_QUESTIONS
+
+
+def test_teacher_vectors_are_its_embeddings_and_train_the_students_similarities(teacher_dir: Path, base_dir: Path,
+                                                                                tmp_path: Path) -> None:
+    settings = TeacherSettings(pattern=ONE_WORD, top_k=8, batch_size=5, max_length=64, vectors=True)
+    path = teacher_pass(teacher_dir, ROWS, tmp_path / "t.jsonl", settings, progress=False)
+    records, meta = read_teacher(path)
+    assert meta["vectors"] is True
+    teacher = load(teacher_dir, pattern=ONE_WORD)
+    texts = list(ANIMALS)
+    expected = teacher.encode(texts, instruction=QUESTIONS[0])
+    got = torch.tensor([r["vector"] for r in records if r["question"] == QUESTIONS[0]])
+    assert torch.allclose(got, torch.from_numpy(expected), rtol=1e-4, atol=1e-4)
+
+    def agreement(model: object) -> float:  # how far the model's similarities are from the teacher's, on all texts
+        from inbedder.training.distill import similarity_loss
+
+        vectors = torch.from_numpy(model.encode(texts, instruction=QUESTIONS[0]))  # type: ignore[attr-defined]
+        return float(similarity_loss(vectors, got))
+
+    loop = LoopSettings(steps=30, batch_size=6, lr=3e-2, seed=0, bf16=False, progress=False)
+    student = train_distill(base_dir, path, tmp_path / "student", settings=DistillSettings(
+        similarity_weight=5.0, lora_r=4, lora_alpha=8, max_length=64, dev_fraction=0.0), loop=loop)
+    assert student.loop.finished
+    assert agreement(load(tmp_path / "student")) < 0.5 * agreement(load(base_dir, pattern=ONE_WORD))
+
+
+def test_similarity_batches_hold_one_kind_of_question_and_need_the_teachers_vectors(
+        teacher_file: Path, base_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from inbedder.training import distill as distill_module
+
+    with pytest.raises(InputError, match="record 0: similarity_weight > 0 needs the teacher's 'vector'"):
+        train_distill(base_dir, teacher_file, None, settings=DistillSettings(similarity_weight=1.0),
+                      loop=LoopSettings(steps=1, progress=False))
+    records, meta = read_teacher(teacher_file)
+    mixed = tmp_path / "mixed.jsonl"
+    write_rows([{**r, "axis": "animal" if i % 3 else "colour", "vector": [float(i), 1.0]}
+                for i, r in enumerate(records)], mixed, "jsonl")
+    teacher_module.meta_path(mixed).write_text(json.dumps(meta))
+    seen: list[list[list[int]]] = []
+    monkeypatch.setattr(distill_module, "run_loop", lambda model, loss, plan, *a: seen.append(plan.groups) or
+                        (_ for _ in ()).throw(RuntimeError("stop")))
+    with pytest.raises(RuntimeError, match="stop"):
+        train_distill(base_dir, mixed, None, settings=DistillSettings(similarity_weight=1.0, max_length=64,
+                                                                      dev_fraction=0.0),
+                      loop=LoopSettings(steps=1, progress=False))
+    assert sorted(sorted(g) for g in seen[0]) == sorted([[i for i in range(len(records)) if i % 3],
+                                                         list(range(0, len(records), 3))])

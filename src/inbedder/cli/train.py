@@ -253,6 +253,11 @@ def recipe(data_root: str | None, output: str | None, threads: int, device: str 
               help="Also record the teacher's greedy answer of up to N tokens (needed by --answer-weight).")
 @click.option("--answer-weight", type=float, default=0.0, show_default=True,
               help="Weight of the cross-entropy on the teacher's answer (0: KL only).")
+@click.option("--teacher-vectors", is_flag=True,
+              help="Also record the teacher's embedding of each pair (needed by --similarity-weight).")
+@click.option("--similarity-weight", type=float, default=0.0, show_default=True,
+              help="Weight of the loss that matches the student's similarities between texts under one question to "
+                   "the teacher's (0: none).")
 @click.option("--teacher-batch-size", type=int, default=8, show_default=True)
 @click.option("--teacher-only", is_flag=True, help="Stop after the teacher pass (e.g. on a GPU machine).")
 @click.option("--steps", type=int, default=300, show_default=True, help="Optimizer steps.")
@@ -296,9 +301,10 @@ def distill(**o: Any) -> None:
             table.require("text", "question")
             rows = table.rows
         teacher_settings = TeacherSettings(pattern=pattern, top_k=o["top_k"], answer_tokens=o["answer_tokens"],
-                                           batch_size=o["teacher_batch_size"], max_length=o["max_length"])
-        settings = DistillSettings(answer_weight=o["answer_weight"], lora_r=o["lora_r"], lora_alpha=o["lora_alpha"],
-                                   max_length=o["max_length"])
+                                           vectors=o["teacher_vectors"], batch_size=o["teacher_batch_size"],
+                                           max_length=o["max_length"])
+        settings = DistillSettings(answer_weight=o["answer_weight"], similarity_weight=o["similarity_weight"],
+                                   lora_r=o["lora_r"], lora_alpha=o["lora_alpha"], max_length=o["max_length"])
         loop = LoopSettings(steps=o["steps"], batch_size=o["batch_size"], lr=o["lr"], seed=o["seed"],
                             save_every=25, stop_after=o["stop_after"])
         result = run_distill(o["output"], o["teacher"], student, rows=rows, data_root=o["data_root"],

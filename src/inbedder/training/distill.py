@@ -4,7 +4,11 @@ position, in the prompt the student embeds with, optionally plus the teacher's g
 The loss of one (text, question) is the KL divergence from the teacher's top-k distribution (its k tokens and the
 rest of the probability as one more outcome) to the student's on the same k + 1 outcomes; with ``answer_weight``,
 plus that weight times the cross-entropy of the teacher's answer tokens. The student's ``fst_gen`` readout is the
-hidden state that its LM head turns into this distribution, so matching it moves the embedding.
+hidden state that its LM head turns into this distribution, so matching it moves the embedding. With
+``similarity_weight`` (and the teacher's vectors in its file), each batch holds pairs asked the same kind of question
+(the bank's ``axis``, else the question), and the loss adds that weight times :func:`similarity_loss`: how far the
+student's cosine similarities between the batch's embeddings are from the teacher's, each standardised, so that the
+two models' different spreads of cosine do not count, only which texts are nearer to which.
 
 The saved student is a LoRA adapter (float16 safetensors, ``adapter_config.json``) with an ``inbedder.json`` naming
 the base model and its prompt: ``inbedder.load(folder)`` loads the base and merges the adapter.
@@ -39,6 +43,7 @@ class DistillSettings:
     example, and the share of texts held out to measure the KL before and after."""
 
     answer_weight: float = 0.0
+    similarity_weight: float = 0.0
     lora_r: int = 16
     lora_alpha: int = 32
     max_length: int = 256
@@ -46,8 +51,9 @@ class DistillSettings:
 
     def __post_init__(self) -> None:
         check_ints(self, ("lora_r", "lora_alpha", "max_length"))
-        if not 0 <= self.answer_weight <= 100:
-            raise InputError(f"answer_weight must be in [0, 100]; got {self.answer_weight!r}")
+        for name in ("answer_weight", "similarity_weight"):
+            if not 0 <= getattr(self, name) <= 100:
+                raise InputError(f"{name} must be in [0, 100]; got {getattr(self, name)!r}")
         if not 0 <= self.dev_fraction < 0.5:
             raise InputError(f"dev_fraction must be in [0, 0.5); got {self.dev_fraction!r}")
 
@@ -77,18 +83,45 @@ def topk_kl(teacher_logp: torch.Tensor, student_logp: torch.Tensor) -> torch.Ten
     return (p * (teacher_logp - student_logp)).sum(-1) + rest_p * (rest_p.log() - rest_q.log())
 
 
+def similarity_loss(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+    """How far the cosine similarities between the rows of ``student`` ``(b, h)`` are from those between the rows of
+    ``teacher`` ``(b, h')``: the mean squared difference of the two sets of ``b (b - 1) / 2`` similarities, each
+    standardised (mean 0, standard deviation 1 over the batch), i.e. ``2 (1 - r)`` less a small factor, with r their
+    Pearson correlation. 0 for fewer than 3 rows.
+
+    >>> t = torch.tensor([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0]])
+    >>> round(float(similarity_loss(t * 3, t)), 6), float(similarity_loss(t[[0, 2, 1]], t)) > 1
+    (0.0, True)
+    """
+    if student.shape[0] < 3:
+        return student.new_zeros(())
+    upper = torch.triu_indices(student.shape[0], student.shape[0], 1, device=student.device)
+
+    def standard(x: torch.Tensor) -> torch.Tensor:
+        x = torch.nn.functional.normalize(x.float(), dim=-1)
+        sims = (x @ x.T)[upper[0], upper[1]]
+        return (sims - sims.mean()) / sims.std(unbiased=False).clamp_min(1e-6)
+
+    return (standard(student) - standard(teacher)).pow(2).mean()
+
+
 def distill_loss(model: Any, batch: dict[str, torch.Tensor], answer_weight: float,
-                 reduction: str = "mean") -> torch.Tensor:
+                 reduction: str = "mean", similarity_weight: float = 0.0) -> torch.Tensor:
     """The KL at each row's answer position (``batch["position"]``, against ``batch["top_ids"]``/``["top_logp"]``),
-    plus ``answer_weight`` times the cross-entropy of the answer tokens, from one pass of the decoder."""
+    plus ``answer_weight`` times the cross-entropy of the answer tokens, plus ``similarity_weight`` times the
+    :func:`similarity_loss` of the states at the answer positions against ``batch["teacher_vector"]``, from one pass
+    of the decoder."""
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     states = base.get_decoder()(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
                                 use_cache=False).last_hidden_state
     head = base.get_output_embeddings()
     rows = torch.arange(states.shape[0], device=states.device)
-    logp = head(states[rows, batch["position"]]).float().log_softmax(-1)
+    answer_states = states[rows, batch["position"]]
+    logp = head(answer_states).float().log_softmax(-1)
     kl = topk_kl(batch["top_logp"], logp.gather(1, batch["top_ids"]))
     loss = kl.sum() if reduction == "sum" else kl.mean()
+    if similarity_weight:
+        loss = loss + similarity_weight * similarity_loss(answer_states, batch["teacher_vector"])
     if answer_weight:
         labels = batch["labels"][:, 1:]
         where = labels != -100
@@ -102,20 +135,24 @@ def _examples(encoder: Any, records: list[dict[str, Any]], meta: dict[str, Any],
               ) -> list[dict[str, Any]]:
     """Token ids, labels (the answer, or only the end token without answers), the answer position and the teacher's
     top-k of each record."""
-    answers = settings.answer_weight > 0
+    answers, vectors = settings.answer_weight > 0, settings.similarity_weight > 0
     qa = []
     for i, r in enumerate(records):
         answer = r.get("answer", "") if answers else ""
         if answers and not (isinstance(answer, str) and answer.strip()):
             raise InputError(f"teacher record {i}: answer_weight > 0 needs the teacher's 'answer' in every record; "
                              "run the teacher pass with answer_tokens > 0")
+        if vectors and "vector" not in r:
+            raise InputError(f"teacher record {i}: similarity_weight > 0 needs the teacher's 'vector' in every "
+                             "record; run the teacher pass with vectors on")
         qa.append({"input": r["text"], "instruction": r["question"], "answer": answer})
     encoded, _ = encode_qa(encoder, qa, AnswerSettings(pattern=meta["pattern"], max_length=settings.max_length))
     out = []
     for (ids, labels), r in zip(encoded, records, strict=True):
         top = r["top_k"][:int(meta["top_k"])]
         out.append({"ids": ids, "labels": labels, "position": labels.index(next(x for x in labels if x != -100)) - 1,
-                    "top_ids": [int(t) for t, _ in top], "top_logp": [float(v) for _, v in top]})
+                    "top_ids": [int(t) for t, _ in top], "top_logp": [float(v) for _, v in top],
+                    **({"vector": r["vector"]} if vectors else {})})
     return out
 
 
@@ -127,6 +164,8 @@ def _batch(examples: list[dict[str, Any]], pad: int, device: torch.device) -> di
     batch["position"] = torch.tensor([e["position"] for e in examples])
     batch["top_ids"] = torch.tensor([e["top_ids"] for e in examples])
     batch["top_logp"] = torch.tensor([e["top_logp"] for e in examples])
+    if "vector" in examples[0]:
+        batch["teacher_vector"] = torch.tensor([e["vector"] for e in examples])
     return {k: v.to(device) for k, v in batch.items()}
 
 
@@ -152,6 +191,7 @@ def train_distill(student: str | os.PathLike[str], teacher_file: str | os.PathLi
     held = [_is_dev(r["text"], settings.dev_fraction) for r in records]
     train = [e for e, h in zip(examples, held, strict=True) if not h]
     dev = [e for e, h in zip(examples, held, strict=True) if h]
+    kinds = [str(r.get("axis") or r["question"]) for r, h in zip(records, held, strict=True) if not h]
     if not train:
         raise InputError("no training records left after holding out the dev texts")
     lm, tokenizer = encoder.model, encoder.tokenizer
@@ -166,13 +206,17 @@ def train_distill(student: str | os.PathLike[str], teacher_file: str | os.PathLi
                                        target_modules="all-linear", task_type="CAUSAL_LM"))
 
     def loss_fn(rows: list[int]) -> torch.Tensor:
-        return distill_loss(lm, _batch([train[i] for i in rows], pad, dev_device), settings.answer_weight)
+        return distill_loss(lm, _batch([train[i] for i in rows], pad, dev_device), settings.answer_weight,
+                            similarity_weight=settings.similarity_weight)
 
     ckpt = Path(checkpoint) if checkpoint is not None else (Path(output) / "checkpoint" if output else None)
     fingerprint = {"student": str(student), "teacher": meta, "data": fingerprint_rows(records),
                    "settings": asdict(settings)}
-    result = run_loop(lm, loss_fn, BatchPlan([list(range(len(train)))], loop.batch_size, loop.seed,
-                                             [len(e["ids"]) for e in train]), loop, ckpt, fingerprint)
+    # the similarity loss compares texts under one kind of question: its batches do not mix kinds
+    groups = [[i for i, k in enumerate(kinds) if k == kind] for kind in dict.fromkeys(kinds)] \
+        if settings.similarity_weight else [list(range(len(train)))]
+    result = run_loop(lm, loss_fn, BatchPlan(groups, loop.batch_size, loop.seed, [len(e["ids"]) for e in train]),
+                      loop, ckpt, fingerprint)
     with torch.no_grad():  # what is saved (float16) is what is measured, merged and returned
         for name, p in lm.named_parameters():
             if "lora_" in name:

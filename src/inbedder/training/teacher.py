@@ -6,7 +6,8 @@ The file format (``teacher.jsonl``, one record a line, in the order of the quest
     {"text": "...", "question": "...", "top_k": [[token id, log-probability], ...], "answer": "..."}
 
 ``top_k`` is sorted by probability, highest first; ``answer`` (the teacher's greedy answer) is there only when the
-pass was asked for answers. Any other fields of the bank's rows (``axis``, ``source``) are kept. Beside it,
+pass was asked for answers, and ``vector`` (the teacher's ``fst_gen`` embedding of the pair, 5 significant digits)
+only when it was asked for vectors. Any other fields of the bank's rows (``axis``, ``source``) are kept. Beside it,
 ``teacher.meta.json`` names the teacher, the prompt pattern, k, and a fingerprint of the tokenizer's vocabulary:
 a student trains on the file only if it has the same vocabulary. A file written by any other program in this format
 (a 7B teacher on a GPU, say) trains a student the same way.
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import warnings
 from dataclasses import asdict, dataclass
@@ -36,12 +38,14 @@ CHUNK = 64  # rows written (and flushed) at a time: what an interruption can los
 
 @dataclass(frozen=True)
 class TeacherSettings:
-    """The prompt the teacher (and later the student) reads, how many tokens of its distribution to keep, and
-    whether to record its greedy answer (``answer_tokens`` > 0: up to that many tokens)."""
+    """The prompt the teacher (and later the student) reads, how many tokens of its distribution to keep, whether to
+    record its greedy answer (``answer_tokens`` > 0: up to that many tokens) and its embedding (``vectors``: the
+    hidden state at the answer position, read in the same forward pass as the distribution)."""
 
     pattern: str = ONE_WORD_CHAT
     top_k: int = 20
     answer_tokens: int = 0
+    vectors: bool = False
     batch_size: int = 8
     max_length: int = 256
 
@@ -63,15 +67,18 @@ def meta_path(path: Path) -> Path:
 
 
 def answer_distribution(encoder: Any, pairs: list[tuple[str, str]], pattern: str, top_k: int, batch_size: int,
-                        max_length: int) -> tuple[list[list[list[float]]], int]:
-    """Top-k ``[token id, log-probability]`` of the next token after each (instruction, text) prompt, and how many
-    prompts had their input cut to fit ``max_length``. Batches gather prompts of similar length; each is one forward
-    pass of the family's readouts (what ``model.readouts(..., values=[], next_token_top_k=top_k)`` reads)."""
+                        max_length: int, vectors: bool = False
+                        ) -> tuple[list[list[list[float]]], list[list[float]] | None, int]:
+    """Top-k ``[token id, log-probability]`` of the next token after each (instruction, text) prompt, with
+    ``vectors`` each prompt's ``fst_gen`` embedding too, and how many prompts had their input cut to fit
+    ``max_length``. Batches gather prompts of similar length; each is one forward pass of the family's readouts
+    (what ``model.readouts(..., values=["fst_gen"], layers=[-1], next_token_top_k=top_k)`` reads)."""
     lengths, _ = encoder.row_lengths(pairs, pattern=pattern)
     order = sorted(range(len(pairs)), key=lambda i: lengths[i])
     out: list[list[list[float]]] = [[] for _ in pairs]
-    sweep = encoder.plan_readouts(values=(), layers=(), next_token_top_k=top_k, max_prompt_tokens=max_length,
-                                  pattern=pattern)
+    embedded: list[list[float]] = [[] for _ in pairs]
+    sweep = encoder.plan_readouts(values=("fst_gen",) if vectors else (), layers=(-1,) if vectors else (),
+                                  next_token_top_k=top_k, max_prompt_tokens=max_length, pattern=pattern)
     cut = 0
     with torch.inference_mode():
         for start in range(0, len(order), batch_size):
@@ -80,7 +87,10 @@ def answer_distribution(encoder: Any, pairs: list[tuple[str, str]], pattern: str
             cut += found.truncated
             for i, v, t in zip(rows, found.top_logprobs.tolist(), found.top_ids.tolist(), strict=True):
                 out[i] = [[int(a), round(float(b), 5)] for a, b in zip(t, v, strict=True)]
-    return out, cut
+            if vectors:
+                for i, vector in zip(rows, found.readouts[("fst_gen", -1)].tolist(), strict=True):
+                    embedded[i] = [float(f"{x:.5g}") for x in vector]
+    return out, embedded if vectors else None, cut
 
 
 def _done(path: Path, rows: list[dict[str, Any]]) -> int:
@@ -150,14 +160,16 @@ def teacher_pass(teacher: Any, rows: list[dict[str, Any]], path: str | os.PathLi
         for start in range(done, len(rows), CHUNK):
             chunk = rows[start:start + CHUNK]
             pairs = [(r["question"], r["text"]) for r in chunk]
-            tops, n = answer_distribution(encoder, pairs, settings.pattern, settings.top_k, settings.batch_size,
-                                          settings.max_length)
+            tops, vectors, n = answer_distribution(encoder, pairs, settings.pattern, settings.top_k,
+                                                   settings.batch_size, settings.max_length, settings.vectors)
             cut += n
             answers = _answers(model, chunk, settings) if settings.answer_tokens else None
             for j, (row, top) in enumerate(zip(chunk, tops, strict=True)):
                 record = {**row, "top_k": top}
                 if answers is not None:
                     record["answer"] = answers[j].strip()
+                if vectors is not None:
+                    record["vector"] = vectors[j]
                 f.write(json.dumps(record, ensure_ascii=False) + "\n")
             f.flush()
             os.fsync(f.fileno())
@@ -178,9 +190,11 @@ def _same_pass(path: Path, teacher: str, settings: TeacherSettings) -> bool:
 
 def _pass_meta(teacher: str, settings: TeacherSettings) -> dict[str, Any]:
     """The meta file's record of a pass, less the vocabulary (which needs the loaded teacher): the batch size
-    changes no row, so it is not recorded."""
+    changes no row, so it is not recorded; ``vectors`` only when on (the files written before it stay valid)."""
     meta = {"format": FORMAT_VERSION, "teacher": teacher, **asdict(settings)}
     meta.pop("batch_size")
+    if not meta["vectors"]:
+        meta.pop("vectors")
     return meta
 
 
@@ -203,7 +217,7 @@ def read_teacher(path: str | os.PathLike[str]) -> tuple[list[dict[str, Any]], di
     for key in ("pattern", "vocab", "top_k"):
         if key not in meta:
             raise InputError(f"{meta_path(path)}: no {key!r}")
-    records = []
+    records, width = [], 0
     with open(path, encoding="utf-8") as f:
         for i, line in enumerate(f):
             try:
@@ -217,6 +231,13 @@ def read_teacher(path: str | os.PathLike[str]) -> tuple[list[dict[str, Any]], di
             for field in ("text", "question"):
                 if not isinstance(record.get(field), str) or not record[field].strip():
                     raise InputError(f"{path} line {i + 1}: {field!r} must be a non-empty string")
+            vector = record.get("vector")
+            if vector is not None:
+                width = width or (len(vector) if isinstance(vector, list) else 0)
+                if not (isinstance(vector, list) and vector and len(vector) == width and all(
+                        isinstance(x, (int, float)) and math.isfinite(x) for x in vector)):
+                    raise InputError(f"{path} line {i + 1}: 'vector' must be a non-empty list of finite numbers, as "
+                                     "long as the first record's")
             records.append(record)
     if not records:
         raise InputError(f"{path} has no records")
