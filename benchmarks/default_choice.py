@@ -369,6 +369,34 @@ def lead_kept(report: dict[str, Any], sets: dict[str, Any], teacher: str) -> str
     return "\n".join(lines)
 
 
+def geometry_kept(names: list[str], sets: dict[str, Any], work: Path, teacher: str) -> dict[str, dict[str, float]]:
+    """Per candidate and held-out axis: the Pearson correlation of its cosine similarities between the set's texts
+    (under the axis' question) with ``teacher``'s, i.e. how much of the teacher's geometry it shares, whatever the
+    two models' dimensions."""
+    def similarities(vectors: np.ndarray) -> np.ndarray:
+        unit = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+        return (unit @ unit.T)[np.triu_indices(len(unit), 1)]
+
+    out: dict[str, dict[str, float]] = {}
+    for set_name, task in sets.items():
+        if set_name in SELECTION_SETS:
+            continue
+        theirs = {a: similarities(v) for a, v in saved(teacher, set_name, task, work).items()}
+        for name in names:
+            for a, v in saved(name, set_name, task, work).items():
+                out.setdefault(name, {})[f"{set_name} {a}"] = float(np.corrcoef(similarities(v), theirs[a])[0, 1])
+    return out
+
+
+def geometry_table(geometry: dict[str, dict[str, float]], teacher: str) -> str:
+    """Markdown of :func:`geometry_kept`."""
+    axes = list(next(iter(geometry.values())))
+    lines = [f"| r with `{teacher}`'s similarities | " + " | ".join(axes) + " |", "|---|" + "---:|" * len(axes)]
+    lines += [f"| `{name}` | " + " | ".join(f"{cells[a]:.3f}" for a in axes) + " |"
+              for name, cells in geometry.items() if name != teacher]
+    return "\n".join(lines)
+
+
 def mark(lo: float, hi: float) -> str:
     """▲ when a 95 % interval lies above 0, ▼ below, = otherwise."""
     return "▲" if lo > 0 else "▼" if hi < 0 else "="
@@ -397,7 +425,8 @@ def main() -> None:
                              "process of its own")
     parser.add_argument("--footprint-of", help=argparse.SUPPRESS)  # the candidate of a footprint process
     parser.add_argument("--teacher", metavar="CANDIDATE",
-                        help="one of --candidates: also show the share of its held-out lead each other one keeps")
+                        help="one of --candidates: also show the share of its held-out lead each other one keeps, "
+                             "and how closely each one's cosine similarities follow its own")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     warnings.filterwarnings("ignore", message="Number of distinct clusters")
@@ -425,7 +454,9 @@ def main() -> None:
     probed = probes(args.candidates, sets, args.work)
     footprints = json.loads(args.json.read_text())["footprints"] if args.table and args.json and args.json.exists() \
         else {}
-    kept = "\n\n" + lead_kept(report, sets, args.teacher) if args.teacher else ""
+    geometry = geometry_kept(args.candidates, sets, args.work, args.teacher) if args.teacher else {}
+    kept = "\n\n" + lead_kept(report, sets, args.teacher) + "\n\n" + geometry_table(geometry, args.teacher) \
+        if args.teacher else ""
     if args.table:
         print(table(report, sets, footprints, probed) + kept)
         return
@@ -439,8 +470,9 @@ def main() -> None:
     print(table(report, sets, footprints, probed) + kept)
     if args.json:
         rows = {s: len(t.texts) for s, t in sets.items()}
-        args.json.write_text(json.dumps({"report": report, "probes": probed, "footprints": footprints,
-                                         "seconds": seconds, "rows": rows, "seeds": args.seeds, "boot": args.boot},
+        args.json.write_text(json.dumps({"report": report, "probes": probed, "geometry": geometry,
+                                         "footprints": footprints, "seconds": seconds, "rows": rows,
+                                         "seeds": args.seeds, "boot": args.boot},
                                         indent=1) + "\n", encoding="utf-8")
 
 
