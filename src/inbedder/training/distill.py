@@ -144,7 +144,7 @@ def _examples(encoder: Any, records: list[dict[str, Any]], meta: dict[str, Any],
                              "run the teacher pass with answer_tokens > 0")
         if vectors and "vector" not in r:
             raise InputError(f"teacher record {i}: similarity_weight > 0 needs the teacher's 'vector' in every "
-                             "record; run the teacher pass with vectors on")
+                             "record; run the teacher pass with vectors=True (--teacher-vectors)")
         qa.append({"input": r["text"], "instruction": r["question"], "answer": answer})
     encoded, _ = encode_qa(encoder, qa, AnswerSettings(pattern=meta["pattern"], max_length=settings.max_length))
     out = []
