@@ -290,8 +290,12 @@ def test_similarity_batches_hold_one_kind_of_question_and_need_the_teachers_vect
                 for i, r in enumerate(records)], mixed, "jsonl")
     teacher_module.meta_path(mixed).write_text(json.dumps(meta))
     seen: list[list[list[int]]] = []
-    monkeypatch.setattr(distill_module, "run_loop", lambda model, loss, plan, *a: seen.append(plan.groups) or
-                        (_ for _ in ()).throw(RuntimeError("stop")))
+
+    def stop(model, loss, plan, *args):  # type: ignore[no-untyped-def]
+        seen.append(plan.groups)
+        raise RuntimeError("stop")
+
+    monkeypatch.setattr(distill_module, "run_loop", stop)
     with pytest.raises(RuntimeError, match="stop"):
         train_distill(base_dir, mixed, None, settings=DistillSettings(similarity_weight=1.0, max_length=64,
                                                                       dev_fraction=0.0),
