@@ -86,8 +86,8 @@ def topk_kl(teacher_logp: torch.Tensor, student_logp: torch.Tensor) -> torch.Ten
 def similarity_loss(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
     """How far the cosine similarities between the rows of ``student`` ``(b, h)`` are from those between the rows of
     ``teacher`` ``(b, h')``: the mean squared difference of the two sets of ``b (b - 1) / 2`` similarities, each
-    standardised (mean 0, standard deviation 1 over the batch), i.e. ``2 (1 - r)`` less a small factor, with r their
-    Pearson correlation. 0 for fewer than 3 rows.
+    standardised (mean 0, standard deviation 1 over the batch), i.e. ``2 (1 - r)`` with r their Pearson correlation.
+    0 for fewer than 3 rows.
 
     >>> t = torch.tensor([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0]])
     >>> round(float(similarity_loss(t * 3, t)), 6), float(similarity_loss(t[[0, 2, 1]], t)) > 1
@@ -213,10 +213,9 @@ def train_distill(student: str | os.PathLike[str], teacher_file: str | os.PathLi
     fingerprint = {"student": str(student), "teacher": meta, "data": fingerprint_rows(records),
                    "settings": asdict(settings)}
     # the similarity loss compares texts under one kind of question: its batches do not mix kinds
-    groups = [[i for i, k in enumerate(kinds) if k == kind] for kind in dict.fromkeys(kinds)] \
-        if settings.similarity_weight else [list(range(len(train)))]
-    result = run_loop(lm, loss_fn, BatchPlan(groups, loop.batch_size, loop.seed, [len(e["ids"]) for e in train]),
-                      loop, ckpt, fingerprint)
+    plan = BatchPlan.grouped(kinds if settings.similarity_weight else [None] * len(train), loop.batch_size,
+                             loop.seed, [len(e["ids"]) for e in train])
+    result = run_loop(lm, loss_fn, plan, loop, ckpt, fingerprint)
     with torch.no_grad():  # what is saved (float16) is what is measured, merged and returned
         for name, p in lm.named_parameters():
             if "lora_" in name:

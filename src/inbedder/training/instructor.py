@@ -84,9 +84,7 @@ def train_instructor(model: str | os.PathLike[str], data: str | os.PathLike[str]
     with quiet_transformers():
         embedder = load(model, family="instructor", device=device, **options)
     encoder: Any = embedder.encoder
-    tasks: dict[Any, list[int]] = defaultdict(list)
-    for i, record in enumerate(records):
-        tasks[record["task_id"]].append(i)
+    plan = BatchPlan.grouped([record["task_id"] for record in records], loop.batch_size, loop.seed)
     losses: dict[str, float] = {}
     if dev_records:
         losses["before"] = _dev_loss(encoder, dev_records, settings, loop.batch_size)
@@ -95,7 +93,7 @@ def train_instructor(model: str | os.PathLike[str], data: str | os.PathLike[str]
                                 "max_length": encoder.max_length}}
     ckpt = Path(checkpoint) if checkpoint is not None else (Path(output) / "checkpoint" if output else None)
     result = run_loop(encoder, lambda rows: contrastive_loss(encoder, [records[i] for i in rows], settings),
-                      BatchPlan(list(tasks.values()), loop.batch_size, loop.seed), loop, ckpt, fingerprint,
+                      plan, loop, ckpt, fingerprint,
                       None if evaluate is None else lambda: evaluate(embedder))
     if dev_records and result.finished:
         losses["after"] = _dev_loss(encoder, dev_records, settings, loop.batch_size)
@@ -103,7 +101,7 @@ def train_instructor(model: str | os.PathLike[str], data: str | os.PathLike[str]
     if output is not None and result.finished:
         saved = save_sentence_transformers(encoder, Path(output))
         (saved / "inbedder_training.json").write_text(json.dumps({
-            "base_model": str(model), "records": len(records), "tasks": len(tasks), "loop": loop.identity(),
+            "base_model": str(model), "records": len(records), "tasks": len(plan.groups), "loop": loop.identity(),
             "temperature": settings.temperature, "symmetric": settings.symmetric, "dev_loss": losses,
             "train_loss_first": result.losses[:1], "train_loss_last": result.losses[-1:], "evals": result.evals,
             "best_step": result.best_step}, indent=2), encoding="utf-8")

@@ -101,6 +101,18 @@ class BatchPlan:
         self.batch_size, self.seed, self.lengths = batch_size, seed, lengths
         self._cache: tuple[int, list[list[int]]] | None = None
 
+    @classmethod
+    def grouped(cls, keys: list[Any], batch_size: int, seed: int, lengths: list[int] | None = None) -> BatchPlan:
+        """The plan whose groups are the rows of each key (a task, a kind of question), in order of first sight.
+
+        >>> BatchPlan.grouped(["a", "b", "a"], batch_size=2, seed=0).groups
+        [[0, 2], [1]]
+        """
+        groups: dict[Any, list[int]] = {}
+        for i, key in enumerate(keys):
+            groups.setdefault(key, []).append(i)
+        return cls(list(groups.values()), batch_size, seed, lengths)
+
     def __len__(self) -> int:
         return sum(math.ceil(len(g) / self.batch_size) for g in self.groups)
 
