@@ -370,21 +370,20 @@ def lead_kept(report: dict[str, Any], sets: dict[str, Any], teacher: str) -> str
 
 
 def geometry_kept(names: list[str], sets: dict[str, Any], work: Path, teacher: str) -> dict[str, dict[str, float]]:
-    """Per candidate and held-out axis: the Pearson correlation of its cosine similarities between the set's texts
+    """Per candidate and held-out axis: the Pearson correlation r of its cosine similarities between the set's texts
     (under the axis' question) with ``teacher``'s, i.e. how much of the teacher's geometry it shares, whatever the
-    two models' dimensions."""
-    def similarities(vectors: np.ndarray) -> np.ndarray:
-        unit = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
-        return (unit @ unit.T)[np.triu_indices(len(unit), 1)]
+    two models' dimensions (``1 - similarity_loss / 2``: the distillation loss on the same geometry)."""
+    from inbedder.training.distill import similarity_loss
 
     out: dict[str, dict[str, float]] = {}
     for set_name, task in sets.items():
         if set_name in SELECTION_SETS:
             continue
-        theirs = {a: similarities(v) for a, v in saved(teacher, set_name, task, work).items()}
+        theirs = {a: torch.from_numpy(v) for a, v in saved(teacher, set_name, task, work).items()}
         for name in names:
             for a, v in saved(name, set_name, task, work).items():
-                out.setdefault(name, {})[f"{set_name} {a}"] = float(np.corrcoef(similarities(v), theirs[a])[0, 1])
+                loss = similarity_loss(torch.from_numpy(v), theirs[a])
+                out.setdefault(name, {})[f"{set_name} {a}"] = 1.0 - float(loss) / 2
     return out
 
 
